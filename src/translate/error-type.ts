@@ -1,0 +1,88 @@
+/**
+ * `error.type`, exception and status-message rules (otel-mapping.md §1.6, §1.7).
+ */
+import { ERROR_TYPE_VALUE_OTHER } from '@opentelemetry/semantic-conventions';
+
+export const ERROR_TYPE_MAX_LENGTH = 64;
+export const STATUS_MESSAGE_MAX_LENGTH = 256;
+
+/**
+ * Keep `error.type` low-cardinality and safe: every code point outside
+ * `[A-Za-z0-9_.:-]` becomes `_`, then the result is cut to 64 chars.
+ * A value that ends up empty becomes `_OTHER`.
+ */
+export function sanitiseErrorType(raw: string): string {
+  const cleaned = raw.replace(/[^A-Za-z0-9_.:-]/gu, '_').slice(0, ERROR_TYPE_MAX_LENGTH);
+  return cleaned === '' ? ERROR_TYPE_VALUE_OTHER : cleaned;
+}
+
+/** Cut to at most `max` UTF-16 units without splitting a surrogate pair. */
+export function truncate(s: string, max: number): string {
+  if (s.length <= max) return s;
+  let end = max;
+  const last = s.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return s.slice(0, end);
+}
+
+/** The error-related fields of an attempt, or the `Final*` fields of an ApiCall. */
+export interface ErrorFields {
+  awsException?: string | undefined;
+  awsExceptionMessage?: string | undefined;
+  sdkException?: string | undefined;
+  sdkExceptionMessage?: string | undefined;
+  httpStatusCode?: number | undefined;
+}
+
+/** The exception chosen by §1.6 rules 1–2 (service error first, then client-side error). */
+export interface ChosenException {
+  /** Raw exception name/code as the SDK sent it (for `exception.type`). */
+  type: string;
+  message?: string;
+}
+
+export interface ErrorClassification {
+  /** Some error evidence exists: an exception, or a status code ≥ 400. */
+  failed: boolean;
+  /** Sanitised `error.type`, when `failed`. */
+  errorType?: string;
+  exception?: ChosenException;
+}
+
+function nonEmpty(s: string | undefined): s is string {
+  return s !== undefined && s !== '';
+}
+
+/**
+ * Classify one outcome by §1.6: 1. AwsException, 2. SdkException,
+ * 3. status ≥ 400 as a string. Rule 4 (`_OTHER`) is the caller's job, since
+ * only the caller knows whether the outcome is failed for another reason.
+ *
+ * Ruby swaps the two exception families (modelled errors under
+ * SdkException, network errors under AwsException); that is not undone here,
+ * the value is used as sent.
+ */
+export function classifyError(f: ErrorFields): ErrorClassification {
+  let exception: ChosenException | undefined;
+  if (nonEmpty(f.awsException)) {
+    exception = withMessage(f.awsException, f.awsExceptionMessage);
+  } else if (nonEmpty(f.sdkException)) {
+    exception = withMessage(f.sdkException, f.sdkExceptionMessage);
+  }
+  if (exception !== undefined) {
+    return { failed: true, errorType: sanitiseErrorType(exception.type), exception };
+  }
+  if (f.httpStatusCode !== undefined && f.httpStatusCode >= 400) {
+    return { failed: true, errorType: String(f.httpStatusCode) };
+  }
+  return { failed: false };
+}
+
+function withMessage(type: string, message: string | undefined): ChosenException {
+  return nonEmpty(message) ? { type, message } : { type };
+}
+
+/** Span status description: the exception message cut to 256 chars, absent when only a status code is known. */
+export function statusMessage(exception: ChosenException | undefined): string | undefined {
+  return exception?.message === undefined ? undefined : truncate(exception.message, STATUS_MESSAGE_MAX_LENGTH);
+}
