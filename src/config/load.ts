@@ -1,0 +1,163 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { configSchema, OPTIONS, type Config, type OptionKey } from './schema.js';
+
+/** A config problem the user must fix; the message says what and where. */
+export class ConfigError extends Error {}
+
+export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: Config };
+
+type Source = { desc: string; raw: unknown };
+type Layer = Partial<Record<OptionKey, Source>>;
+
+const KEYS = Object.keys(OPTIONS) as OptionKey[];
+const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+const FLAGS = new Map(KEYS.map((k) => [flagName(k), k]));
+
+/** Flags > environment > config file > defaults. */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
+  const { flags, configPath, command } = parseArgv(argv);
+  if (command) return { kind: command };
+  const file = configPath ?? env['AWS_CSM_BRIDGE_CONFIG'];
+  const merged: Layer = { ...(file ? fileLayer(file) : {}), ...envLayer(env), ...flags };
+  const input: Record<string, unknown> = {};
+  for (const [k, s] of Object.entries(merged)) input[k] = s.raw;
+  const r = configSchema.safeParse(input);
+  if (r.success) return { kind: 'run', config: r.data };
+  const lines = r.error.issues.map((issue) => {
+    const key = String(issue.path[0] ?? '');
+    const src = merged[key as OptionKey];
+    const got = src ? ` (${src.desc}: got ${JSON.stringify(src.raw)})` : '';
+    return `  ${key}${got}: ${issue.message}`;
+  });
+  throw new ConfigError(`invalid configuration:\n${lines.join('\n')}\nRun with --help to see every setting.`);
+}
+
+function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string; command?: 'help' | 'version' } {
+  const flags: Layer = {};
+  let configPath: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '--help' || arg === '-h') return { flags, command: 'help' };
+    if (arg === '--version' || arg === '-v') return { flags, command: 'version' };
+    const eq = arg.indexOf('=');
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const takeValue = (): string => {
+      if (eq > 0) return arg.slice(eq + 1);
+      const v = argv[++i];
+      if (v === undefined) throw new ConfigError(`${name} needs a value. Run with --help to see every setting.`);
+      return v;
+    };
+    if (name === '--config') {
+      configPath = takeValue();
+      continue;
+    }
+    const key = FLAGS.get(name);
+    if (!key) throw new ConfigError(`unknown argument "${arg}". Run with --help to see every setting.`);
+    const value = takeValue();
+    const o = OPTIONS[key];
+    const prev = flags[key];
+    flags[key] =
+      o.kind === 'list'
+        ? { desc: name, raw: [...((prev?.raw as string[] | undefined) ?? []), value] }
+        : { desc: name, raw: fromString(o.kind, value) };
+  }
+  return configPath === undefined ? { flags } : { flags, configPath };
+}
+
+function envLayer(env: NodeJS.ProcessEnv): Layer {
+  const layer: Layer = {};
+  for (const key of KEYS) {
+    for (const name of OPTIONS[key].env) {
+      const v = env[name];
+      if (v !== undefined && v !== '') {
+        layer[key] = { desc: `env ${name}`, raw: fromString(OPTIONS[key].kind, v) };
+        break;
+      }
+    }
+  }
+  // The SDKs' own variables, so one export serves the app and the bridge.
+  const host = env['AWS_CSM_HOST'];
+  const port = env['AWS_CSM_PORT'];
+  if (host || port) {
+    const h = host || '127.0.0.1';
+    const addr = `${h.includes(':') && !h.startsWith('[') ? `[${h}]` : h}:${port || '31000'}`;
+    layer.listen = { desc: 'env AWS_CSM_HOST/AWS_CSM_PORT', raw: [addr] };
+  }
+  return layer;
+}
+
+function fileLayer(path: string): Layer {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(e as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${path} must be a mapping of setting: value`);
+  const layer: Layer = {};
+  for (const [k, v] of Object.entries(doc)) {
+    if (!(k in OPTIONS)) {
+      throw new ConfigError(`config file ${path}: unknown key "${k}". Allowed keys: ${KEYS.join(', ')}`);
+    }
+    const key = k as OptionKey;
+    // A single address is accepted where a list is expected.
+    layer[key] = { desc: `file ${path}`, raw: OPTIONS[key].kind === 'list' && typeof v === 'string' ? [v] : v };
+  }
+  return layer;
+}
+
+function fromString(kind: 'string' | 'int' | 'bool' | 'list', v: string): unknown {
+  switch (kind) {
+    case 'int':
+      return /^-?\d+$/.test(v.trim()) ? Number(v.trim()) : v;
+    case 'bool':
+      return /^(1|true|yes|on)$/i.test(v) ? true : /^(0|false|no|off)$/i.test(v) ? false : v;
+    case 'list':
+      return v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    case 'string':
+      return v;
+  }
+}
+
+export function helpText(version: string): string {
+  const rows = KEYS.map((k) => {
+    const o: { help: string; env: readonly string[]; schema: { parse(v: unknown): unknown }; defaultText?: string } = OPTIONS[k];
+    let def: unknown;
+    try {
+      def = o.schema.parse(undefined);
+    } catch {
+      def = undefined;
+    }
+    const shown = o.defaultText ?? (def === undefined ? undefined : Array.isArray(def) ? def.join(',') : String(def));
+    const meta = [shown === undefined ? undefined : `default ${shown}`, o.env.length ? `env ${o.env.join(', ')}` : undefined, `file key ${k}`]
+      .filter(Boolean)
+      .join('; ');
+    return `  ${flagName(k)} VALUE\n      ${o.help}\n      (${meta})`;
+  });
+  return `aws-csm-bridge ${version}
+Receives AWS SDK Client-Side Monitoring (CSM) datagrams and exports them as
+OpenTelemetry traces and metrics over OTLP/HTTP.
+
+Usage: aws-csm-bridge [--config FILE] [--SETTING VALUE ...]
+
+Turn CSM on in an application: AWS_CSM_ENABLED=true (and AWS_CSM_PORT if not 31000).
+Precedence: flags > environment > config file (YAML, same keys) > defaults.
+Standard OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout,
+compression, per-signal variants), OTEL_SERVICE_NAME and
+OTEL_RESOURCE_ATTRIBUTES are honoured.
+
+Options:
+  --config FILE
+      YAML config file (env AWS_CSM_BRIDGE_CONFIG); see config/aws-csm-bridge.example.yaml.
+${rows.join('\n')}
+  --help, --version
+`;
+}

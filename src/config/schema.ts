@@ -1,0 +1,186 @@
+import { z } from 'zod';
+
+/**
+ * The one config schema. Flags, environment variables, the YAML file and
+ * `--help` are all derived from `OPTIONS`; nothing else declares a setting.
+ *
+ * `kind` says how a flag or env string becomes a value; the zod schema then
+ * checks it, whatever its source, so every source gets the same errors.
+ */
+type Kind = 'string' | 'int' | 'bool' | 'list';
+
+interface Option<S extends z.ZodType> {
+  schema: S;
+  kind: Kind;
+  /** Environment variables read for this key, first found wins. */
+  env: readonly string[];
+  help: string;
+  /** Shown in --help instead of the default when the default is computed. */
+  defaultText?: string;
+}
+
+const opt = <S extends z.ZodType>(schema: S, kind: Kind, help: string, env: readonly string[] = [], defaultText?: string): Option<S> =>
+  defaultText === undefined ? { schema, kind, env, help } : { schema, kind, env, help, defaultText };
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'expected HOST:PORT, with IPv6 in brackets, e.g. 127.0.0.1:31000 or [::1]:31000')
+  .refine((s) => {
+    const p = Number(s.slice(s.lastIndexOf(':') + 1));
+    return p >= 0 && p <= 65535;
+  }, 'port must be 0-65535');
+
+const ms = (min: number) => z.number().int().min(min);
+
+export const OPTIONS = {
+  listen: opt(
+    z.array(hostPort).min(1).default(['127.0.0.1:31000']),
+    'list',
+    'UDP address to receive CSM datagrams on; repeat for several (e.g. IPv4 and IPv6 loopback). Env: AWS_CSM_HOST/AWS_CSM_PORT, the variables the SDKs read.',
+    [],
+    '127.0.0.1:31000',
+  ),
+  receiveBufferBytes: opt(
+    z.number().int().min(65536).default(8 * 1024 * 1024),
+    'int',
+    'Socket receive buffer (SO_RCVBUF) in bytes; the kernel may cap it at net.core.rmem_max.',
+    ['AWS_CSM_BRIDGE_RECEIVE_BUFFER_BYTES'],
+  ),
+  maxDatagramBytes: opt(
+    z.number().int().min(1024).max(65535).default(65535),
+    'int',
+    'Datagrams longer than this are rejected as oversize.',
+    ['AWS_CSM_BRIDGE_MAX_DATAGRAM_BYTES'],
+  ),
+  admin: opt(
+    z.union([hostPort, z.literal('off')]).default('127.0.0.1:31001'),
+    'string',
+    'HTTP address for GET /healthz and GET /stats, or "off".',
+    ['AWS_CSM_BRIDGE_ADMIN'],
+  ),
+  otlpEndpoint: opt(
+    z.string().url().optional(),
+    'string',
+    'OTLP/HTTP base URL; /v1/traces and /v1/metrics are appended. Without it the standard OTEL_EXPORTER_OTLP_*ENDPOINT variables apply (default http://localhost:4318).',
+    ['AWS_CSM_BRIDGE_OTLP_ENDPOINT'],
+    'from OTEL_EXPORTER_OTLP_ENDPOINT',
+  ),
+  otlpProtocol: opt(
+    z.enum(['http/protobuf', 'http/json']).default('http/protobuf'),
+    'string',
+    'OTLP encoding.',
+    ['OTEL_EXPORTER_OTLP_PROTOCOL'],
+  ),
+  attemptHoldMs: opt(
+    ms(0).default(300_000),
+    'int',
+    'How long an attempt waits for its ApiCall before it is exported as an orphan. Retries with backoff can take minutes.',
+    ['AWS_CSM_BRIDGE_ATTEMPT_HOLD_MS'],
+  ),
+  callHoldMs: opt(
+    ms(0).default(3_000),
+    'int',
+    'How long an ApiCall with fewer attempts than its AttemptCount waits for late ones (Ruby sends the call first).',
+    ['AWS_CSM_BRIDGE_CALL_HOLD_MS'],
+  ),
+  maxPending: opt(
+    z.number().int().min(1).default(100_000),
+    'int',
+    'Cap on attempts and calls waiting to be matched; beyond it the oldest are exported early.',
+    ['AWS_CSM_BRIDGE_MAX_PENDING'],
+  ),
+  matchToleranceMs: opt(
+    ms(0).default(50),
+    'int',
+    'Clock slack allowed when fitting an attempt inside its call.',
+    ['AWS_CSM_BRIDGE_MATCH_TOLERANCE_MS'],
+  ),
+  timestampSemantics: opt(
+    z.enum(['auto', 'start', 'end']).default('auto'),
+    'string',
+    'What CSM Timestamp marks: auto = end for Go v1 (by UserAgent), start for the other SDKs.',
+    ['AWS_CSM_BRIDGE_TIMESTAMP_SEMANTICS'],
+  ),
+  accessKey: opt(
+    z.enum(['drop', 'suffix', 'hash']).default('drop'),
+    'string',
+    'Export AccessKey as csm.access_key? drop (default), suffix (last 4 characters) or hash (salted SHA-256, 16 hex).',
+    ['AWS_CSM_BRIDGE_ACCESS_KEY'],
+  ),
+  accessKeySalt: opt(
+    z.string().default(''),
+    'string',
+    'Salt for accessKey: hash. Set it to keep hashes stable across restarts; when empty a random salt is used.',
+    ['AWS_CSM_BRIDGE_ACCESS_KEY_SALT'],
+  ),
+  attemptSpanKind: opt(
+    z.enum(['client', 'internal']).default('client'),
+    'string',
+    'Span kind of attempt spans; internal avoids doubled service-graph edges.',
+    ['AWS_CSM_BRIDGE_ATTEMPT_SPAN_KIND'],
+  ),
+  defaultServiceName: opt(
+    z.string().min(1).default('unknown_service:aws-csm'),
+    'string',
+    'service.name for clients that send an empty ClientId.',
+    ['AWS_CSM_BRIDGE_DEFAULT_SERVICE_NAME'],
+  ),
+  serviceNamespace: opt(
+    z.string().optional(),
+    'string',
+    'service.namespace put on every monitored client resource.',
+    ['AWS_CSM_BRIDGE_SERVICE_NAMESPACE'],
+  ),
+  maxClients: opt(
+    z.number().int().min(1).max(10_000).default(50),
+    'int',
+    'Distinct ClientIds exported as their own service; the rest share service.name "aws-csm:other".',
+    ['AWS_CSM_BRIDGE_MAX_CLIENTS'],
+  ),
+  exportDelayMs: opt(
+    ms(1).default(1_000),
+    'int',
+    'Longest time a finished span waits in the batch queue before export.',
+    ['OTEL_BSP_SCHEDULE_DELAY'],
+  ),
+  exportQueueSize: opt(
+    z.number().int().min(1).default(16_384),
+    'int',
+    'Spans queued per client before new ones are dropped (drops are counted).',
+    ['OTEL_BSP_MAX_QUEUE_SIZE'],
+  ),
+  exportBatchSize: opt(
+    z.number().int().min(1).default(1_024),
+    'int',
+    'Spans per OTLP export request.',
+    ['OTEL_BSP_MAX_EXPORT_BATCH_SIZE'],
+  ),
+  metricsIntervalMs: opt(
+    ms(100).default(15_000),
+    'int',
+    'Metric export interval.',
+    ['OTEL_METRIC_EXPORT_INTERVAL'],
+  ),
+  shutdownTimeoutMs: opt(
+    ms(100).default(10_000),
+    'int',
+    'Longest time SIGTERM/SIGINT waits for the final flush before exiting.',
+    ['AWS_CSM_BRIDGE_SHUTDOWN_TIMEOUT_MS'],
+  ),
+  logLevel: opt(
+    z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    'string',
+    'Least severe log level written (JSON lines on stderr).',
+    ['AWS_CSM_BRIDGE_LOG_LEVEL'],
+  ),
+} as const;
+
+export type OptionKey = keyof typeof OPTIONS;
+
+export const configSchema = z
+  .object(Object.fromEntries(Object.entries(OPTIONS).map(([k, o]) => [k, o.schema])) as {
+    [K in OptionKey]: (typeof OPTIONS)[K]['schema'];
+  })
+  .strict();
+
+export type Config = z.output<typeof configSchema>;
