@@ -50,8 +50,13 @@ const P_FINAL_STATUS = 100;
 const P_RETRIED_SUCCESS = 100; // a non-final attempt that succeeded
 const P_FINAL_EXCEPTION = 50;
 const B_SAME_PORT = 0.5; // JS v2 / Ruby: a weak hint only
-/** Attempts of one call are sequential; allow only ms rounding between one's end and the next's start. */
+/**
+ * Attempts of one call are sequential; botocore and Go v1 measure tightly, so only ms rounding is
+ * allowed between one's end and the next's start. JS v2 was seen (under CPU load) reporting
+ * retries that overlap by several ms, so the other SDKs get the configured tolerance.
+ */
 const SEQ_TOLERANCE_MS = 2;
+const TIGHT_TIMING: ReadonlySet<SdkFamily> = new Set<SdkFamily>(['botocore', 'go-v1']);
 /**
  * A retry this soon after the previous attempt is unusual: Go v1's minimum retry delay is 30 ms,
  * botocore draws its backoff from [0, 1 s) (3 % below 30 ms). JS v2 retries sooner (DynamoDB base
@@ -327,7 +332,7 @@ export class Correlator {
     const idx = cands.map((_, i) => i);
     const topLast = idx.slice().sort((a, b) => last[a]! - last[b]!).slice(0, TOP_K);
     const topFirst = idx.slice().sort((a, b) => first[a]! - first[b]!).slice(0, TOP_K);
-    const tol = SEQ_TOLERANCE_MS;
+    const tol = this.seqTolerance(call.ev.sdk);
     const byEnd = n > 2 ? cands.slice().sort((a, b) => a.end - b.end || a.start - b.start) : [];
     let best: Chain | undefined;
     for (const li of topLast) {
@@ -363,7 +368,7 @@ export class Correlator {
    */
   private middles(call: PendingCall, byEnd: PendingAttempt[], F: PendingAttempt, L: PendingAttempt, k: number): Chain {
     if (k <= 0) return { attempts: [], cost: 0 };
-    const tol = SEQ_TOLERANCE_MS;
+    const tol = this.seqTolerance(call.ev.sdk);
     const between = byEnd.filter((a) => a !== F && a !== L && a.start >= F.end - tol && a.end <= L.start + tol);
     const pick = (allowSuccess: boolean, minGap: number): PendingAttempt[] => {
       const out: PendingAttempt[] = [];
@@ -431,7 +436,7 @@ export class Correlator {
   private bestWaitingCall(group: Group, a: PendingAttempt): PendingCall | undefined {
     let best: PendingCall | undefined;
     let bestCost = Infinity;
-    const tol = SEQ_TOLERANCE_MS;
+    const tol = this.seqTolerance(a.ev.sdk);
     for (const c of group.calls) {
       if (c.attempts.length >= c.want) continue;
       if (a.start < c.start - c.tol || a.end > c.end + c.tol) continue;
@@ -497,6 +502,10 @@ export class Correlator {
   }
 
   // ---------------------------------------------------------------- bookkeeping
+
+  private seqTolerance(sdk: SdkFamily): number {
+    return TIGHT_TIMING.has(sdk) ? SEQ_TOLERANCE_MS : Math.max(SEQ_TOLERANCE_MS, this.opts.toleranceMs);
+  }
 
   private tolerance(c: CsmApiCall): number {
     // Wall-clock timestamps vs (sometimes monotonic) latencies drift apart on long calls: allow 1 ms/s.
