@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { ZodError } from 'zod';
+import { fastValidateApiCall, fastValidateAttempt } from './fast-validate.js';
 import { apiCallAttemptSchema, apiCallSchema, FIELD_ALIASES, REQUIRED_FIELDS } from './schema.js';
 import type { RawApiCall, RawApiCallAttempt } from './schema.js';
-import type { CsmApiCall, CsmAttempt, DecodeResult, SdkFamily, Source } from './types.js';
+import type { CsmApiCall, CsmAttempt, CsmEvent, DecodeResult, SdkFamily, Source } from './types.js';
 
 export interface DecoderOptions {
   /** Datagrams larger than this are rejected as `oversize`. */
@@ -14,12 +15,21 @@ export interface DecoderOptions {
   timestampSemantics: 'auto' | 'start' | 'end';
 }
 
-/** Decodes one datagram. Never throws: every failure is a counted `RejectReason`. */
+const ALIASES: readonly (readonly [string, string])[] = Object.entries(FIELD_ALIASES);
+
+/**
+ * Decodes one datagram. Never throws: every failure is a counted `RejectReason`.
+ *
+ * `validator`: 'fast' (default) tries the hand-written equivalent of the zod schema first
+ * (./fast-validate.ts) and runs zod only on what it does not accept; 'zod' runs zod always
+ * (the reference the equivalence test compares against).
+ */
 export function decodeDatagram(
   bytes: Buffer,
   source: Source,
   receivedAt: number,
   opts: DecoderOptions,
+  validator: 'fast' | 'zod' = 'fast',
 ): DecodeResult {
   if (bytes.length > opts.maxDatagramBytes) {
     return { ok: false, reason: 'oversize', detail: `${bytes.length} bytes > ${opts.maxDatagramBytes}` };
@@ -34,7 +44,7 @@ export function decodeDatagram(
     return { ok: false, reason: 'not_object', detail: `JSON ${Array.isArray(parsed) ? 'array' : typeof parsed}, not an object` };
   }
   const obj = parsed as Record<string, unknown>;
-  for (const [alias, name] of Object.entries(FIELD_ALIASES)) {
+  for (const [alias, name] of ALIASES) {
     if (Object.hasOwn(obj, alias) && !Object.hasOwn(obj, name)) obj[name] = obj[alias];
   }
   const type = obj['Type'];
@@ -50,18 +60,67 @@ export function decodeDatagram(
     }
   }
   if (type === 'ApiCall') {
+    const fast = validator === 'fast' ? fastValidateApiCall(obj) : undefined;
+    if (fast) return checkRanges(toApiCall(fast, source, receivedAt, opts));
     const r = apiCallSchema.safeParse(obj);
     if (!r.success) return { ok: false, reason: 'bad_field', detail: issueText(type, r.error) };
-    return { ok: true, event: toApiCall(r.data, source, receivedAt, opts) };
+    return checkRanges(toApiCall(r.data, source, receivedAt, opts));
   }
+  const fast = validator === 'fast' ? fastValidateAttempt(obj) : undefined;
+  if (fast) return checkRanges(toAttempt(fast, source, receivedAt, opts));
   const r = apiCallAttemptSchema.safeParse(obj);
   if (!r.success) return { ok: false, reason: 'bad_field', detail: issueText(type, r.error) };
-  return { ok: true, event: toAttempt(r.data, source, receivedAt, opts) };
+  return checkRanges(toAttempt(r.data, source, receivedAt, opts));
+}
+
+/** Identity strings become span names, metric attributes, resources and correlation keys. */
+export const MAX_NAME_CHARS = 256;
+/** Epoch ms before 2286-11-20: nanoseconds still fit OTLP's fixed64 with room to spare. */
+export const MAX_TIMESTAMP_MS = 1e13;
+/** No SDK call or phase takes a week; larger values are clock jumps or garbage. */
+export const MAX_LATENCY_MS = 7 * 24 * 3600 * 1000;
+export const MAX_ATTEMPTS = 10_000;
+
+const LATENCY_FIELDS = [
+  'latency', 'attemptLatency', 'dnsLatency', 'tcpLatency', 'sslLatency', 'connectLatency', 'requestLatency', 'acquireConnectionLatency',
+] as const;
+
+/**
+ * Values a span or metric cannot carry sensibly are rejected as `bad_field`
+ * (counted, never clamped): no later stage can then produce a non-finite time,
+ * an end before its start, a time before 1970, an integer attribute beyond int64,
+ * or a multi-KiB span name / metric label.
+ */
+function checkRanges(e: CsmEvent): DecodeResult {
+  const bad = (what: string): DecodeResult => ({ ok: false, reason: 'bad_field', detail: `${e.type}.${what}` });
+  for (const [k, v] of [['ClientId', e.clientId], ['Service', e.service], ['Api', e.api], ['Region', e.region]] as const) {
+    if (v !== undefined && v.length > MAX_NAME_CHARS) return bad(`${k}: longer than ${MAX_NAME_CHARS} characters`);
+  }
+  if (e.timestamp > MAX_TIMESTAMP_MS) return bad(`Timestamp: after ${MAX_TIMESTAMP_MS} (year 2286)`);
+  const rec = e as unknown as Record<string, unknown>;
+  let lat = 0;
+  for (const k of LATENCY_FIELDS) {
+    const v = rec[k];
+    if (typeof v !== 'number') continue;
+    if (v > MAX_LATENCY_MS) return bad(`${k}: more than ${MAX_LATENCY_MS} ms`);
+    if (k === 'latency' || k === 'attemptLatency') lat = v;
+  }
+  if (e.timestampMarksEnd && e.timestamp - lat < 0) return bad('Timestamp: minus the latency is before 1970');
+  for (const k of ['attemptCount', 'attemptNumber'] as const) {
+    const v = rec[k];
+    if (typeof v === 'number' && v > MAX_ATTEMPTS) return bad(`${k}: more than ${MAX_ATTEMPTS}`);
+  }
+  for (const k of ['httpStatusCode', 'finalHttpStatusCode'] as const) {
+    const v = rec[k];
+    if (typeof v === 'number' && (v < 0 || v > 999)) return bad(`${k}: not an HTTP status`);
+  }
+  return { ok: true, event: e };
 }
 
 /** A short, value-free description (values may hold secrets or control characters). */
 function describe(v: unknown): string {
-  if (typeof v === 'string') return `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"`;
+  // Only a short identifier is echoed: anything longer or odd may be a credential or an escape sequence.
+  if (typeof v === 'string') return /^[A-Za-z0-9_.:-]{0,40}$/.test(v) ? `"${v}"` : `(a string of ${v.length} characters)`;
   if (v === null) return 'null';
   return typeof v === 'number' ? String(v) : `of type ${Array.isArray(v) ? 'array' : typeof v}`;
 }
@@ -91,68 +150,74 @@ const nonEmpty = (v: string | undefined): string | undefined => (v === undefined
 const nonZero = (v: number | undefined): number | undefined => (v === undefined || v === 0 ? undefined : Math.trunc(v));
 const flag = (v: number | undefined): boolean | undefined => (v === undefined ? undefined : v !== 0);
 
-function common(raw: RawApiCall | RawApiCallAttempt, source: Source, receivedAt: number, opts: DecoderOptions) {
+/*
+ * The builders below assign only the fields the SDK sent, in a fixed order, instead of building
+ * every field and deleting the undefined ones (deletes turn objects into slow dictionaries).
+ * `'x' in event` still means "the SDK sent it".
+ */
+type Out = Record<string, unknown>;
+function set(o: Out, k: string, v: unknown): void {
+  if (v !== undefined) o[k] = v;
+}
+
+function common(o: Out, raw: RawApiCall | RawApiCallAttempt, source: Source, receivedAt: number, opts: DecoderOptions): void {
   const userAgent = nonEmpty(raw.UserAgent);
   const sdk = sdkFamily(userAgent);
-  return {
-    clientId: raw.ClientId ?? '',
-    service: raw.Service,
-    api: raw.Api,
-    timestamp: raw.Timestamp,
-    region: nonEmpty(raw.Region),
-    userAgent,
-    sdk,
-    timestampMarksEnd: opts.timestampSemantics === 'auto' ? sdk === 'go-v1' : opts.timestampSemantics === 'end',
-    source,
-    receivedAt,
-  };
+  o['clientId'] = raw.ClientId ?? '';
+  o['service'] = raw.Service;
+  o['api'] = raw.Api;
+  o['timestamp'] = raw.Timestamp;
+  set(o, 'region', nonEmpty(raw.Region));
+  set(o, 'userAgent', userAgent);
+  o['sdk'] = sdk;
+  o['timestampMarksEnd'] = opts.timestampSemantics === 'auto' ? sdk === 'go-v1' : opts.timestampSemantics === 'end';
+  o['source'] = source;
+  o['receivedAt'] = receivedAt;
 }
 
 function toApiCall(raw: RawApiCall, source: Source, receivedAt: number, opts: DecoderOptions): CsmApiCall {
-  return dropUndefined({
-    type: 'ApiCall',
-    ...common(raw, source, receivedAt, opts),
-    attemptCount: int(raw.AttemptCount),
-    latency: int(raw.Latency),
-    maxRetriesExceeded: flag(raw.MaxRetriesExceeded),
-    finalHttpStatusCode: nonZero(raw.FinalHttpStatusCode),
-    finalAwsException: nonEmpty(raw.FinalAwsException),
-    finalAwsExceptionMessage: nonEmpty(raw.FinalAwsExceptionMessage),
-    finalSdkException: nonEmpty(raw.FinalSdkException),
-    finalSdkExceptionMessage: nonEmpty(raw.FinalSdkExceptionMessage),
-    apiCallTimeout: flag(raw.ApiCallTimeout),
-    xAmznRequestId: nonEmpty(raw.XAmznRequestId),
-    xAmzRequestId: nonEmpty(raw.XAmzRequestId),
-  });
+  const o: Out = { type: 'ApiCall' };
+  common(o, raw, source, receivedAt, opts);
+  set(o, 'attemptCount', int(raw.AttemptCount));
+  set(o, 'latency', int(raw.Latency));
+  set(o, 'maxRetriesExceeded', flag(raw.MaxRetriesExceeded));
+  set(o, 'finalHttpStatusCode', nonZero(raw.FinalHttpStatusCode));
+  set(o, 'finalAwsException', nonEmpty(raw.FinalAwsException));
+  set(o, 'finalAwsExceptionMessage', nonEmpty(raw.FinalAwsExceptionMessage));
+  set(o, 'finalSdkException', nonEmpty(raw.FinalSdkException));
+  set(o, 'finalSdkExceptionMessage', nonEmpty(raw.FinalSdkExceptionMessage));
+  set(o, 'apiCallTimeout', flag(raw.ApiCallTimeout));
+  set(o, 'xAmznRequestId', nonEmpty(raw.XAmznRequestId));
+  set(o, 'xAmzRequestId', nonEmpty(raw.XAmzRequestId));
+  return o as unknown as CsmApiCall;
 }
 
 function toAttempt(raw: RawApiCallAttempt, source: Source, receivedAt: number, opts: DecoderOptions): CsmAttempt {
   const fqdn = splitHostPort(nonEmpty(raw.Fqdn));
-  return dropUndefined({
-    type: 'ApiCallAttempt',
-    ...common(raw, source, receivedAt, opts),
-    attemptLatency: int(raw.AttemptLatency),
-    attemptNumber: nonZero(raw.AttemptCount),
-    serverAddress: fqdn?.host,
-    serverPort: fqdn?.port,
-    accessKey: redactAccessKey(nonEmpty(raw.AccessKey), opts),
-    httpStatusCode: nonZero(raw.HttpStatusCode),
-    xAmznRequestId: nonEmpty(raw.XAmznRequestId),
-    xAmzRequestId: nonEmpty(raw.XAmzRequestId),
-    xAmzId2: nonEmpty(raw.XAmzId2),
-    awsException: nonEmpty(raw.AwsException),
-    awsExceptionMessage: nonEmpty(raw.AwsExceptionMessage),
-    sdkException: nonEmpty(raw.SdkException),
-    sdkExceptionMessage: nonEmpty(raw.SdkExceptionMessage),
-    destinationIp: nonEmpty(raw.DestinationIp),
-    connectionReused: flag(raw.ConnectionReused),
-    dnsLatency: int(raw.DnsLatency),
-    tcpLatency: int(raw.TcpLatency),
-    sslLatency: int(raw.SslLatency),
-    connectLatency: int(raw.ConnectLatency),
-    requestLatency: int(raw.RequestLatency),
-    acquireConnectionLatency: int(raw.AcquireConnectionLatency),
-  });
+  const o: Out = { type: 'ApiCallAttempt' };
+  common(o, raw, source, receivedAt, opts);
+  set(o, 'attemptLatency', int(raw.AttemptLatency));
+  set(o, 'attemptNumber', nonZero(raw.AttemptCount));
+  set(o, 'serverAddress', fqdn?.host);
+  set(o, 'serverPort', fqdn?.port);
+  set(o, 'accessKey', redactAccessKey(nonEmpty(raw.AccessKey), opts));
+  set(o, 'httpStatusCode', nonZero(raw.HttpStatusCode));
+  set(o, 'xAmznRequestId', nonEmpty(raw.XAmznRequestId));
+  set(o, 'xAmzRequestId', nonEmpty(raw.XAmzRequestId));
+  set(o, 'xAmzId2', nonEmpty(raw.XAmzId2));
+  set(o, 'awsException', nonEmpty(raw.AwsException));
+  set(o, 'awsExceptionMessage', nonEmpty(raw.AwsExceptionMessage));
+  set(o, 'sdkException', nonEmpty(raw.SdkException));
+  set(o, 'sdkExceptionMessage', nonEmpty(raw.SdkExceptionMessage));
+  set(o, 'destinationIp', nonEmpty(raw.DestinationIp));
+  set(o, 'connectionReused', flag(raw.ConnectionReused));
+  set(o, 'dnsLatency', int(raw.DnsLatency));
+  set(o, 'tcpLatency', int(raw.TcpLatency));
+  set(o, 'sslLatency', int(raw.SslLatency));
+  set(o, 'connectLatency', int(raw.ConnectLatency));
+  set(o, 'requestLatency', int(raw.RequestLatency));
+  set(o, 'acquireConnectionLatency', int(raw.AcquireConnectionLatency));
+  return o as unknown as CsmAttempt;
 }
 
 /** `host`, `host:port`, `[v6]:port` or a bare IPv6 address. */
@@ -180,10 +245,4 @@ function redactAccessKey(key: string | undefined, opts: DecoderOptions): string 
     case 'hash':
       return createHash('sha256').update(opts.accessKeySalt).update('\0').update(key).digest('hex').slice(0, 16);
   }
-}
-
-/** Keeps events small and makes `'x' in event` mean "the SDK sent it". */
-function dropUndefined<T extends object>(o: T): T {
-  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
-  return o;
 }

@@ -1,0 +1,164 @@
+// A light OTLP/HTTP receiver for the benchmark: counts spans in protobuf ExportTraceServiceRequest
+// bodies by walking the wire format (no full decode), and, for every root span whose
+// aws.request_id was written by bench/gen.c ("b<seq>-<send monotonic ns>"), records the
+// datagram-send → span-arrival latency in a 1 ms histogram. /v1/metrics is accepted and counted.
+// Prints {"port":N} on stdout once listening; GET /count returns the totals.
+import http from 'node:http';
+import { gunzipSync } from 'node:zlib';
+
+const HIST_MS = 120_000; // latencies above 120 s land in the last bucket
+const hist = new Uint32Array(HIST_MS + 1);
+const state = { spans: 0, rootSpans: 0, timedRoots: 0, traceRequests: 0, metricRequests: 0, badRequests: 0, bytes: 0 };
+// Seq numbers of timed roots already seen, as a bitmap (bounded: 2^27 calls), to count duplicates.
+let seen = new Uint8Array(1 << 16);
+let duplicates = 0;
+const REQUEST_ID_KEY = Buffer.from('aws.request_id');
+
+function varint(buf, pos) {
+  let v = 0;
+  let shift = 0;
+  for (;;) {
+    const b = buf[pos++];
+    if (b === undefined) throw new Error('truncated varint');
+    v += (b & 0x7f) * 2 ** shift;
+    if (b < 0x80) return [v, pos];
+    shift += 7;
+    if (shift > 63) throw new Error('bad varint');
+  }
+}
+
+/** Calls fn(field, wireType, start, end) for each field of the message in buf[start, end). */
+function fields(buf, start, end, fn) {
+  let pos = start;
+  while (pos < end) {
+    let key;
+    [key, pos] = varint(buf, pos);
+    const field = Math.floor(key / 8);
+    const wt = key & 7;
+    if (wt === 0) {
+      const s = pos;
+      [, pos] = varint(buf, pos);
+      fn(field, wt, s, pos);
+    } else if (wt === 1) {
+      fn(field, wt, pos, pos + 8);
+      pos += 8;
+    } else if (wt === 5) {
+      fn(field, wt, pos, pos + 4);
+      pos += 4;
+    } else if (wt === 2) {
+      let len;
+      [len, pos] = varint(buf, pos);
+      if (pos + len > end) throw new Error('truncated field');
+      fn(field, wt, pos, pos + len);
+      pos += len;
+    } else throw new Error(`wire type ${wt}`);
+  }
+  if (pos !== end) throw new Error('overrun');
+}
+
+function onSpan(buf, s, e, arrivalNs) {
+  state.spans++;
+  let parent = false;
+  let requestId;
+  fields(buf, s, e, (f, wt, a, b) => {
+    if (f === 4 && wt === 2 && b > a) parent = true;
+    else if (f === 9 && wt === 2 && requestId === undefined) {
+      // KeyValue { key = 1; value = 2 (AnyValue { string_value = 1 }) }
+      let isKey = false;
+      let valueStart = -1;
+      let valueEnd = -1;
+      fields(buf, a, b, (kf, kwt, ka, kb) => {
+        if (kf === 1 && kwt === 2) isKey = kb - ka === REQUEST_ID_KEY.length && buf.compare(REQUEST_ID_KEY, 0, REQUEST_ID_KEY.length, ka, kb) === 0;
+        else if (kf === 2 && kwt === 2) {
+          valueStart = ka;
+          valueEnd = kb;
+        }
+      });
+      if (isKey && valueStart >= 0) {
+        fields(buf, valueStart, valueEnd, (vf, vwt, va, vb) => {
+          if (vf === 1 && vwt === 2) requestId = buf.toString('latin1', va, vb);
+        });
+      }
+    }
+  });
+  if (parent) return;
+  state.rootSpans++;
+  if (requestId === undefined || requestId.length !== 36 || requestId[0] !== 'b') return;
+  const seq = Number(requestId.slice(1, 16));
+  const sentNs = BigInt(requestId.slice(17));
+  if (seq < 2 ** 27) {
+    if (seq >> 3 >= seen.length) {
+      const bigger = new Uint8Array(Math.min(2 ** 24, Math.max(seen.length * 2, (seq >> 3) + 1)));
+      bigger.set(seen);
+      seen = bigger;
+    }
+    if (seen[seq >> 3] & (1 << (seq & 7))) duplicates++;
+    else seen[seq >> 3] |= 1 << (seq & 7);
+  }
+  state.timedRoots++;
+  const ms = Number((arrivalNs - sentNs) / 1_000_000n);
+  hist[Math.max(0, Math.min(HIST_MS, ms))]++;
+}
+
+function countTraces(buf, arrivalNs) {
+  fields(buf, 0, buf.length, (f, wt, a, b) => {
+    if (f !== 1 || wt !== 2) return; // ResourceSpans
+    fields(buf, a, b, (rf, rwt, ra, rb) => {
+      if (rf !== 2 || rwt !== 2) return; // ScopeSpans
+      fields(buf, ra, rb, (sf, swt, sa, sb) => {
+        if (sf === 2 && swt === 2) onSpan(buf, sa, sb, arrivalNs);
+      });
+    });
+  });
+}
+
+function percentile(p) {
+  const total = hist.reduce((x, y) => x + y, 0);
+  if (total === 0) return null;
+  const want = Math.ceil(total * p);
+  let acc = 0;
+  for (let i = 0; i < hist.length; i++) {
+    acc += hist[i];
+    if (acc >= want) return i;
+  }
+  return HIST_MS;
+}
+
+const server = http.createServer((req, res) => {
+  if (req.method === 'GET' && req.url === '/count') {
+    const body = JSON.stringify({
+      ...state,
+      duplicates,
+      latencyMs: { p50: percentile(0.5), p90: percentile(0.9), p99: percentile(0.99), max: percentile(1) },
+      cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+    });
+    res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+    return;
+  }
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const arrivalNs = process.hrtime.bigint();
+    let buf = Buffer.concat(chunks);
+    state.bytes += buf.length;
+    try {
+      if (req.headers['content-encoding'] === 'gzip') buf = gunzipSync(buf);
+      if (req.url === '/v1/traces') {
+        if (!String(req.headers['content-type']).includes('protobuf')) throw new Error('bench counts protobuf only');
+        state.traceRequests++;
+        countTraces(buf, arrivalNs);
+      } else if (req.url === '/v1/metrics') state.metricRequests++;
+      else throw new Error(`unknown path ${req.url}`);
+    } catch (e) {
+      state.badRequests++;
+      res.writeHead(400).end(String(e.message));
+      return;
+    }
+    // An empty ExportTraceServiceResponse / ExportMetricsServiceResponse.
+    res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+  });
+});
+server.keepAliveTimeout = 60_000;
+server.listen(0, '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`));
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
+process.on('disconnect', () => process.exit(0));
