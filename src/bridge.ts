@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { RemoteInfo } from 'node:dgram';
 import { AdminServer } from './admin/server.js';
 import type { Config } from './config/schema.js';
@@ -6,13 +8,44 @@ import { Correlator } from './correlate/correlator.js';
 import type { Correlated } from './correlate/types.js';
 import { decodeDatagram, type DecoderOptions } from './decode/decoder.js';
 import { OtelExporter } from './export/otel-exporter.js';
+import { ProcessIdentityResolver, type ProcessIdentity } from './identity/resolver.js';
 import type { Logger } from './log.js';
 import { UdpReceiver } from './receive/udp-receiver.js';
+import { bindPolicyError, SourceFilter } from './receive/source-filter.js';
 import { newStats, type Stats } from './stats.js';
 import { translate, type TranslateOptions } from './translate/translate.js';
+import type { Translation } from './translate/types.js';
+
+/** Sees every datagram as received (the recorder), with the receive time the pipeline uses. */
+export type DatagramTap = (bytes: Buffer, from: { address: string; port: number }, receivedAt: number) => void;
+/** Sees every translated call (the live view). */
+export type CallTap = (c: Correlated, t: Translation) => void;
+
+/**
+ * `udp` (default): sockets, admin server and the expiry timer. `replay`: none
+ * of them; the replayer feeds `ingest` and drives `expire` on the recording's clock.
+ */
+export type Intake = 'udp' | 'replay';
 
 /** How often pending correlation state is checked for expired holds. */
 const EXPIRE_EVERY_MS = 1_000;
+/** RSS is checked on a timer and, during a flood, every so many datagrams or bytes. */
+const MEMORY_CHECK_EVERY_MS = 500;
+const MEMORY_CHECK_EVERY_DATAGRAMS = 4_096;
+const MEMORY_CHECK_EVERY_BYTES = 8 * 1024 * 1024;
+const MEMORY_SHED_MIN_GAP_MS = 100;
+const MEMORY_GC_MIN_GAP_MS = 1_000;
+
+/** A full, synchronous GC (global.gc without starting node with --expose-gc). */
+const fullGc: () => void = (() => {
+  try {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    return () => gc();
+  } catch {
+    return () => {};
+  }
+})();
 
 /**
  * Wires the stages: receive → decode → correlate → translate → export.
@@ -28,12 +61,27 @@ export class Bridge {
   private readonly decoderOptions: DecoderOptions;
   private readonly translateOptions: TranslateOptions;
   private expireTimer: NodeJS.Timeout | undefined;
+  /** Only with --allow-source: datagrams from elsewhere are dropped before decoding. */
+  private readonly sourceFilter: SourceFilter | undefined;
+  private readonly bindError: string | undefined;
+  private memoryTimer: NodeJS.Timeout | undefined;
+  /** Datagrams / bytes since the last RSS check (a flood is checked between timer ticks too). */
+  private sinceMemoryCheck = { datagrams: 0, bytes: 0 };
+  private lastShedAt = 0;
+  private lastGcAt = 0;
+  private readonly datagramTaps: DatagramTap[] = [];
+  private readonly callTaps: CallTap[] = [];
+  /** processIdentity: the sending process of loopback datagrams (never for replays). */
+  private readonly identity: ProcessIdentityResolver | undefined;
+  /** Calls waiting for their sender's identity (bounded by the resolver's maxWaitMs). */
+  private readonly deferredWrites = new Set<Promise<void>>();
 
   constructor(
     config: Config,
     private readonly log: Logger,
     version: string,
     env: NodeJS.ProcessEnv = process.env,
+    private readonly intake: Intake = 'udp',
   ) {
     this.decoderOptions = {
       maxDatagramBytes: config.maxDatagramBytes,
@@ -69,16 +117,27 @@ export class Bridge {
         exportBatchSize: config.exportBatchSize,
         metricsIntervalMs: config.metricsIntervalMs,
         version,
+        spoolMaxBytes: config.spoolMaxBytes,
+        ...(config.spoolDir ? { spoolDir: config.spoolDir } : {}),
       },
       this.stats,
       log,
       env,
     );
+    this.sourceFilter = config.allowSource.length > 0 ? new SourceFilter(config.allowSource) : undefined;
+    this.bindError = bindPolicyError(config.listen, config.allowSource, config.allowAnySource);
+    this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
+    this.identity =
+      config.processIdentity === 'off' || intake === 'replay'
+        ? undefined
+        : new ProcessIdentityResolver({ mode: config.processIdentity, commandLine: config.processCommandLine }, log, this.stats.identity);
     this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log);
     this.admin = config.admin === 'off' ? undefined : new AdminServer(config.admin, () => this.snapshot());
   }
 
   async start(): Promise<{ listen: string[]; admin?: string }> {
+    if (this.intake === 'replay') return { listen: [] };
+    if (this.bindError) throw new Error(this.bindError);
     await this.receiver.start();
     try {
       await this.admin?.start();
@@ -88,14 +147,49 @@ export class Bridge {
     }
     this.expireTimer = setInterval(() => this.correlator.expire(Date.now()), EXPIRE_EVERY_MS);
     this.expireTimer.unref();
+    this.memoryTimer = setInterval(() => this.checkMemory(), MEMORY_CHECK_EVERY_MS);
+    this.memoryTimer.unref();
     const admin = this.admin?.address();
     return admin ? { listen: this.receiver.addresses(), admin } : { listen: this.receiver.addresses() };
   }
 
+  /** Adds a tap on received datagrams (before decoding). */
+  tapDatagrams(tap: DatagramTap): void {
+    this.datagramTaps.push(tap);
+  }
+
+  /** Adds a tap on translated calls (after translate, before export). */
+  tapCalls(tap: CallTap): void {
+    this.callTaps.push(tap);
+  }
+
+  /** Replay intake: one recorded datagram, with its recorded source and receive time. */
+  ingest(bytes: Buffer, from: { address: string; port: number }, receivedAt: number): void {
+    this.handleDatagram(bytes, from, receivedAt);
+  }
+
+  /** Replay intake: the expiry tick, on the recording's clock. */
+  expire(now: number): void {
+    this.correlator.expire(now);
+  }
+
   private onDatagram(bytes: Buffer, from: RemoteInfo): void {
+    this.handleDatagram(bytes, from, Date.now());
+  }
+
+  private handleDatagram(bytes: Buffer, from: { address: string; port: number }, receivedAt: number): void {
+    const since = this.sinceMemoryCheck;
+    if (++since.datagrams >= MEMORY_CHECK_EVERY_DATAGRAMS || (since.bytes += bytes.length) >= MEMORY_CHECK_EVERY_BYTES) this.checkMemory();
+    if (this.sourceFilter && !this.sourceFilter.allows(from.address)) {
+      this.stats.datagrams.received++;
+      const n = ++this.stats.datagrams.dropped.source_not_allowed;
+      this.log.warnLimited('drop:source', 'dropped a datagram from a source outside --allow-source', { from: from.address, droppedSoFar: n });
+      return;
+    }
+    for (const tap of this.datagramTaps) tap(bytes, from, receivedAt);
     const s = this.stats.datagrams;
     s.received++;
-    const r = decodeDatagram(bytes, { address: from.address, port: from.port }, Date.now(), this.decoderOptions);
+    const r = decodeDatagram(bytes, { address: from.address, port: from.port }, receivedAt, this.decoderOptions);
     if (!r.ok) {
       s.rejected[r.reason]++;
       this.log.warnLimited(`reject:${r.reason}`, 'rejected CSM datagram', {
@@ -109,6 +203,8 @@ export class Bridge {
     s.accepted++;
     if (r.event.type === 'ApiCall') this.stats.events.calls++;
     else this.stats.events.attempts++;
+    // A new source starts its process lookup now, off this path, so it is usually done when the call completes.
+    this.identity?.observe(from.address, from.port);
     this.correlator.add(r.event);
   }
 
@@ -124,7 +220,12 @@ export class Bridge {
       s.orphaned[c.reason]++;
     }
     try {
-      this.exporter.write(translate(c, this.translateOptions));
+      const t = translate(c, this.translateOptions);
+      for (const tap of this.callTaps) tap(c, t);
+      const source = c.kind === 'call' ? c.call.source : c.attempt.source;
+      const identity = this.identity?.lookup(source.address, source.port);
+      if (identity instanceof Promise) this.writeWhenResolved(t, identity);
+      else this.exporter.write(t, identity);
     } catch (e) {
       // A bug here must cost one call, not the daemon.
       this.stats.internalErrors++;
@@ -132,20 +233,86 @@ export class Bridge {
     }
   }
 
+  /** The sender is still being looked up: export once it is known (or given up on). */
+  private writeWhenResolved(t: Translation, identity: Promise<ProcessIdentity | undefined>): void {
+    const p = identity.then((id) => {
+      try {
+        this.exporter.write(t, id);
+      } catch (e) {
+        this.stats.internalErrors++;
+        this.log.warnLimited('translate', 'could not export a call', { error: (e as Error).message });
+      }
+    });
+    this.deferredWrites.add(p);
+    void p.finally(() => this.deferredWrites.delete(p));
+  }
+
   snapshot(): Stats {
     this.stats.correlation.pendingAttempts = this.correlator.pendingAttempts;
     this.stats.correlation.pendingCalls = this.correlator.pendingCalls;
+    this.stats.correlation.pendingGroups = this.correlator.pendingGroups;
+    this.readRss();
     return this.stats;
   }
 
-  /** Stops intake, exports everything pending, flushes both providers. */
-  async stop(): Promise<void> {
+  private readRss(): number {
+    const rss = process.memoryUsage.rss();
+    const m = this.stats.memory;
+    m.rssBytes = rss;
+    if (rss > m.peakRssBytes) m.peakRssBytes = rss;
+    return rss;
+  }
+
+  /**
+   * The memory ceiling: above it, half of the pending correlation state is
+   * exported early, oldest first (at most once per MEMORY_SHED_MIN_GAP_MS, so
+   * the GC gets a chance to return what was freed). Everything else the bridge
+   * holds is bounded by count: export queues, clients, metric series.
+   */
+  private checkMemory(): void {
+    this.sinceMemoryCheck = { datagrams: 0, bytes: 0 };
+    const rss = this.readRss();
+    const m = this.stats.memory;
+    if (m.ceilingBytes === 0 || rss <= m.ceilingBytes) return;
+    const now = Date.now();
+    if (now - this.lastShedAt < MEMORY_SHED_MIN_GAP_MS) return;
+    this.lastShedAt = now;
+    const pending = this.correlator.pendingAttempts + this.correlator.pendingCalls;
+    const shed = this.correlator.shedOldest(Math.ceil(pending / 2));
+    // V8 collects lazily far below its own heap limit: most of the RSS above the ceiling is
+    // usually garbage (parsed datagrams). A full collection returns it to the OS now.
+    if (now - this.lastGcAt >= MEMORY_GC_MIN_GAP_MS) {
+      this.lastGcAt = now;
+      fullGc();
+    }
+    if (shed.attempts + shed.calls > 0) {
+      m.sheds++;
+      m.shedAttempts += shed.attempts;
+      m.shedCalls += shed.calls;
+    }
+    this.log.warnLimited('memory', 'resident memory above memoryCeilingMb: exported the oldest pending attempts and calls early', {
+      rssBytes: rss,
+      ceilingBytes: m.ceilingBytes,
+      shedAttempts: shed.attempts,
+      shedCalls: shed.calls,
+      stillPending: this.correlator.pendingAttempts + this.correlator.pendingCalls,
+    });
+  }
+
+  /**
+   * Stops intake, exports everything pending, flushes both providers; the export spool tries to
+   * deliver until `deadlineAt` (epoch ms; the cli's shutdownTimeoutMs).
+   */
+  async stop(deadlineAt?: number): Promise<void> {
     this.admin?.markStopping();
     if (this.expireTimer) clearInterval(this.expireTimer);
+    if (this.memoryTimer) clearInterval(this.memoryTimer);
     await this.receiver.close();
     this.correlator.flush();
+    await Promise.all(this.deferredWrites);
+    this.identity?.close();
     this.snapshot();
-    await this.exporter.shutdown();
+    await this.exporter.shutdown(deadlineAt);
     await this.admin?.close();
   }
 }

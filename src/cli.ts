@@ -4,6 +4,10 @@ import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { Bridge } from './bridge.js';
 import { ConfigError, helpText, loadConfig } from './config/load.js';
 import { createLogger } from './log.js';
+import { Recorder } from './record/recorder.js';
+import { runReplayCommand } from './record/replay-command.js';
+import { startView, wantsView } from './ui/attach.js';
+import type { LiveView } from './ui/live-view.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -27,7 +31,10 @@ async function main(): Promise<number> {
     return 0;
   }
   const config = command.config;
-  const log = createLogger(config.logLevel);
+  const sub = command.subcommand;
+  // While the live view owns the terminal, log lines go into its log area instead.
+  let view: LiveView | undefined;
+  const log = createLogger(config.logLevel, (line) => (view?.isActive ? view.log(line) : process.stderr.write(line)));
   // The SDK reports queue drops and exporter trouble through diag; without a logger they are silent.
   diag.setLogger(
     {
@@ -40,7 +47,27 @@ async function main(): Promise<number> {
     DiagLogLevel.WARN,
   );
 
-  const bridge = new Bridge(config, log, VERSION);
+  if (sub?.name === 'replay') return runReplayCommand(sub.file, config, log, VERSION, (v) => (view = v));
+
+  let bridge: Bridge;
+  try {
+    bridge = new Bridge(config, log, VERSION);
+  } catch (e) {
+    // e.g. the spool directory cannot be created or another bridge uses it.
+    log.error((e as Error).message);
+    return 1;
+  }
+  let recorder: Recorder | undefined;
+  if (sub?.name === 'record') {
+    const r = (recorder = new Recorder(sub.file, config.recordMaxBytes, log));
+    try {
+      await r.ready();
+    } catch (e) {
+      log.error('cannot open the recording file', { file: sub.file, error: (e as Error).message });
+      return 1;
+    }
+    bridge.tapDatagrams((bytes, from, receivedAt) => r.write(bytes, from, receivedAt));
+  }
   let addresses;
   try {
     addresses = await bridge.start();
@@ -48,7 +75,23 @@ async function main(): Promise<number> {
     log.error((e as Error).message);
     return 1;
   }
+  if (wantsView(config)) {
+    const rec = recorder;
+    view = startView(bridge, config, {
+      version: VERSION,
+      listen: addresses.listen,
+      ...(addresses.admin ? { admin: addresses.admin } : {}),
+      ...(rec
+        ? {
+            extra: () => [
+              `record   ${rec.path}: ${rec.counts.written} datagrams, ${(rec.counts.bytes / 1024).toFixed(1)} KiB, ${rec.counts.redacted} SessionTokens removed, ${rec.counts.skippedUnsafe + rec.counts.skippedFull + rec.counts.skippedBacklog} not recorded`,
+            ],
+          }
+        : {}),
+    });
+  }
   log.info('aws-csm-bridge started', {
+    ...(recorder ? { recording: recorder.path } : {}),
     version: VERSION,
     listen: addresses.listen,
     admin: addresses.admin ?? 'off',
@@ -65,16 +108,19 @@ async function main(): Promise<number> {
         return;
       }
       stopping = true;
+      view?.close();
       log.info('stopping: intake closed, flushing pending calls and exports', { signal });
       const deadline = setTimeout(() => {
         log.error('flush did not finish in time; exiting', { shutdownTimeoutMs: config.shutdownTimeoutMs, stats: bridge.snapshot() });
         resolve(1);
       }, config.shutdownTimeoutMs);
       deadline.unref();
-      bridge.stop().then(
-        () => {
+      // The export spool stops retrying a little before the hard deadline, so the bridge can say what it could not deliver.
+      const spoolDeadline = Date.now() + config.shutdownTimeoutMs - Math.min(1_000, Math.floor(config.shutdownTimeoutMs / 10));
+      bridge.stop(spoolDeadline).then(async () => {
+          await recorder?.close();
           clearTimeout(deadline);
-          log.info('stopped', { stats: bridge.snapshot() });
+          log.info('stopped', { ...(recorder ? { recording: { file: recorder.path, ...recorder.counts } } : {}), stats: bridge.snapshot() });
           resolve(0);
         },
         (e: Error) => {

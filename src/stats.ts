@@ -7,7 +7,14 @@ import type { RejectReason } from './decode/types.js';
  */
 export interface Stats {
   startedAt: number;
-  datagrams: { received: number; accepted: number; rejected: Record<RejectReason, number> };
+  /** received = accepted + Σ rejected + Σ dropped. */
+  datagrams: {
+    received: number;
+    accepted: number;
+    rejected: Record<RejectReason, number>;
+    /** Not decoded at all: `source_not_allowed` = sender outside --allow-source. */
+    dropped: { source_not_allowed: number };
+  };
   events: { calls: number; attempts: number };
   correlation: {
     /** Attempts exported under their ApiCall. */
@@ -19,12 +26,58 @@ export interface Stats {
     missingAttempts: number;
     pendingAttempts: number;
     pendingCalls: number;
+    /** Correlation groups (source, ClientId, Service, Api, Region) holding pending state. */
+    pendingGroups: number;
+  };
+  /** The RSS ceiling (memoryCeilingMb): what it is, where RSS is, and what was shed to stay under it. */
+  memory: {
+    ceilingBytes: number;
+    rssBytes: number;
+    peakRssBytes: number;
+    /** Times RSS was found above the ceiling and pending state was shed. */
+    sheds: number;
+    /** Pending attempts exported early as orphans (also in correlation.orphaned.buffer_full). */
+    shedAttempts: number;
+    /** Pending calls exported early, without their late attempts. */
+    shedCalls: number;
   };
   spans: { created: number; exported: number; failed: number; dropped: number };
   metricExports: { succeeded: number; failed: number };
-  clients: { active: number; overflowed: number };
+  /**
+   * The export spool between the SDK and the OTLP endpoint (src/export/spool.ts).
+   * spans.created = spans.exported + failed + dropped + spool.queuedSpans + spans in the batch queues.
+   */
+  spool: {
+    /** Waiting for the endpoint now (spans / metric export requests), and their serialized size. */
+    queuedSpans: number;
+    queuedMetricExports: number;
+    queuedBytes: number;
+    /** Dropped oldest-first because the spool was full (spans are also in spans.dropped). */
+    droppedSpans: number;
+    droppedMetricExports: number;
+    /** Sends that failed (endpoint down, timed out, 429/5xx) and will be retried after a backoff. */
+    retries: number;
+    /** Found in spoolDir at start, left by an earlier run. */
+    recoveredSpans: number;
+    recoveredMetricExports: number;
+    /** spoolDir write/read/delete failures (a batch that cannot be written stays in memory). */
+    diskErrors: number;
+  };
+  /** Newest failed export per signal (epoch ms, exporter message cut to 300 chars); null until one fails. */
+  lastExportError: { traces: ExportError | null; metrics: ExportError | null };
+  /** Newest successful export per signal, epoch ms. A signal is failing while its error is newer. */
+  lastExportOkAt: { traces: number | null; metrics: number | null };
+  /** active: providers open; evicted: providers of exited processes closed to stay under maxClients. */
+  clients: { active: number; overflowed: number; evicted: number };
+  /** processIdentity: sources (address:port) resolved to a process or not, and scans of /proc/*\/fd. */
+  identity: { resolved: number; unresolved: number; scans: number };
   /** Calls that failed inside the bridge (a bug): logged and counted, never fatal. */
   internalErrors: number;
+}
+
+export interface ExportError {
+  at: number;
+  message: string;
 }
 
 export function newStats(now: number): Stats {
@@ -34,6 +87,7 @@ export function newStats(now: number): Stats {
       received: 0,
       accepted: 0,
       rejected: { oversize: 0, malformed_json: 0, not_object: 0, unknown_type: 0, missing_field: 0, bad_field: 0 },
+      dropped: { source_not_allowed: 0 },
     },
     events: { calls: 0, attempts: 0 },
     correlation: {
@@ -43,10 +97,26 @@ export function newStats(now: number): Stats {
       missingAttempts: 0,
       pendingAttempts: 0,
       pendingCalls: 0,
+      pendingGroups: 0,
     },
+    memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
     spans: { created: 0, exported: 0, failed: 0, dropped: 0 },
     metricExports: { succeeded: 0, failed: 0 },
-    clients: { active: 0, overflowed: 0 },
+    spool: {
+      queuedSpans: 0,
+      queuedMetricExports: 0,
+      queuedBytes: 0,
+      droppedSpans: 0,
+      droppedMetricExports: 0,
+      retries: 0,
+      recoveredSpans: 0,
+      recoveredMetricExports: 0,
+      diskErrors: 0,
+    },
+    lastExportError: { traces: null, metrics: null },
+    lastExportOkAt: { traces: null, metrics: null },
+    clients: { active: 0, overflowed: 0, evicted: 0 },
+    identity: { resolved: 0, unresolved: 0, scans: 0 },
     internalErrors: 0,
   };
 }

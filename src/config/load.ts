@@ -5,7 +5,10 @@ import { configSchema, OPTIONS, type Config, type OptionKey } from './schema.js'
 /** A config problem the user must fix; the message says what and where. */
 export class ConfigError extends Error {}
 
-export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: Config };
+/** `record FILE` / `replay FILE`; absent: run the bridge. */
+export type Subcommand = { name: 'record' | 'replay'; file: string };
+
+export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: Config; subcommand?: Subcommand };
 
 type Source = { desc: string; raw: unknown };
 type Layer = Partial<Record<OptionKey, Source>>;
@@ -13,17 +16,20 @@ type Layer = Partial<Record<OptionKey, Source>>;
 const KEYS = Object.keys(OPTIONS) as OptionKey[];
 const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 const FLAGS = new Map(KEYS.map((k) => [flagName(k), k]));
+/** Short spellings: `replay FILE --speed N`. */
+const ALIASES = new Map<string, OptionKey>([['--speed', 'replaySpeed']]);
+const SUBCOMMANDS = new Set(['record', 'replay']);
 
 /** Flags > environment > config file > defaults. */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
-  const { flags, configPath, command } = parseArgv(argv);
+  const { flags, configPath, command, subcommand } = parseArgv(argv);
   if (command) return { kind: command };
   const file = configPath ?? env['AWS_CSM_BRIDGE_CONFIG'];
   const merged: Layer = { ...(file ? fileLayer(file) : {}), ...envLayer(env), ...flags };
   const input: Record<string, unknown> = {};
   for (const [k, s] of Object.entries(merged)) input[k] = s.raw;
   const r = configSchema.safeParse(input);
-  if (r.success) return { kind: 'run', config: r.data };
+  if (r.success) return subcommand ? { kind: 'run', config: r.data, subcommand } : { kind: 'run', config: r.data };
   const lines = r.error.issues.map((issue) => {
     const key = String(issue.path[0] ?? '');
     const src = merged[key as OptionKey];
@@ -33,13 +39,27 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Com
   throw new ConfigError(`invalid configuration:\n${lines.join('\n')}\nRun with --help to see every setting.`);
 }
 
-function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string; command?: 'help' | 'version' } {
+function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string; command?: 'help' | 'version'; subcommand?: Subcommand } {
   const flags: Layer = {};
   let configPath: string | undefined;
+  let subName: Subcommand['name'] | undefined;
+  let subFile: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     if (arg === '--help' || arg === '-h') return { flags, command: 'help' };
     if (arg === '--version' || arg === '-v') return { flags, command: 'version' };
+    if (!arg.startsWith('-') || arg === '-') {
+      if (subName === undefined && SUBCOMMANDS.has(arg)) subName = arg as Subcommand['name'];
+      else if (subName !== undefined && subFile === undefined) subFile = arg;
+      else throw new ConfigError(`unexpected argument "${arg}". Run with --help to see the commands and every setting.`);
+      continue;
+    }
+    // `--no-ui`: a switch set to false.
+    const negated = arg.startsWith('--no-') ? FLAGS.get(`--${arg.slice(5)}`) : undefined;
+    if (negated !== undefined && OPTIONS[negated].kind === 'bool') {
+      flags[negated] = { desc: arg, raw: false };
+      continue;
+    }
     const eq = arg.indexOf('=');
     const name = eq > 0 ? arg.slice(0, eq) : arg;
     const takeValue = (): string => {
@@ -52,17 +72,23 @@ function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string
       configPath = takeValue();
       continue;
     }
-    const key = FLAGS.get(name);
+    const key = FLAGS.get(name) ?? ALIASES.get(name);
     if (!key) throw new ConfigError(`unknown argument "${arg}". Run with --help to see every setting.`);
-    const value = takeValue();
     const o = OPTIONS[key];
+    // A switch may stand alone: `--allow-any-source` means true.
+    const next = argv[i + 1];
+    const value = o.kind === 'bool' && eq < 0 && (next === undefined || next.startsWith('--')) ? 'true' : takeValue();
     const prev = flags[key];
     flags[key] =
       o.kind === 'list'
         ? { desc: name, raw: [...((prev?.raw as string[] | undefined) ?? []), value] }
         : { desc: name, raw: fromString(o.kind, value) };
   }
-  return configPath === undefined ? { flags } : { flags, configPath };
+  if (subName !== undefined && subFile === undefined) {
+    throw new ConfigError(`${subName} needs a FILE: aws-csm-bridge ${subName} FILE [--SETTING VALUE ...]. Run with --help.`);
+  }
+  const subcommand = subName !== undefined && subFile !== undefined ? { subcommand: { name: subName, file: subFile } } : {};
+  return configPath === undefined ? { flags, ...subcommand } : { flags, configPath, ...subcommand };
 }
 
 function envLayer(env: NodeJS.ProcessEnv): Layer {
@@ -114,10 +140,12 @@ function fileLayer(path: string): Layer {
   return layer;
 }
 
-function fromString(kind: 'string' | 'int' | 'bool' | 'list', v: string): unknown {
+function fromString(kind: 'string' | 'int' | 'number' | 'bool' | 'list', v: string): unknown {
   switch (kind) {
     case 'int':
       return /^-?\d+$/.test(v.trim()) ? Number(v.trim()) : v;
+    case 'number':
+      return /^-?(\d+\.?\d*|\.\d+)$/.test(v.trim()) ? Number(v.trim()) : v;
     case 'bool':
       return /^(1|true|yes|on)$/i.test(v) ? true : /^(0|false|no|off)$/i.test(v) ? false : v;
     case 'list':
@@ -147,6 +175,19 @@ Receives AWS SDK Client-Side Monitoring (CSM) datagrams and exports them as
 OpenTelemetry traces and metrics over OTLP/HTTP.
 
 Usage: aws-csm-bridge [--config FILE] [--SETTING VALUE ...]
+       aws-csm-bridge record FILE [--SETTING VALUE ...]
+       aws-csm-bridge replay FILE [--speed N] [--SETTING VALUE ...]
+
+Commands:
+  (none)         Run the bridge. On a terminal it shows the live view (calls per
+                 Service.Api, latencies, errors, export health; q or Ctrl-C quits);
+                 with --no-ui, or when stdout is not a terminal, JSON logs on stderr.
+  record FILE    Run the bridge and also append every received datagram to FILE
+                 (JSON lines: recv_ns, src, raw; SessionToken removed), up to
+                 --record-max-bytes.
+  replay FILE    Feed a recording (or a test/fixtures capture) through decode,
+                 correlate, translate and export, keeping the recorded sources and
+                 gaps (divided by --speed; 0 = at once), then flush and exit.
 
 Turn CSM on in an application: AWS_CSM_ENABLED=true (and AWS_CSM_PORT if not 31000).
 Precedence: flags > environment > config file (YAML, same keys) > defaults.

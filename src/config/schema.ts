@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseCidr } from '../receive/source-filter.js';
 
 /**
  * The one config schema. Flags, environment variables, the YAML file and
@@ -7,7 +8,7 @@ import { z } from 'zod';
  * `kind` says how a flag or env string becomes a value; the zod schema then
  * checks it, whatever its source, so every source gets the same errors.
  */
-type Kind = 'string' | 'int' | 'bool' | 'list';
+type Kind = 'string' | 'int' | 'number' | 'bool' | 'list';
 
 interface Option<S extends z.ZodType> {
   schema: S;
@@ -39,6 +40,19 @@ export const OPTIONS = {
     'UDP address to receive CSM datagrams on; repeat for several (e.g. IPv4 and IPv6 loopback). Env: AWS_CSM_HOST/AWS_CSM_PORT, the variables the SDKs read.',
     [],
     '127.0.0.1:31000',
+  ),
+  allowSource: opt(
+    z.array(z.string().refine((s) => parseCidr(s) !== undefined, 'expected an IPv4 or IPv6 address or CIDR, e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8')).default([]),
+    'list',
+    'Source addresses (CIDR) allowed to send datagrams; repeat for several. Others are dropped and counted (datagrams.dropped.source_not_allowed). Required, or allowAnySource, when listening on a non-loopback address.',
+    ['AWS_CSM_BRIDGE_ALLOW_SOURCE'],
+    'none (loopback listen only)',
+  ),
+  allowAnySource: opt(
+    z.boolean().default(false),
+    'bool',
+    'Accept datagrams from any source on a non-loopback listen address (only on a trusted network). A flag without value means true.',
+    ['AWS_CSM_BRIDGE_ALLOW_ANY_SOURCE'],
   ),
   receiveBufferBytes: opt(
     z.number().int().min(65536).default(8 * 1024 * 1024),
@@ -89,6 +103,12 @@ export const OPTIONS = {
     'Cap on attempts and calls waiting to be matched; beyond it the oldest are exported early.',
     ['AWS_CSM_BRIDGE_MAX_PENDING'],
   ),
+  memoryCeilingMb: opt(
+    z.number().int().min(0).default(256),
+    'int',
+    'Resident memory (RSS, MiB) above which pending correlation state is shed oldest-first (exported early, counted in memory.*); 0 = no ceiling.',
+    ['AWS_CSM_BRIDGE_MEMORY_CEILING_MB'],
+  ),
   matchToleranceMs: opt(
     ms(0).default(50),
     'int',
@@ -134,8 +154,20 @@ export const OPTIONS = {
   maxClients: opt(
     z.number().int().min(1).max(10_000).default(50),
     'int',
-    'Distinct ClientIds exported as their own service; the rest share service.name "aws-csm:other".',
+    'Distinct ClientIds exported as their own service; the rest share service.name "aws-csm:other". With processIdentity, (ClientId, sending process) pairs count too (their spans carry the process), and those of exited processes are closed to make room.',
     ['AWS_CSM_BRIDGE_MAX_CLIENTS'],
+  ),
+  processIdentity: opt(
+    z.enum(['auto', 'on', 'off']).default('auto'),
+    'string',
+    'Add the sending process (process.pid, process.executable.name, container.id) to each client\'s resource, found via /proc/net/udp and /proc/*/fd (Linux, best effort). auto = for loopback senders only; on = for any sender whose socket is in this network namespace; off.',
+    ['AWS_CSM_BRIDGE_PROCESS_IDENTITY'],
+  ),
+  processCommandLine: opt(
+    z.boolean().default(false),
+    'bool',
+    'With processIdentity: also add process.command_line (cut to 1024 characters). Off by default: command lines can hold secrets.',
+    ['AWS_CSM_BRIDGE_PROCESS_COMMAND_LINE'],
   ),
   exportDelayMs: opt(
     ms(1).default(1_000),
@@ -161,6 +193,19 @@ export const OPTIONS = {
     'Metric export interval.',
     ['OTEL_METRIC_EXPORT_INTERVAL'],
   ),
+  spoolMaxBytes: opt(
+    z.number().int().min(65536).default(64 * 1024 * 1024),
+    'int',
+    'Export spool bound in bytes of serialized OTLP requests, in memory or in spoolDir: what waits while the OTLP endpoint is down or slow (metrics may use 1/8 of it). When full, the oldest batches are dropped and counted (spool.droppedSpans).',
+    ['AWS_CSM_BRIDGE_SPOOL_MAX_BYTES'],
+  ),
+  spoolDir: opt(
+    z.string().min(1).optional(),
+    'string',
+    'Keep the export spool in this directory instead of memory: batches survive a restart and are sent at the next start.',
+    ['AWS_CSM_BRIDGE_SPOOL_DIR'],
+    'none (memory)',
+  ),
   shutdownTimeoutMs: opt(
     ms(100).default(10_000),
     'int',
@@ -172,6 +217,24 @@ export const OPTIONS = {
     'string',
     'Least severe log level written (JSON lines on stderr).',
     ['AWS_CSM_BRIDGE_LOG_LEVEL'],
+  ),
+  ui: opt(
+    z.boolean().default(true),
+    'bool',
+    'Show the live view (calls per Service.Api, latencies, errors, export health) when stdout is a terminal; --no-ui or false writes JSON logs instead. Never shown when stdout is not a terminal.',
+    ['AWS_CSM_BRIDGE_UI'],
+  ),
+  recordMaxBytes: opt(
+    z.number().int().min(1024).default(256 * 1024 * 1024),
+    'int',
+    'record FILE: largest recording in bytes; later datagrams are counted, not written.',
+    ['AWS_CSM_BRIDGE_RECORD_MAX_BYTES'],
+  ),
+  replaySpeed: opt(
+    z.number().min(0).max(1_000_000).default(1),
+    'number',
+    'replay FILE: divides the recorded gaps between datagrams (2 = twice as fast); 0 = as fast as possible. Also --speed.',
+    ['AWS_CSM_BRIDGE_REPLAY_SPEED'],
   ),
 } as const;
 

@@ -205,6 +205,25 @@ export class Correlator {
     return this.nCalls;
   }
 
+  /** Groups holding pending state; a group is freed as soon as it holds nothing. */
+  get pendingGroups(): number {
+    return this.groups.size;
+  }
+
+  /**
+   * Memory pressure: export the `n` oldest pending items now (attempts as
+   * `buffer_full` orphans, calls with the attempts they have). Returns what was shed.
+   */
+  shedOldest(n: number): { attempts: number; calls: number } {
+    const shed = { attempts: 0, calls: 0 };
+    for (let i = 0; i < n; i++) {
+      const kind = this.evictOldest();
+      if (kind === undefined) break;
+      shed[kind]++;
+    }
+    return shed;
+  }
+
   /** Feed one decoded event (in arrival order). `event.receivedAt` is the clock for holds. */
   add(event: CsmEvent): void {
     if (event.type === 'ApiCall') this.addCall(event);
@@ -548,14 +567,21 @@ export class Correlator {
   /** Over the cap: flush the oldest pending items early. */
   private enforceCap(): void {
     while (this.nAttempts + this.nCalls > this.opts.maxPending) {
-      const a = this.attemptFifo.peek();
-      const c = this.callFifo.peek();
-      if (c && (!a || c.ev.receivedAt <= a.ev.receivedAt)) {
-        this.finishCall(c);
-      } else if (a) {
-        this.dropAttempt(a);
-        this.emit({ kind: 'orphan', attempt: a.ev, reason: 'buffer_full' });
-      } else break;
+      if (this.evictOldest() === undefined) break;
     }
+  }
+
+  /** Emit the oldest pending item early; undefined when nothing is pending. */
+  private evictOldest(): 'attempts' | 'calls' | undefined {
+    const a = this.attemptFifo.peek();
+    const c = this.callFifo.peek();
+    if (c && (!a || c.ev.receivedAt <= a.ev.receivedAt)) {
+      this.finishCall(c);
+      return 'calls';
+    }
+    if (!a) return undefined;
+    this.dropAttempt(a);
+    this.emit({ kind: 'orphan', attempt: a.ev, reason: 'buffer_full' });
+    return 'attempts';
   }
 }

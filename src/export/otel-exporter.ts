@@ -12,22 +12,15 @@ import {
   type MeterProvider as ApiMeterProvider,
   type Tracer,
 } from '@opentelemetry/api';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { OTLPMetricExporter as OTLPMetricExporterJson } from '@opentelemetry/exporter-metrics-otlp-http';
-import { OTLPMetricExporter as OTLPMetricExporterProto } from '@opentelemetry/exporter-metrics-otlp-proto';
-import { OTLPTraceExporter as OTLPTraceExporterJson } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as OTLPTraceExporterProto } from '@opentelemetry/exporter-trace-otlp-proto';
+import { millisToHrTime } from '@opentelemetry/core';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
-import {
-  AggregationTemporality,
-  MeterProvider,
-  PeriodicExportingMetricReader,
-  type PushMetricExporter,
-  type ResourceMetrics,
-} from '@opentelemetry/sdk-metrics';
-import { BatchSpanProcessor, NodeTracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-node';
+import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { join } from 'node:path';
+import { SpoolingMetricExporter, SpoolingSpanExporter } from './spooling-exporter.js';
 import { METRIC_INSTRUMENTS } from '../translate/translate.js';
 import type { SpanRecord, Translation } from '../translate/types.js';
+import type { ProcessIdentity } from '../identity/resolver.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats.js';
 
@@ -43,12 +36,18 @@ export interface ExportOptions {
   exportBatchSize: number;
   metricsIntervalMs: number;
   version: string;
+  /** Export spool bound (bytes of serialized requests); metrics get 1/8 of it. */
+  spoolMaxBytes: number;
+  /** Disk spool directory (traces/ and metrics/ below it); memory when absent. */
+  spoolDir?: string;
 }
 
 /** service.name shared by every ClientId beyond `maxClients`. */
 export const OVERFLOW_SERVICE_NAME = 'aws-csm:other';
 
 interface Client {
+  /** The sending process (processIdentity), part of the resource and of the client's key. */
+  identity?: ProcessIdentity;
   tracerProvider: NodeTracerProvider;
   meterProvider: MeterProvider;
   tracer: Tracer;
@@ -63,12 +62,17 @@ interface Client {
  * Providers share one span exporter and one metric exporter (one HTTP
  * agent). The number of providers is capped by `maxClients`; the rest share
  * one "aws-csm:other" client, so no eviction churn and bounded memory.
+ * With processIdentity a client is a (ClientId, sending process) pair; only
+ * providers of processes that have exited are ever closed early.
  */
 export class OtelExporter {
   private readonly clients = new Map<string, Client>();
+  /** Providers of exited processes being closed (awaited by shutdown). */
+  private readonly closing = new Set<Promise<void>>();
+  private lastEvictCheck = -Infinity;
   private readonly baseResource: Resource;
-  private readonly spanExporter: CountingSpanExporter;
-  private readonly metricExporter: CountingMetricExporter;
+  private readonly spanExporter: SpoolingSpanExporter;
+  private readonly metricExporter: SpoolingMetricExporter;
   private readonly bridgeMeterProvider: MeterProvider;
   /** Counts spans the batch processors drop when their queue is full. */
   private readonly selfObs: ApiMeterProvider;
@@ -84,31 +88,45 @@ export class OtelExporter {
     const traceProtocol = env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ?? opts.otlpProtocol;
     const metricProtocol = env['OTEL_EXPORTER_OTLP_METRICS_PROTOCOL'] ?? opts.otlpProtocol;
     const url = (signal: string) => (opts.otlpEndpoint ? { url: `${opts.otlpEndpoint.replace(/\/+$/, '')}/v1/${signal}` } : {});
-    this.spanExporter = new CountingSpanExporter(
-      traceProtocol === 'http/json' ? new OTLPTraceExporterJson(url('traces')) : new OTLPTraceExporterProto(url('traces')),
+    // BSP / metric reader → spool (accepts at once, bounded) → OTLP/HTTP, oldest first, retried (spool.ts).
+    const metricsSpoolBytes = Math.floor(opts.spoolMaxBytes / 8);
+    const spoolDir = (signal: string) => (opts.spoolDir ? join(opts.spoolDir, signal) : undefined);
+    this.spanExporter = new SpoolingSpanExporter(
+      {
+        encoding: traceProtocol === 'http/json' ? 'json' : 'protobuf',
+        url: url('traces').url,
+        maxBytes: opts.spoolMaxBytes - metricsSpoolBytes,
+        dir: spoolDir('traces'),
+      },
       stats,
       log,
     );
-    this.metricExporter = new CountingMetricExporter(
-      metricProtocol === 'http/json' ? new OTLPMetricExporterJson(url('metrics')) : new OTLPMetricExporterProto(url('metrics')),
+    this.metricExporter = new SpoolingMetricExporter(
+      {
+        encoding: metricProtocol === 'http/json' ? 'json' : 'protobuf',
+        url: url('metrics').url,
+        maxBytes: metricsSpoolBytes,
+        dir: spoolDir('metrics'),
+      },
       stats,
       log,
+      env,
     );
     this.selfObs = droppedSpanCounter(stats);
     this.bridgeMeterProvider = this.createBridgeMeterProvider(env);
   }
 
   /** Hands one translated call to the SDK: spans with explicit times and parents, metric points. */
-  write(t: Translation): void {
-    const client = this.client(t.clientId);
+  write(t: Translation, identity?: ProcessIdentity): void {
+    const client = this.client(t.clientId, identity);
     const root = client.tracer.startSpan(
       t.span.name,
-      { kind: kindOf(t.span), startTime: t.span.startMs, attributes: t.span.attributes },
+      { kind: kindOf(t.span), startTime: hr(t.span.startMs), attributes: t.span.attributes },
       ROOT_CONTEXT,
     );
     const parentContext = trace.setSpan(ROOT_CONTEXT, root);
     for (const child of t.span.children) {
-      const span = client.tracer.startSpan(child.name, { kind: kindOf(child), startTime: child.startMs, attributes: child.attributes }, parentContext);
+      const span = client.tracer.startSpan(child.name, { kind: kindOf(child), startTime: hr(child.startMs), attributes: child.attributes }, parentContext);
       finish(span, child);
     }
     finish(root, t.span);
@@ -121,24 +139,62 @@ export class OtelExporter {
     }
   }
 
-  private client(clientId: string): Client {
+  /** One provider pair per (ClientId, sending process); resources are immutable per provider. */
+  private client(clientId: string, identity?: ProcessIdentity): Client {
     const name = clientId === '' ? this.opts.defaultServiceName : clientId;
-    const existing = this.clients.get(name);
+    const key = identity ? `${name}\u0000${identity.key}` : name;
+    const existing = this.clients.get(key);
     if (existing) return existing;
-    if (this.clients.size >= this.opts.maxClients) {
+    // A process's client records its metrics in its ClientId's own client, which must exist too.
+    const needed = identity && !this.clients.has(name) ? 2 : 1;
+    const full = () => this.clients.size - (this.clients.has(OVERFLOW_SERVICE_NAME) ? 1 : 0) + needed > this.opts.maxClients;
+    if (full() && (!this.evictExited() || full())) {
       this.stats.clients.overflowed++;
       const other = this.clients.get(OVERFLOW_SERVICE_NAME);
       if (other) return other;
-      return this.addClient(OVERFLOW_SERVICE_NAME);
+      return this.addClient(OVERFLOW_SERVICE_NAME, OVERFLOW_SERVICE_NAME);
     }
-    return this.addClient(name);
+    return this.addClient(key, name, identity);
   }
 
-  private addClient(serviceName: string): Client {
+  /**
+   * At the cap: closes (flush, then shutdown) the providers of processes that
+   * have exited, e.g. one per `aws` CLI command. Checked at most once a second.
+   */
+  private evictExited(): boolean {
+    const now = Date.now();
+    if (now - this.lastEvictCheck < 1_000) return false;
+    this.lastEvictCheck = now;
+    let evicted = 0;
+    for (const [key, c] of this.clients) {
+      if (!c.identity || c.identity.alive()) continue;
+      this.clients.delete(key);
+      evicted++;
+      // Its metrics live in its ClientId's client, which stays.
+      const closing = c.tracerProvider.shutdown().then(
+        () => {},
+        (e: Error) => this.log.warn('closing the provider of an exited process failed', { error: e.message }),
+      );
+      this.closing.add(closing);
+      void closing.finally(() => this.closing.delete(closing));
+    }
+    this.stats.clients.evicted += evicted;
+    this.stats.clients.active = this.clients.size;
+    return evicted > 0;
+  }
+
+  /**
+   * With an identity, the client gets its own TracerProvider (spans carry the
+   * process) but shares the MeterProvider of its ClientId's client: metric
+   * series stay per service instead of multiplying per process (one per
+   * `aws` CLI command) or colliding in Prometheus (same job, no instance).
+   */
+  private addClient(key: string, serviceName: string, identity?: ProcessIdentity): Client {
     const resource = this.baseResource.merge(
       resourceFromAttributes({
         'service.name': serviceName,
         ...(this.opts.serviceNamespace ? { 'service.namespace': this.opts.serviceNamespace } : {}),
+        ...identity?.attributes,
       }),
     );
     const tracerProvider = new NodeTracerProvider({
@@ -153,18 +209,16 @@ export class OtelExporter {
         } as ConstructorParameters<typeof BatchSpanProcessor>[1]),
       ],
     });
-    const meterProvider = new MeterProvider({
-      resource,
-      readers: [this.reader()],
-    });
-    const meter = meterProvider.getMeter('aws-csm-bridge', this.opts.version);
+    const metricsOf = identity ? (this.clients.get(serviceName) ?? this.addClient(serviceName, serviceName)) : undefined;
+    const meterProvider = metricsOf?.meterProvider ?? new MeterProvider({ resource, readers: [this.reader()] });
     const client: Client = {
+      ...(identity ? { identity } : {}),
       tracerProvider,
       meterProvider,
       tracer: tracerProvider.getTracer('aws-csm-bridge', this.opts.version),
-      instruments: createInstruments(meter),
+      instruments: metricsOf?.instruments ?? createInstruments(meterProvider.getMeter('aws-csm-bridge', this.opts.version)),
     };
-    this.clients.set(serviceName, client);
+    this.clients.set(key, client);
     this.stats.clients.active = this.clients.size;
     return client;
   }
@@ -202,7 +256,20 @@ export class OtelExporter {
       .addCallback((r) => {
         r.observe(s.datagrams.accepted, { 'csm.outcome': 'accepted' });
         for (const [reason, n] of Object.entries(s.datagrams.rejected)) r.observe(n, { 'csm.outcome': reason });
+        for (const [reason, n] of Object.entries(s.datagrams.dropped)) r.observe(n, { 'csm.outcome': reason });
       });
+    meter
+      .createObservableCounter('csm.bridge.memory.shed', { unit: '{item}', description: 'Pending attempts and calls exported early because RSS was above memoryCeilingMb.' })
+      .addCallback((r) => {
+        r.observe(s.memory.shedAttempts, { 'csm.kind': 'attempt' });
+        r.observe(s.memory.shedCalls, { 'csm.kind': 'call' });
+      });
+    meter
+      .createObservableGauge('csm.bridge.memory.rss', { unit: 'By', description: 'Resident set size of the bridge at the last memory check.' })
+      .addCallback((r) => r.observe(s.memory.rssBytes));
+    meter
+      .createObservableCounter('csm.bridge.clients.overflowed', { unit: '{call}', description: 'Calls folded into service "aws-csm:other" because maxClients was reached.' })
+      .addCallback((r) => r.observe(s.clients.overflowed));
     meter
       .createObservableCounter('csm.bridge.attempts.unmatched', { unit: '{attempt}', description: 'Attempts exported without their ApiCall.' })
       .addCallback((r) => {
@@ -221,11 +288,27 @@ export class OtelExporter {
         r.observe(s.spans.failed, { 'csm.outcome': 'failed' });
         r.observe(s.spans.dropped, { 'csm.outcome': 'dropped' });
       });
+    meter
+      .createObservableUpDownCounter('csm.bridge.spool.queued', { unit: '{item}', description: 'Spans and metric export requests waiting in the export spool.' })
+      .addCallback((r) => {
+        r.observe(s.spool.queuedSpans, { 'csm.signal': 'traces' });
+        r.observe(s.spool.queuedMetricExports, { 'csm.signal': 'metrics' });
+      });
+    meter
+      .createObservableUpDownCounter('csm.bridge.spool.size', { unit: 'By', description: 'Serialized bytes waiting in the export spool.' })
+      .addCallback((r) => r.observe(s.spool.queuedBytes));
+    meter
+      .createObservableCounter('csm.bridge.spool.dropped', { unit: '{item}', description: 'Dropped oldest-first because the export spool was full.' })
+      .addCallback((r) => {
+        r.observe(s.spool.droppedSpans, { 'csm.signal': 'traces' });
+        r.observe(s.spool.droppedMetricExports, { 'csm.signal': 'metrics' });
+      });
     return provider;
   }
 
   private providers(): { forceFlush(): Promise<void>; shutdown(): Promise<void> }[] {
-    return [...[...this.clients.values()].flatMap((c) => [c.tracerProvider, c.meterProvider]), this.bridgeMeterProvider];
+    // A MeterProvider is shared by a ClientId's clients: each once.
+    return [...new Set([...this.clients.values()].flatMap((c) => [c.tracerProvider, c.meterProvider])), this.bridgeMeterProvider];
   }
 
   async flush(): Promise<void> {
@@ -233,11 +316,40 @@ export class OtelExporter {
   }
 
   /** Flushes and stops every provider, then the shared exporters. */
-  async shutdown(): Promise<void> {
+  /**
+   * Flushes and stops every provider (their batches go to the spools at once), sends what the
+   * spools hold until `deadlineAt` (epoch ms), then says what could not be delivered: a disk
+   * spool keeps it for the next start, a memory spool loses it.
+   */
+  async shutdown(deadlineAt = Date.now() + 10_000): Promise<void> {
     await Promise.all(this.providers().map((p) => p.shutdown().catch((e: Error) => this.log.warn('shutdown failed', { error: e.message }))));
-    await this.spanExporter.close();
-    await this.metricExporter.close();
+    await Promise.all(this.closing);
+    await Promise.all([this.spanExporter.drain(deadlineAt), this.metricExporter.drain(deadlineAt)]);
+    const spans = this.spanExporter.queued;
+    const metrics = this.metricExporter.queued;
+    if (spans.items + metrics.items > 0) {
+      const fields = {
+        spans: spans.items,
+        metricExports: metrics.items,
+        bytes: spans.bytes + metrics.bytes,
+        ...(this.opts.spoolDir ? { spoolDir: this.opts.spoolDir } : {}),
+      };
+      if (spans.keptOnDisk) this.log.warn('OTLP endpoint unavailable at shutdown: undelivered data kept in the spool directory for the next start', fields);
+      else this.log.error('OTLP endpoint unavailable at shutdown: undelivered data is lost (no spoolDir)', fields);
+    }
+    // A request still in flight is abandoned at the deadline (a disk spool sends it again next time).
+    await Promise.all([this.spanExporter.close(deadlineAt), this.metricExporter.close(deadlineAt)]);
   }
+}
+
+/**
+ * Epoch ms as HrTime. A plain number is not safe: the SDK reads a number below
+ * performance.now() (or half of timeOrigin, depending on the API) as a relative
+ * performance time, so an event stamped near 1970 (a broken SDK clock) would be
+ * moved to "now", and a span straddling the threshold would end before it starts.
+ */
+function hr(ms: number): [number, number] {
+  return millisToHrTime(ms);
 }
 
 function kindOf(s: SpanRecord): SpanKind {
@@ -245,11 +357,11 @@ function kindOf(s: SpanRecord): SpanKind {
 }
 
 function finish(span: ReturnType<Tracer['startSpan']>, rec: SpanRecord): void {
-  for (const e of rec.events) span.addEvent(e.name, e.attributes, e.timeMs);
+  for (const e of rec.events) span.addEvent(e.name, e.attributes, hr(e.timeMs));
   if (rec.status.code === 'error') {
     span.setStatus(rec.status.message ? { code: SpanStatusCode.ERROR, message: rec.status.message } : { code: SpanStatusCode.ERROR });
   }
-  span.end(rec.endMs);
+  span.end(hr(rec.endMs));
 }
 
 function createInstruments(meter: Meter): Map<string, Histogram | Counter> {
@@ -283,74 +395,4 @@ function droppedSpanCounter(stats: Stats): ApiMeterProvider {
         : noop.createCounter(name, options),
   });
   return { getMeter: () => meter };
-}
-
-/**
- * Shared by every client's batch processor: counts outcomes, and ignores
- * the per-provider shutdown() calls until the bridge closes it for real.
- */
-class CountingSpanExporter implements SpanExporter {
-  constructor(
-    private readonly inner: SpanExporter,
-    private readonly stats: Stats,
-    private readonly log: Logger,
-  ) {}
-
-  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
-    this.inner.export(spans, (r) => {
-      if (r.code === ExportResultCode.SUCCESS) this.stats.spans.exported += spans.length;
-      else {
-        this.stats.spans.failed += spans.length;
-        this.log.warnLimited('span-export', 'span export failed; these spans are lost', { spans: spans.length, error: r.error?.message });
-      }
-      done(r);
-    });
-  }
-
-  shutdown(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  forceFlush(): Promise<void> {
-    return this.inner.forceFlush?.() ?? Promise.resolve();
-  }
-
-  close(): Promise<void> {
-    return this.inner.shutdown();
-  }
-}
-
-class CountingMetricExporter implements PushMetricExporter {
-  constructor(
-    private readonly inner: PushMetricExporter,
-    private readonly stats: Stats,
-    private readonly log: Logger,
-  ) {}
-
-  export(metrics: ResourceMetrics, done: (r: ExportResult) => void): void {
-    this.inner.export(metrics, (r) => {
-      if (r.code === ExportResultCode.SUCCESS) this.stats.metricExports.succeeded++;
-      else {
-        this.stats.metricExports.failed++;
-        this.log.warnLimited('metric-export', 'metric export failed', { error: r.error?.message });
-      }
-      done(r);
-    });
-  }
-
-  selectAggregationTemporality(kind: Parameters<NonNullable<PushMetricExporter['selectAggregationTemporality']>>[0]): AggregationTemporality {
-    return this.inner.selectAggregationTemporality?.(kind) ?? AggregationTemporality.CUMULATIVE;
-  }
-
-  forceFlush(): Promise<void> {
-    return this.inner.forceFlush();
-  }
-
-  shutdown(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  close(): Promise<void> {
-    return this.inner.shutdown();
-  }
 }

@@ -1,0 +1,46 @@
+# aws-csm-bridge container image.
+#   docker build -t aws-csm-bridge .
+#   docker run --rm -p 31000:31000/udp -p 127.0.0.1:31001:31001 \
+#     -e OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 aws-csm-bridge
+# See README "Running in containers".
+
+# --- build: full dev dependencies, TypeScript → dist/ -------------------------
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+RUN npm run build
+
+# --- runtime: production dependencies only, non-root -------------------------
+FROM node:20-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY config ./config
+
+# Inside a container the SDKs are in other containers, so the bridge listens on
+# every interface. A non-loopback listen address needs a source allow-list: the
+# default allows the private ranges (RFC 1918) that container networks use;
+# narrow it to your network's CIDR (--allow-source / AWS_CSM_BRIDGE_ALLOW_SOURCE),
+# or --allow-any-source on a network you trust. The admin endpoint listens on
+# every interface too, for the health check and for `docker exec`/probes.
+ENV AWS_CSM_HOST=0.0.0.0 \
+    AWS_CSM_PORT=31000 \
+    AWS_CSM_BRIDGE_ADMIN=0.0.0.0:31001 \
+    AWS_CSM_BRIDGE_ALLOW_SOURCE=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16 \
+    AWS_CSM_BRIDGE_UI=false
+
+# The "node" user of the base image (uid 1000).
+USER node
+EXPOSE 31000/udp 31001/tcp
+
+# The slim image has no curl: Node's own fetch checks /healthz.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:31001/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+ENTRYPOINT ["node", "dist/cli.js"]
+CMD []

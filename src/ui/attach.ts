@@ -1,0 +1,37 @@
+import type { Bridge } from '../bridge.js';
+import type { Config } from '../config/schema.js';
+import { LiveView } from './live-view.js';
+
+/** The live view is shown when asked for (ui, the default) and stdout is a terminal. */
+export function wantsView(config: Config, out: NodeJS.WriteStream = process.stdout): boolean {
+  return config.ui && out.isTTY === true;
+}
+
+/** The export target as shown to the user. */
+export function exportTarget(config: Config, env: NodeJS.ProcessEnv = process.env): string {
+  const base = config.otlpEndpoint ?? env['OTEL_EXPORTER_OTLP_ENDPOINT'] ?? 'http://localhost:4318';
+  const traces = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'];
+  return `${traces && !config.otlpEndpoint ? traces : base} (${config.otlpProtocol})`;
+}
+
+/** Starts the live view on the bridge's translated calls. q / Ctrl-C send SIGINT, the normal stop path. */
+export function startView(
+  bridge: Bridge,
+  config: Config,
+  info: { version: string; listen: string[]; admin?: string; extra?: () => string[] },
+): LiveView {
+  const view = new LiveView({
+    version: info.version,
+    listen: info.listen,
+    ...(info.admin ? { admin: info.admin } : {}),
+    target: exportTarget(config),
+    stats: () => bridge.snapshot(),
+    out: process.stdout,
+    input: process.stdin,
+    onQuit: () => process.kill(process.pid, 'SIGINT'),
+    ...(info.extra ? { extra: info.extra } : {}),
+  });
+  bridge.tapCalls((c, t) => view.onCall(c, t));
+  view.start();
+  return view;
+}

@@ -1,0 +1,153 @@
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI } from '../helpers/bridge-process.js';
+import { findTool, freePort, startMoto, type Moto } from '../helpers/tools.js';
+
+const exec = promisify(execFile);
+const AWS = findTool('aws');
+const MOTO = findTool('moto_server');
+const TMUX = findTool('tmux');
+/** A private tmux server: nothing of the user's tmux is touched, and kill-server ends it all. */
+const SOCKET = `csm-live-view-${process.pid}`;
+
+const tmux = (...args: string[]) => spawnSync(TMUX!, ['-L', SOCKET, ...args], { encoding: 'utf8' });
+const screen = () => tmux('capture-pane', '-p', '-t', 'view').stdout;
+const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** Polls the screen (bounded) until `pred` holds; returns the last screen either way. */
+async function waitScreen(pred: (s: string) => boolean, timeoutMs = 20_000): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  let s = screen();
+  while (!pred(s) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 200));
+    s = screen();
+  }
+  return s;
+}
+
+/**
+ * A person's view of the bridge: the built CLI in a real terminal (tmux,
+ * 160x50), no collector listening, real aws CLI calls against moto_server.
+ */
+describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with real aws CLI calls', () => {
+  let moto: Moto;
+  let udpPort: number;
+  let during = '';
+  let after = '';
+  const exits: Record<string, number> = {};
+
+  const aws = async (name: string, args: string[]) => {
+    try {
+      await exec(AWS!, [...args, '--endpoint-url', moto.url], {
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          HOME: process.env['HOME'] ?? '',
+          AWS_CSM_ENABLED: 'true',
+          AWS_CSM_PORT: String(udpPort),
+          AWS_CSM_CLIENT_ID: 'live-e2e',
+          AWS_ACCESS_KEY_ID: 'AKIAIOSFODNN7EXAMPLE',
+          AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+          AWS_DEFAULT_REGION: 'us-east-1',
+          AWS_CONFIG_FILE: '/dev/null',
+          AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+        },
+        timeout: 60_000,
+      });
+      exits[name] = 0;
+    } catch (e) {
+      exits[name] = (e as { code: number }).code;
+    }
+  };
+
+  beforeAll(async () => {
+    moto = await startMoto(MOTO!);
+    udpPort = await freePort();
+    const closed = await freePort(); // nothing listens there: every export fails
+    const cmd = [
+      'env',
+      `PATH=${process.env['PATH'] ?? ''}`,
+      `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:${closed}`,
+      process.execPath,
+      CLI,
+      '--listen', `127.0.0.1:${udpPort}`,
+      '--admin', 'off',
+      '--export-delay-ms', '200',
+      '--metrics-interval-ms', '500',
+      '--shutdown-timeout-ms', '3000',
+    ]
+      .map(sq)
+      .join(' ');
+    // After the bridge exits, print its exit code and keep the pane open to be read.
+    const r = tmux('new-session', '-d', '-s', 'view', '-x', '160', '-y', '50', `${cmd}; echo "EXIT=$?"; sleep 60`);
+    expect(r.status, r.stderr).toBe(0);
+    await waitScreen((s) => s.includes('live view'));
+
+    await aws('create-1', ['s3api', 'create-bucket', '--bucket', 'live-1']);
+    await aws('create-2', ['s3api', 'create-bucket', '--bucket', 'live-2']);
+    await aws('list', ['s3api', 'list-buckets']);
+    await aws('head-missing', ['s3api', 'head-bucket', '--bucket', 'no-such-bucket']); // 404
+    await aws('describe-missing', ['dynamodb', 'describe-table', '--table-name', 'nope']); // 400 ResourceNotFoundException
+    during = await waitScreen((s) => /DynamoDB\.DescribeTable/.test(s) && /FAILING/.test(s) && /S3\.CreateBucket +2 /.test(s));
+
+    // Ctrl-C: the view closes, the bridge flushes and exits 0, the terminal is back.
+    tmux('send-keys', '-t', 'view', 'C-c');
+    after = await waitScreen((s) => s.includes('EXIT='));
+  }, 180_000);
+
+  afterAll(async () => {
+    tmux('kill-server');
+    await moto?.close();
+  });
+
+  it('the aws CLI calls ran as scripted', () => {
+    expect(exits).toEqual({ 'create-1': 0, 'create-2': 0, list: 0, 'head-missing': 255, 'describe-missing': 255 });
+  });
+
+  it('shows one row per Service.Api with its calls and error %, sorted by calls', () => {
+    const row = (name: string) => during.split('\n').find((l) => l.startsWith(`${name} `));
+    const cols = (name: string) => row(name)?.trim().split(/\s+/) ?? [];
+    // SERVICE.API CALLS CALLS/S P50 P95 P99 ERR% RETRIES THROTTLES LAST ERROR
+    expect(cols('S3.CreateBucket').slice(0, 2), during).toEqual(['S3.CreateBucket', '2']);
+    expect(cols('S3.CreateBucket')[6]).toBe('0.0');
+    expect(cols('S3.ListBuckets').slice(0, 2)).toEqual(['S3.ListBuckets', '1']);
+    expect(cols('S3.HeadBucket').slice(0, 2)).toEqual(['S3.HeadBucket', '1']);
+    expect(cols('S3.HeadBucket')[6]).toBe('100.0');
+    expect(cols('DynamoDB.DescribeTable')[6], during).toBe('100.0');
+    expect(row('DynamoDB.DescribeTable')).toContain('ResourceNotFoundException');
+    const order = during.split('\n').filter((l) => /^(S3|DynamoDB)\.\S+ +\d+ /.test(l)).map((l) => l.split(/\s+/)[0]);
+    expect(order[0]).toBe('S3.CreateBucket');
+    expect(order).toHaveLength(4);
+  });
+
+  it('shows the listen address, the target and that exports are failing, with the error', () => {
+    expect(during).toContain(`127.0.0.1:${udpPort}`);
+    expect(during).toMatch(/export +http:\/\/127\.0\.0\.1:\d+ .*FAILING/);
+    expect(during).toMatch(/last export error .*(ECONNREFUSED|connect)/);
+    expect(during).toMatch(/calls 5 /);
+  });
+
+  it('lists the newest failed calls below the table', () => {
+    const tail = during.slice(during.indexOf('RECENT FAILED CALLS'));
+    expect(during).toContain('RECENT FAILED CALLS');
+    const failed = tail.split('\n').slice(1, 3).join('\n');
+    expect(failed).toMatch(/DynamoDB\.DescribeTable \[live-e2e\] 400 ResourceNotFoundException/);
+    expect(failed).toMatch(/S3\.HeadBucket \[live-e2e\] 404/);
+    // Newest first.
+    expect(failed.indexOf('DynamoDB')).toBeLessThan(failed.indexOf('S3.HeadBucket'));
+  });
+
+  it('no raw log lines over the view: failures are shown, not spammed', () => {
+    expect(during).not.toContain('"level"');
+    expect(during).not.toContain('{"time"');
+    expect(during.trimEnd().split('\n').length).toBeLessThanOrEqual(50);
+  });
+
+  it('Ctrl-C restores the terminal and exits 0 after the flush', () => {
+    expect(after).toContain('EXIT=0');
+    expect(after).not.toContain('live view');
+    expect(after).not.toContain('SERVICE.API');
+    // Back on the normal screen, the stop is logged as JSON as usual.
+    expect(after).toContain('"msg":"stopped"');
+  });
+});

@@ -1,0 +1,323 @@
+/**
+ * The export spool (src/export/spool.ts) on its own, and behind the spooling
+ * span exporter with the real OTLP HTTP delegate against the strict test sink.
+ */
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ROOT_CONTEXT } from '@opentelemetry/api';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { NodeTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
+import { classify } from '../../src/export/otlp-sender.js';
+import { Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
+import { SpoolingSpanExporter } from '../../src/export/spooling-exporter.js';
+import { createLogger } from '../../src/log.js';
+import { newStats } from '../../src/stats.js';
+import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
+
+/** Records every event the spool reports. */
+function recorder() {
+  const r = {
+    queuedItems: 0,
+    queuedBytes: 0,
+    delivered: [] as number[],
+    rejected: [] as { items: number; error: string }[],
+    dropped: [] as { items: number; reason: DropReason }[],
+    retries: 0,
+    recovered: [] as { items: number; bytes: number; batches: number }[],
+    diskErrors: [] as string[],
+  };
+  const events: SpoolEvents = {
+    queued: (n, b) => {
+      r.queuedItems += n;
+      r.queuedBytes += b;
+    },
+    delivered: (n) => r.delivered.push(n),
+    rejected: (items, error) => r.rejected.push({ items, error }),
+    dropped: (items, reason) => r.dropped.push({ items, reason }),
+    retrying: () => r.retries++,
+    recovered: (items, bytes, batches) => r.recovered.push({ items, bytes, batches }),
+    diskError: (op, e) => r.diskErrors.push(`${op}: ${e}`),
+  };
+  return { r, events };
+}
+
+/**
+ * A sender the test answers by hand: every call waits until the test resolves it.
+ * `sent` lists the item counts in the order they were sent (items identify batches here).
+ */
+function manualSender() {
+  const pending: { items: number; body: Uint8Array; encoding: Encoding; answer: (r: SendResult) => void }[] = [];
+  const sent: number[] = [];
+  const send = (body: Uint8Array, encoding: Encoding, items: number) =>
+    new Promise<SendResult>((answer) => {
+      sent.push(items);
+      pending.push({ items, body, encoding, answer });
+    });
+  const next = async (): Promise<(typeof pending)[number]> => {
+    for (let i = 0; i < 500 && pending.length === 0; i++) await new Promise((r) => setTimeout(r, 2));
+    const p = pending.shift();
+    if (!p) throw new Error('the spool sent nothing');
+    return p;
+  };
+  return { send, sent, pending, next };
+}
+
+const body = (size: number, fill = 1) => new Uint8Array(size).fill(fill);
+const until = async (cond: () => boolean, what: string) => {
+  for (let i = 0; i < 1000; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+};
+
+let dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'csm-spool-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  dirs = [];
+});
+
+describe('Spool (memory)', () => {
+  it('sends oldest first, one at a time, and retries a transient failure of the same batch', async () => {
+    const s = manualSender();
+    const { r, events } = recorder();
+    const spool = new Spool({ maxBytes: 10_000, send: s.send, events, initialBackoffMs: 1, maxBackoffMs: 2 });
+    spool.push(body(100), 1, 'protobuf');
+    spool.push(body(100), 2, 'protobuf');
+    spool.push(body(100), 3, 'protobuf');
+    const first = await s.next();
+    expect(first.items).toBe(1);
+    expect(s.pending).toHaveLength(0); // one request in flight, never more
+    first.answer({ ok: false, kind: 'transient', error: 'ECONNREFUSED' });
+    const again = await s.next();
+    expect(again.items).toBe(1); // the same batch, not the next one
+    again.answer({ ok: true });
+    (await s.next()).answer({ ok: true });
+    (await s.next()).answer({ ok: true });
+    await until(() => r.delivered.length === 3, 'delivery');
+    expect(r.delivered).toEqual([1, 2, 3]);
+    expect(s.sent).toEqual([1, 1, 2, 3]);
+    expect(r.retries).toBe(1);
+    expect([spool.queuedItems, spool.queuedBytes, r.queuedItems, r.queuedBytes]).toEqual([0, 0, 0, 0]);
+    spool.close();
+  });
+
+  it('when full drops the oldest batches (never the one in flight) and counts every dropped item', async () => {
+    const s = manualSender();
+    const { r, events } = recorder();
+    const spool = new Spool({ maxBytes: 3_500, send: s.send, events, initialBackoffMs: 1, maxBackoffMs: 2 });
+    for (let i = 1; i <= 10; i++) spool.push(body(1_000), i, 'protobuf');
+    // Batch 1 went out at once and stays in flight (it still counts against the bound); 2..8 were dropped to make room.
+    expect(r.dropped).toEqual([2, 3, 4, 5, 6, 7, 8].map((items) => ({ items, reason: 'spool_full' })));
+    expect(spool.queuedBatches).toBe(3); // in flight (1) + the newest two
+    expect(spool.queuedItems).toBe(1 + 9 + 10);
+    expect(spool.queuedBytes).toBeLessThanOrEqual(3_500);
+    const pushed = 55;
+    const dropped = r.dropped.reduce((a, d) => a + d.items, 0);
+    expect(spool.queuedItems + dropped).toBe(pushed); // nothing unaccounted for
+
+    // A batch bigger than the whole bound is dropped on arrival.
+    spool.push(body(4_000), 100, 'protobuf');
+    expect(r.dropped.at(-1)).toEqual({ items: 100, reason: 'spool_full' });
+
+    for (let i = 0; i < 3; i++) (await s.next()).answer({ ok: true });
+    await until(() => r.delivered.length === 3, 'delivery');
+    expect(r.delivered).toEqual([1, 9, 10]);
+    spool.close();
+  });
+
+  it('drops a batch the endpoint refuses (4xx) at once, and one it keeps failing with 500 after a few tries', async () => {
+    const s = manualSender();
+    const { r, events } = recorder();
+    const spool = new Spool({ maxBytes: 10_000, send: s.send, events, initialBackoffMs: 1, maxBackoffMs: 2, maxServerErrorAttempts: 3 });
+    spool.push(body(10), 1, 'protobuf');
+    spool.push(body(10), 2, 'protobuf');
+    spool.push(body(10), 3, 'protobuf');
+    (await s.next()).answer({ ok: false, kind: 'rejected', error: 'HTTP 400: bad' });
+    for (let i = 0; i < 3; i++) (await s.next()).answer({ ok: false, kind: 'server_error', error: 'HTTP 500' });
+    (await s.next()).answer({ ok: true });
+    await until(() => r.delivered.length === 1, 'delivery');
+    expect(s.sent).toEqual([1, 2, 2, 2, 3]);
+    expect(r.rejected.map((x) => x.items)).toEqual([1, 2]);
+    expect(r.delivered).toEqual([3]);
+    spool.close();
+  });
+
+  it('drain() resolves false at its deadline while the endpoint is down, true once it is empty', async () => {
+    let up = false;
+    const { r, events } = recorder();
+    const spool = new Spool({
+      maxBytes: 10_000,
+      events,
+      send: async () => (up ? { ok: true } : { ok: false, kind: 'transient', error: 'down' }),
+      initialBackoffMs: 1,
+      maxBackoffMs: 5,
+    });
+    spool.push(body(10), 4, 'json');
+    expect(await spool.drain(Date.now() + 50)).toBe(false);
+    expect(spool.queuedItems).toBe(4);
+    up = true;
+    expect(await spool.drain(Date.now() + 5_000)).toBe(true);
+    expect(r.delivered).toEqual([4]);
+    spool.close();
+  });
+});
+
+describe('Spool (disk)', () => {
+  it('writes each batch as a file, keeps them across a restart, sends them oldest first, deletes what was delivered', async () => {
+    const dir = tempDir();
+    const down = async (): Promise<SendResult> => ({ ok: false, kind: 'transient', error: 'ECONNREFUSED' });
+    const a = recorder();
+    const first = new Spool({ maxBytes: 100_000, dir, send: down, events: a.events, initialBackoffMs: 1, maxBackoffMs: 5 });
+    first.push(body(300, 7), 3, 'protobuf');
+    first.push(body(200, 8), 2, 'json');
+    const files = readdirSync(dir).filter((f) => !f.startsWith('.'));
+    expect(files).toEqual(['000000000001-3.pb', '000000000002-2.json']);
+    expect(readFileSync(join(dir, files[0]!))).toEqual(Buffer.from(body(300, 7)));
+    expect(readdirSync(dir)).toContain('.lock');
+    expect(await first.drain(Date.now() + 30)).toBe(false);
+    first.close();
+    expect(readdirSync(dir)).not.toContain('.lock');
+    // A crash mid-write leaves a .tmp file: never acknowledged, removed at the next start.
+    writeFileSync(join(dir, '000000000003-9.pb.tmp'), 'half');
+
+    const got: { items: number; encoding: Encoding; bytes: Buffer }[] = [];
+    const b = recorder();
+    const second = new Spool({
+      maxBytes: 100_000,
+      dir,
+      events: b.events,
+      send: async (bytes, encoding, items) => {
+        got.push({ items, encoding, bytes: Buffer.from(bytes) });
+        return { ok: true };
+      },
+    });
+    expect(b.r.recovered).toEqual([{ items: 5, bytes: 500, batches: 2 }]);
+    await until(() => b.r.delivered.length === 2, 'replay');
+    expect(got.map((g) => [g.items, g.encoding, g.bytes.length, g.bytes[0]])).toEqual([
+      [3, 'protobuf', 300, 7],
+      [2, 'json', 200, 8],
+    ]);
+    expect(readdirSync(dir).filter((f) => f !== '.lock')).toEqual([]);
+    // New batches continue the sequence (names stay ordered after a restart).
+    second.push(body(10), 1, 'protobuf');
+    await until(() => b.r.delivered.length === 3, 'delivery');
+    second.close();
+  });
+
+  it('a smaller bound at the next start drops the oldest files, counted', async () => {
+    const dir = tempDir();
+    const down = async (): Promise<SendResult> => ({ ok: false, kind: 'transient', error: 'down' });
+    const first = new Spool({ maxBytes: 100_000, dir, send: down, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 5 });
+    for (let i = 1; i <= 5; i++) first.push(body(1_000), i, 'protobuf');
+    first.close();
+    const b = recorder();
+    const second = new Spool({ maxBytes: 2_500, dir, send: down, events: b.events, initialBackoffMs: 1, maxBackoffMs: 5 });
+    expect(b.r.dropped).toEqual([1, 2, 3].map((items) => ({ items, reason: 'spool_full' })));
+    expect(second.queuedItems).toBe(4 + 5);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.pb'))).toEqual(['000000000004-4.pb', '000000000005-5.pb']);
+    second.close();
+  });
+
+  it('refuses a directory another live process spools into', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, '.lock'), String(process.ppid));
+    expect(() => new Spool({ maxBytes: 1_000, dir, send: async () => ({ ok: true }), events: recorder().events })).toThrow(/in use by process/);
+    // A lock left by a dead process (SIGKILL) is taken over.
+    writeFileSync(join(dir, '.lock'), '999999999');
+    const s = new Spool({ maxBytes: 1_000, dir, send: async () => ({ ok: true }), events: recorder().events });
+    expect(readFileSync(join(dir, '.lock'), 'utf8')).toBe(String(process.pid));
+    s.close();
+    expect(existsSync(join(dir, '.lock'))).toBe(false);
+  });
+});
+
+describe('classify: what the OTLP delegate reports', () => {
+  it('HTTP refusals are final, a 5xx is a server error, everything without a status is transient', () => {
+    const httpError = (code: number) => Object.assign(new Error('x'), { name: 'OTLPExporterError', code });
+    expect(classify({ code: 0 })).toEqual({ ok: true });
+    expect(classify({ code: 1, error: httpError(400) })).toMatchObject({ ok: false, kind: 'rejected' });
+    expect(classify({ code: 1, error: httpError(413) })).toMatchObject({ ok: false, kind: 'rejected' });
+    expect(classify({ code: 1, error: httpError(500) })).toMatchObject({ ok: false, kind: 'server_error' });
+    expect(classify({ code: 1, error: httpError(429) })).toMatchObject({ ok: false, kind: 'transient' });
+    expect(classify({ code: 1, error: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) })).toMatchObject({ ok: false, kind: 'transient' });
+    expect(classify({ code: 1, error: new Error('Request timed out') })).toMatchObject({ ok: false, kind: 'transient' });
+  });
+});
+
+describe('SpoolingSpanExporter with the real OTLP HTTP delegate', () => {
+  let sink: OtlpSink;
+  const saved = process.env['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT'];
+  beforeEach(async () => {
+    sink = await startOtlpSink();
+    // The delegate's own retries end within this timeout; the spool then takes over.
+    process.env['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT'] = '300';
+  });
+  afterEach(async () => {
+    if (saved === undefined) delete process.env['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT'];
+    else process.env['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT'] = saved;
+    await sink.close();
+  });
+
+  for (const encoding of ['protobuf', 'json'] as const) {
+    it(`${encoding}: acknowledges at once during a 503 outage, then delivers every span in order, counted`, async () => {
+      const stats = newStats(0);
+      const lines: string[] = [];
+      const log = createLogger('warn', (l) => lines.push(l));
+      const exporter = new SpoolingSpanExporter(
+        { encoding, url: `${sink.url}/v1/traces`, maxBytes: 1_000_000, initialBackoffMs: 20, maxBackoffMs: 50 },
+        stats,
+        log,
+      );
+      sink.setStatus(503);
+      const acks: number[] = [];
+      const provider = new NodeTracerProvider({
+        resource: resourceFromAttributes({ 'service.name': 'spool-test' }),
+        spanProcessors: [new SimpleSpanProcessor({ export: (s, done) => exporter.export(s, (r) => (acks.push(r.code), done(r))), shutdown: async () => {} })],
+      });
+      const tracer = provider.getTracer('t');
+      for (let i = 0; i < 20; i++) tracer.startSpan(`op-${i}`, {}, ROOT_CONTEXT).end();
+      expect(acks).toEqual(Array(20).fill(0)); // every export acknowledged SUCCESS synchronously
+      await until(() => stats.spool.retries >= 2, 'retries against 503');
+      expect(sink.spans).toHaveLength(0);
+      expect(stats.spool.queuedSpans).toBeGreaterThan(0);
+      expect(stats.spans.exported + stats.spool.queuedSpans).toBe(20);
+      expect(stats.lastExportError.traces?.message).toBeTruthy();
+
+      sink.setStatus(200);
+      await sink.waitFor(() => sink.spans.length === 20, 10_000);
+      expect(sink.spans.map((s) => s.name)).toEqual(Array.from({ length: 20 }, (_, i) => `op-${i}`));
+      expect(sink.errors).toEqual([]);
+      expect(sink.requests.every((q) => q.encoding === encoding)).toBe(true);
+      expect(stats.spans.exported).toBe(20);
+      expect([stats.spool.queuedSpans, stats.spool.queuedBytes, stats.spans.failed, stats.spans.dropped]).toEqual([0, 0, 0, 0]);
+      expect(lines.some((l) => l.includes('OTLP endpoint unavailable; spans wait in the spool'))).toBe(true);
+      await exporter.close();
+      await provider.shutdown();
+    });
+  }
+
+  it('a batch the endpoint refuses with 400 is counted as failed, not retried for ever', async () => {
+    const stats = newStats(0);
+    const exporter = new SpoolingSpanExporter(
+      { encoding: 'protobuf', url: `${sink.url}/v1/traces`, maxBytes: 1_000_000, initialBackoffMs: 20, maxBackoffMs: 50 },
+      stats,
+      createLogger('error', () => {}),
+    );
+    sink.setStatus(400);
+    const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    provider.getTracer('t').startSpan('refused', {}, ROOT_CONTEXT).end();
+    await until(() => stats.spans.failed === 1, 'the refusal');
+    expect(sink.requests.filter((q) => q.status === 400)).toHaveLength(1);
+    expect([stats.spans.exported, stats.spool.queuedSpans, stats.spool.retries]).toEqual([0, 0, 0]);
+    await exporter.close();
+    await provider.shutdown();
+  });
+});
