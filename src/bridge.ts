@@ -145,7 +145,10 @@ export class Bridge {
       await this.receiver.close();
       throw e;
     }
-    this.expireTimer = setInterval(() => this.correlator.expire(Date.now()), EXPIRE_EVERY_MS);
+    this.expireTimer = setInterval(() => {
+      this.correlator.expire(Date.now());
+      this.refreshKernelDrops();
+    }, EXPIRE_EVERY_MS);
     this.expireTimer.unref();
     this.memoryTimer = setInterval(() => this.checkMemory(), MEMORY_CHECK_EVERY_MS);
     this.memoryTimer.unref();
@@ -251,8 +254,14 @@ export class Bridge {
     this.stats.correlation.pendingAttempts = this.correlator.pendingAttempts;
     this.stats.correlation.pendingCalls = this.correlator.pendingCalls;
     this.stats.correlation.pendingGroups = this.correlator.pendingGroups;
+    this.refreshKernelDrops();
     this.readRss();
     return this.stats;
+  }
+
+  private refreshKernelDrops(): void {
+    const drops = this.receiver.kernelDrops();
+    if (drops !== undefined) this.stats.datagrams.kernelDropped = drops;
   }
 
   private readRss(): number {

@@ -14,6 +14,12 @@ export interface Stats {
     rejected: Record<RejectReason, number>;
     /** Not decoded at all: `source_not_allowed` = sender outside --allow-source. */
     dropped: { source_not_allowed: number };
+    /**
+     * Lost before the bridge could read them: the socket receive buffer was full
+     * (the kernel's `drops` for the listening sockets, read from /proc/net/udp*).
+     * Not part of `received`.
+     */
+    kernelDropped: number;
   };
   events: { calls: number; attempts: number };
   correlation: {
@@ -88,6 +94,7 @@ export function newStats(now: number): Stats {
       accepted: 0,
       rejected: { oversize: 0, malformed_json: 0, not_object: 0, unknown_type: 0, missing_field: 0, bad_field: 0 },
       dropped: { source_not_allowed: 0 },
+      kernelDropped: 0,
     },
     events: { calls: 0, attempts: 0 },
     correlation: {

@@ -257,6 +257,7 @@ export class OtelExporter {
         r.observe(s.datagrams.accepted, { 'csm.outcome': 'accepted' });
         for (const [reason, n] of Object.entries(s.datagrams.rejected)) r.observe(n, { 'csm.outcome': reason });
         for (const [reason, n] of Object.entries(s.datagrams.dropped)) r.observe(n, { 'csm.outcome': reason });
+        r.observe(s.datagrams.kernelDropped, { 'csm.outcome': 'kernel_dropped' });
       });
     meter
       .createObservableCounter('csm.bridge.memory.shed', { unit: '{item}', description: 'Pending attempts and calls exported early because RSS was above memoryCeilingMb.' })

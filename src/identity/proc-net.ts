@@ -14,6 +14,8 @@ export interface UdpSocketRow {
   remotePort: number;
   uid: number;
   inode: number;
+  /** Datagrams the kernel dropped for this socket (receive buffer full); 0 when the column is absent. */
+  drops: number;
 }
 
 /**
@@ -49,7 +51,16 @@ export function parseProcNetUdp(text: string, littleEndian = true): UdpSocketRow
     const uid = Number(f[7]);
     const inode = Number(f[9]);
     if (!local || !remote || !Number.isInteger(uid) || !Number.isInteger(inode)) continue;
-    rows.push({ localAddress: local.address, localPort: local.port, remoteAddress: remote.address, remotePort: remote.port, uid, inode });
+    const drops = Number(f[12] ?? 0);
+    rows.push({
+      localAddress: local.address,
+      localPort: local.port,
+      remoteAddress: remote.address,
+      remotePort: remote.port,
+      uid,
+      inode,
+      drops: Number.isInteger(drops) ? drops : 0,
+    });
   }
   return rows;
 }

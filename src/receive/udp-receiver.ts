@@ -1,5 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
+import { parseProcNetUdp } from '../identity/proc-net.js';
 import type { Logger } from '../log.js';
 
 export type DatagramHandler = (bytes: Buffer, from: RemoteInfo) => void;
@@ -77,6 +79,29 @@ export class UdpReceiver {
       const a = s.address();
       return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     });
+  }
+
+  /**
+   * Datagrams the kernel dropped on these sockets because the receive buffer
+   * was full (Linux; 0 elsewhere). Reads /proc, so call it from a timer or an
+   * admin request, never per datagram. Matched by port within the family's
+   * table: the bridge owns the port on its address. Undefined once closed.
+   */
+  kernelDrops(): number | undefined {
+    if (this.sockets.length === 0) return undefined;
+    let total = 0;
+    for (const [family, file] of [['IPv4', '/proc/net/udp'], ['IPv6', '/proc/net/udp6']] as const) {
+      const ports = new Set(this.sockets.map((s) => s.address()).filter((a) => a.family === family).map((a) => a.port));
+      if (ports.size === 0) continue;
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const row of parseProcNetUdp(text)) if (ports.has(row.localPort)) total += row.drops;
+    }
+    return total;
   }
 
   async close(): Promise<void> {

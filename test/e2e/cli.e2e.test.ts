@@ -53,7 +53,7 @@ describe('the CLI as a user meets it', () => {
   });
 
   it('listens on IPv4 and IPv6 loopback at once and counts datagrams from both', async () => {
-    const bridge = await startBridge(['--listen', '[::1]:0'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_EXPORTER_OTLP_TIMEOUT: '500' });
+    const bridge = await startBridge(['--listen', '[::1]:0', '--shutdown-timeout-ms', '1000'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_EXPORTER_OTLP_TIMEOUT: '500' });
     try {
       const listen = bridge.started['listen'] as string[];
       expect(listen).toHaveLength(2);
@@ -96,3 +96,31 @@ async function startBridgeRaw(args: string[], env: Record<string, string>): Prom
   await b.stop('SIGKILL');
   return { listen: b.started['listen'] as string[], admin: b.started['admin'] as string };
 }
+
+describe('losses before the bridge reads a datagram', () => {
+  it('are counted: datagrams the kernel dropped on a full receive buffer appear in /stats', async () => {
+    const bridge = await startBridge(['--receive-buffer-bytes', '65536', '--shutdown-timeout-ms', '1000'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_EXPORTER_OTLP_TIMEOUT: '500' });
+    const sender = createSocket('udp4');
+    const payload = Buffer.from(JSON.stringify({ Version: 1, Type: 'ApiCallAttempt', Service: 'S3', Api: 'ListBuckets', Timestamp: Date.now(), AttemptLatency: 3, Fqdn: 'x'.repeat(400) }));
+    const SENT = 3_000;
+    try {
+      // A stopped process reads nothing: the ~128 KiB buffer fills and the kernel drops the rest.
+      bridge.child.kill('SIGSTOP');
+      for (let i = 0; i < SENT; i++) await new Promise<void>((res) => sender.send(payload, bridge.udpPort, '127.0.0.1', () => res()));
+      bridge.child.kill('SIGCONT');
+      let stats: any;
+      for (let i = 0; i < 100; i++) {
+        stats = await (await fetch(`${bridge.adminUrl}/stats`)).json();
+        if (stats.datagrams.received + stats.datagrams.kernelDropped === SENT) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(stats.datagrams.kernelDropped).toBeGreaterThan(0);
+      expect(stats.datagrams.received + stats.datagrams.kernelDropped).toBe(SENT);
+      expect(stats.datagrams.accepted).toBe(stats.datagrams.received);
+    } finally {
+      sender.close();
+      bridge.child.kill('SIGCONT');
+      await bridge.stop('SIGTERM');
+    }
+  });
+});

@@ -25,7 +25,7 @@ import { startOtlpSink } from '../helpers/otlp-sink.js';
 const UDP = `   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            
  7433: 0100007F:D2BA 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 51687 2 0000000018e34e2e 0        
  1021: 00000000:BC3F 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 61002 2 00000000a1b2c3d4 0        
- 2290: 0100007F:C2F5 0100007F:7918 01 00000000:00000000 00:00000000 00000000  1000        0 61003 2 00000000a1b2c3d5 0        
+ 2290: 0100007F:C2F5 0100007F:7918 01 00000000:00000000 00:00000000 00000000  1000        0 61003 2 00000000a1b2c3d5 17       
  3001: 0100007F:9C40 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 0 2 00000000a1b2c3d6 0        
  garbage line that is not a socket row
 `;
@@ -49,11 +49,11 @@ describe('/proc/net/udp parsing', () => {
     expect(decodeProcAddress('0100')).toBeUndefined();
   });
 
-  it('parses rows: addresses, ports, uid, inode; skips the header and malformed lines', () => {
+  it('parses rows: addresses, ports, uid, inode, kernel drops; skips the header and malformed lines', () => {
     const rows = parseProcNetUdp(UDP);
     expect(rows).toHaveLength(4);
-    expect(rows[0]).toEqual({ localAddress: '127.0.0.1', localPort: 0xd2ba, remoteAddress: '0.0.0.0', remotePort: 0, uid: 0, inode: 51687 });
-    expect(rows[2]).toEqual({ localAddress: '127.0.0.1', localPort: 0xc2f5, remoteAddress: '127.0.0.1', remotePort: 31000, uid: 1000, inode: 61003 });
+    expect(rows[0]).toEqual({ localAddress: '127.0.0.1', localPort: 0xd2ba, remoteAddress: '0.0.0.0', remotePort: 0, uid: 0, inode: 51687, drops: 0 });
+    expect(rows[2]).toEqual({ localAddress: '127.0.0.1', localPort: 0xc2f5, remoteAddress: '127.0.0.1', remotePort: 31000, uid: 1000, inode: 61003, drops: 17 });
     const v6 = parseProcNetUdp(UDP6);
     expect(v6.map((r) => [r.localAddress, r.localPort, r.inode])).toEqual([
       ['0:0:0:0:0:0:0:1', 31000, 70001],
