@@ -1,11 +1,8 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
 import { startOtlpSink, type OtlpSink, type SinkSpan } from '../helpers/otlp-sink.js';
-import { findTool, startMoto, type Moto } from '../helpers/tools.js';
+import { findTool, runAwsCli, startMoto, type Moto } from '../helpers/tools.js';
 
-const exec = promisify(execFile);
 const AWS = findTool('aws');
 const MOTO = findTool('moto_server');
 const SESSION_TOKEN = `FwoGZXIvYXdzEBYaDCLI-e2e-token-${process.pid}-must-never-leave`;
@@ -22,27 +19,7 @@ describe.skipIf(!AWS || !MOTO)('real aws CLI + moto_server → bridge → OTLP (
   let exitCode: number | null;
 
   const aws = async (name: string, args: string[]) => {
-    try {
-      await exec(AWS!, [...args, '--endpoint-url', moto.url], {
-        env: {
-          PATH: process.env['PATH'] ?? '',
-          HOME: process.env['HOME'] ?? '',
-          AWS_CSM_ENABLED: 'true',
-          AWS_CSM_PORT: String(bridge.udpPort),
-          AWS_CSM_CLIENT_ID: 'cli-e2e',
-          AWS_ACCESS_KEY_ID: 'AKIAIOSFODNN7EXAMPLE',
-          AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
-          AWS_SESSION_TOKEN: SESSION_TOKEN,
-          AWS_DEFAULT_REGION: 'us-west-2',
-          AWS_CONFIG_FILE: '/dev/null',
-          AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
-        },
-        timeout: 60_000,
-      });
-      exits[name] = 0;
-    } catch (e) {
-      exits[name] = (e as { code: number }).code;
-    }
+    exits[name] = await runAwsCli(AWS!, args, { csmPort: bridge.udpPort, clientId: 'cli-e2e', endpoint: moto.url, sessionToken: SESSION_TOKEN });
   };
 
   beforeAll(async () => {

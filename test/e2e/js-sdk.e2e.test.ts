@@ -1,28 +1,16 @@
 import { execFile } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
 import { startFakeS3, type FakeS3 } from '../helpers/fake-s3.js';
-import { freePort } from '../helpers/tools.js';
+import { freePort, sendUdp } from '../helpers/tools.js';
 import { startOtlpSink, type OtlpSink, type SinkSpan } from '../helpers/otlp-sink.js';
 
 const run = promisify(execFile);
 const CLIENT = join(import.meta.dirname, 'clients', 'js-v2-client.cjs');
 const SESSION_TOKEN = `IQoJb3JpZ2luX2VjE-e2e-session-token-${process.pid}-never-export-me`;
 const ACCESS_KEY = 'ASIAE2ETESTKEY987654';
-
-function sendUdp(port: number, payload: string): Promise<void> {
-  const s = createSocket('udp4');
-  return new Promise((resolve, reject) =>
-    s.send(payload, port, '127.0.0.1', (err) => {
-      s.close();
-      if (err) reject(err);
-      else resolve();
-    }),
-  );
-}
 
 const attr = (s: SinkSpan, k: string) => s.attributes[k];
 

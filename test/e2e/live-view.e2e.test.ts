@@ -1,10 +1,8 @@
-import { execFile, spawnSync } from 'node:child_process';
-import { promisify } from 'node:util';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from '../helpers/bridge-process.js';
-import { findTool, freePort, startMoto, type Moto } from '../helpers/tools.js';
+import { findTool, freePort, runAwsCli, startMoto, type Moto } from '../helpers/tools.js';
 
-const exec = promisify(execFile);
 const AWS = findTool('aws');
 const MOTO = findTool('moto_server');
 const TMUX = findTool('tmux');
@@ -38,26 +36,7 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
   const exits: Record<string, number> = {};
 
   const aws = async (name: string, args: string[]) => {
-    try {
-      await exec(AWS!, [...args, '--endpoint-url', moto.url], {
-        env: {
-          PATH: process.env['PATH'] ?? '',
-          HOME: process.env['HOME'] ?? '',
-          AWS_CSM_ENABLED: 'true',
-          AWS_CSM_PORT: String(udpPort),
-          AWS_CSM_CLIENT_ID: 'live-e2e',
-          AWS_ACCESS_KEY_ID: 'AKIAIOSFODNN7EXAMPLE',
-          AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
-          AWS_DEFAULT_REGION: 'us-east-1',
-          AWS_CONFIG_FILE: '/dev/null',
-          AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
-        },
-        timeout: 60_000,
-      });
-      exits[name] = 0;
-    } catch (e) {
-      exits[name] = (e as { code: number }).code;
-    }
+    exits[name] = await runAwsCli(AWS!, args, { csmPort: udpPort, clientId: 'live-e2e', endpoint: moto.url, region: 'us-east-1' });
   };
 
   beforeAll(async () => {

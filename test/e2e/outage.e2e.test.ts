@@ -165,12 +165,6 @@ describe('collector outages', () => {
     bridges.push(b);
     return b;
   };
-  const tempDir = () => {
-    const d = mkdtempSync(join(tmpdir(), 'csm-outage-'));
-    dirs.push(d);
-    return d;
-  };
-
   beforeAll(async () => {
     udp = createSocket('udp4');
     await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));

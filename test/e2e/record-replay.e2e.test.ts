@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,23 +8,12 @@ import { runCli, startBridge, type BridgeProcess } from '../helpers/bridge-proce
 import { FIXTURES, readCapture, readTruth, scenarios } from '../helpers/captures.js';
 import { startFakeS3, type FakeS3 } from '../helpers/fake-s3.js';
 import { startOtlpSink, type OtlpSink, type SinkSpan } from '../helpers/otlp-sink.js';
-import { freePort } from '../helpers/tools.js';
+import { freePort, sendUdp } from '../helpers/tools.js';
 
 const run = promisify(execFile);
 const CLIENT = join(import.meta.dirname, 'clients', 'js-v2-client.cjs');
 const SESSION_TOKEN = `IQoJb3JpZ2luX2VjE-record-token-${process.pid}-never-write-me`;
 const dir = mkdtempSync(join(tmpdir(), 'csm-replay-e2e-'));
-
-function sendUdp(port: number, payload: string): Promise<void> {
-  const s = createSocket('udp4');
-  return new Promise((resolve, reject) =>
-    s.send(payload, port, '127.0.0.1', (err) => {
-      s.close();
-      if (err) reject(err);
-      else resolve();
-    }),
-  );
-}
 
 /** A span tree without what legitimately differs between runs: ids and timestamps. */
 interface Tree {

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { decodeDatagram } from '../../src/decode/decoder.js';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
 import { DEFAULT_DECODER, readCapture, scenarios } from '../helpers/captures.js';
-import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
+import { startOtlpSink } from '../helpers/otlp-sink.js';
 
 let cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {

@@ -1,5 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
 
 /**
  * Finds an external tool the end-to-end tests drive (the aws CLI,
@@ -62,4 +66,53 @@ export async function startMoto(bin: string): Promise<Moto> {
         setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
       }),
   };
+}
+
+/** Sends one datagram to 127.0.0.1:port and closes the socket. */
+export function sendUdp(port: number, payload: string | Buffer): Promise<void> {
+  const s = createSocket('udp4');
+  return new Promise((resolve, reject) =>
+    s.send(payload, port, '127.0.0.1', (err) => {
+      s.close();
+      if (err) reject(err);
+      else resolve();
+    }),
+  );
+}
+
+export interface AwsCliOptions {
+  /** The bridge's UDP port (AWS_CSM_PORT). */
+  csmPort: number;
+  clientId: string;
+  endpoint: string;
+  region?: string;
+  sessionToken?: string;
+}
+
+/**
+ * Runs the real aws CLI v1 (botocore) with CSM on, fixed example credentials
+ * and no user config, against `endpoint`; resolves with its exit code.
+ */
+export async function runAwsCli(bin: string, args: string[], o: AwsCliOptions): Promise<number> {
+  try {
+    await execFileAsync(bin, [...args, '--endpoint-url', o.endpoint], {
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        HOME: process.env['HOME'] ?? '',
+        AWS_CSM_ENABLED: 'true',
+        AWS_CSM_PORT: String(o.csmPort),
+        AWS_CSM_CLIENT_ID: o.clientId,
+        AWS_ACCESS_KEY_ID: 'AKIAIOSFODNN7EXAMPLE',
+        AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+        ...(o.sessionToken ? { AWS_SESSION_TOKEN: o.sessionToken } : {}),
+        AWS_DEFAULT_REGION: o.region ?? 'us-west-2',
+        AWS_CONFIG_FILE: '/dev/null',
+        AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+      },
+      timeout: 60_000,
+    });
+    return 0;
+  } catch (e) {
+    return (e as { code: number }).code;
+  }
 }
