@@ -177,7 +177,13 @@ export class Bridge {
   }
 
   private onDatagram(bytes: Buffer, from: RemoteInfo): void {
-    this.handleDatagram(bytes, from, Date.now());
+    try {
+      this.handleDatagram(bytes, from, Date.now());
+    } catch (e) {
+      // Decoding never throws; a bug further on must cost one datagram, not the daemon.
+      this.stats.internalErrors++;
+      this.log.warnLimited('datagram', 'could not process a datagram', { error: (e as Error).message });
+    }
   }
 
   private handleDatagram(bytes: Buffer, from: { address: string; port: number }, receivedAt: number): void {
