@@ -1,5 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { constants as zlib, gunzipSync, gzipSync } from 'node:zlib';
 
 /**
  * A bounded spool of serialized OTLP request bodies between the SDK's
@@ -17,6 +18,11 @@ import { join } from 'node:path';
  * and files left by an earlier run are sent first at the next start.
  * Delivery is at least once: a batch whose request was in flight at exit is
  * sent again at the next start.
+ *
+ * A batch that has to wait (the spool is not empty when it arrives) is stored
+ * gzipped: OTLP bodies of CSM spans repeat the same keys and values, so an
+ * outage holds several times more calls in the same bound. A batch that can go
+ * out at once is not compressed, so a healthy endpoint costs nothing extra.
  */
 
 export type Encoding = 'protobuf' | 'json';
@@ -56,20 +62,24 @@ export interface SpoolOptions {
   maxBackoffMs?: number;
   /** Attempts for a batch the endpoint answers with a non-retryable 5xx before it is rejected. */
   maxServerErrorAttempts?: number;
+  /** Store batches that have to wait gzipped (default true). */
+  gzipWaiting?: boolean;
 }
 
 interface Entry {
   seq: number;
   items: number;
+  /** Stored size (compressed when `gzipped`): what the bound counts. */
   bytes: number;
   encoding: Encoding;
+  gzipped: boolean;
   /** Memory spool, or a disk spool whose write failed. */
   body: Uint8Array | undefined;
   file: string | undefined;
   serverErrors: number;
 }
 
-const FILE_RE = /^(\d{12})-(\d+)\.(pb|json)$/;
+const FILE_RE = /^(\d{12})-(\d+)\.(pb|json)(\.gz)?$/;
 const TMP_SUFFIX = '.tmp';
 const LOCK = '.lock';
 
@@ -125,6 +135,9 @@ export class Spool {
       ev.dropped(items, 'shutdown');
       return;
     }
+    // Something already waits, so this batch will too: store it compressed (level 1: ~1 ms per 100 KiB).
+    const gzipped = this.queue.length > 0 && this.opts.gzipWaiting !== false;
+    if (gzipped) body = gzipSync(body, { level: zlib.Z_BEST_SPEED });
     const size = body.byteLength;
     if (size > this.opts.maxBytes) {
       ev.dropped(items, 'spool_full');
@@ -139,9 +152,9 @@ export class Spool {
     }
     // The serializer may return a view into a larger buffer: keep only the bytes that are counted.
     if (!this.opts.dir && body.buffer.byteLength > size) body = body.slice();
-    const entry: Entry = { seq: this.nextSeq++, items, bytes: size, encoding, body, file: undefined, serverErrors: 0 };
+    const entry: Entry = { seq: this.nextSeq++, items, bytes: size, encoding, gzipped, body, file: undefined, serverErrors: 0 };
     if (this.opts.dir) {
-      const name = `${String(entry.seq).padStart(12, '0')}-${items}.${encoding === 'json' ? 'json' : 'pb'}`;
+      const name = `${String(entry.seq).padStart(12, '0')}-${items}.${encoding === 'json' ? 'json' : 'pb'}${gzipped ? '.gz' : ''}`;
       const file = join(this.opts.dir, name);
       try {
         writeFileSync(file + TMP_SUFFIX, body, { mode: 0o600 });
@@ -247,12 +260,20 @@ export class Spool {
   }
 
   private load(e: Entry): Uint8Array | undefined {
-    if (e.body) return e.body;
-    if (!e.file) return undefined;
+    let stored: Uint8Array | undefined = e.body;
+    if (!stored && e.file) {
+      try {
+        stored = readFileSync(e.file);
+      } catch (err) {
+        this.opts.events.diskError('read', (err as Error).message);
+        return undefined;
+      }
+    }
+    if (!stored || !e.gzipped) return stored;
     try {
-      return readFileSync(e.file);
+      return gunzipSync(stored);
     } catch (err) {
-      this.opts.events.diskError('read', (err as Error).message);
+      this.opts.events.diskError('decompress', (err as Error).message);
       return undefined;
     }
   }
@@ -314,6 +335,7 @@ export class Spool {
         items: Number(m[2]),
         bytes: size,
         encoding: m[3] === 'json' ? 'json' : 'protobuf',
+        gzipped: m[4] !== undefined,
         body: undefined,
         file,
         serverErrors: 0,
