@@ -8,6 +8,7 @@
  * (counted by a unique request id per call), and whatever did not arrive is
  * counted in /stats.
  */
+import { gunzipSync } from 'node:zlib';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -188,6 +189,8 @@ describe('collector outages', () => {
     expect([during.datagrams.received, during.datagrams.accepted]).toEqual([600, 600]);
     expect([during.spans.exported, during.spans.dropped, during.spans.failed]).toEqual([0, 0, 0]);
     expect(during.spool.queuedBytes).toBeGreaterThan(0);
+    // The log line travels through a pipe: give it a moment (bounded).
+    for (let i = 0; i < 100 && !b.logs.some((l) => l['msg'] === 'OTLP endpoint unavailable; spans wait in the spool'); i++) await new Promise((r) => setTimeout(r, 50));
     expect(b.logs.some((l) => l['msg'] === 'OTLP endpoint unavailable; spans wait in the spool')).toBe(true);
 
     await proxy.up('forward');
@@ -337,15 +340,21 @@ describe('shutdown during an outage', () => {
     expect(kept, first.stderr()).toBeDefined();
     expect(kept!['spans']).toBe(300);
 
-    const files = readdirSync(join(dir, 'traces')).filter((f) => /^\d{12}-\d+\.pb$/.test(f));
+    // Batches that waited behind another are stored gzipped (.pb.gz).
+    const files = readdirSync(join(dir, 'traces')).filter((f) => /^\d{12}-\d+\.pb(\.gz)?$/.test(f));
     expect(files.length).toBeGreaterThan(0);
     expect(files.reduce((n, f) => n + Number(f.split('-')[1]!.split('.')[0]), 0)).toBe(300);
-    expect(readdirSync(join(dir, 'metrics')).some((f) => f.endsWith('.pb'))).toBe(true);
-    // The spool files hold the spans (request ids are in them) and never the SessionToken.
-    const content = Buffer.concat([...files.map((f) => readFileSync(join(dir, 'traces', f)))]);
+    expect(readdirSync(join(dir, 'metrics')).some((f) => /\.pb(\.gz)?$/.test(f))).toBe(true);
+    // The spool files (uncompressed) hold the spans (request ids are in them) and never the SessionToken.
+    const plain = (file: string) => (file.endsWith('.gz') ? gunzipSync(readFileSync(file)) : readFileSync(file));
+    const content = Buffer.concat([...files.map((f) => plain(join(dir, 'traces', f)))]);
     expect(content.includes(requestId(149))).toBe(true);
     for (const sub of ['traces', 'metrics']) {
-      for (const f of readdirSync(join(dir, sub))) expect(readFileSync(join(dir, sub, f)).includes(SESSION_TOKEN), f).toBe(false);
+      for (const f of readdirSync(join(dir, sub))) {
+        const file = join(dir, sub, f);
+        expect(readFileSync(file).includes(SESSION_TOKEN), f).toBe(false);
+        if (f.endsWith('.gz')) expect(plain(file).includes(SESSION_TOKEN), f).toBe(false);
+      }
     }
     expect(first.stderr()).not.toContain(SESSION_TOKEN);
 

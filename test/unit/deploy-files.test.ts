@@ -320,12 +320,3 @@ describe('config/aws-csm-bridge.service', () => {
   });
 });
 
-describe('.ci/run', () => {
-  it('installs Debian docker-compose when missing, idempotently, before the tests', () => {
-    const ci = read('.ci/run');
-    const step = ci.indexOf('command -v docker-compose');
-    expect(step).toBeGreaterThan(-1);
-    expect(ci.slice(step)).toMatch(/apt-get update[^\n]*&&[^\n]*apt-get install -y[^\n]*docker-compose/);
-    expect(step).toBeLessThan(ci.indexOf('npm test'));
-  });
-});
