@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+/**
+ * In-process cost of the stages before export: decode → correlate → translate,
+ * on real captured botocore pairs (unique request id and timestamp per call),
+ * without sockets, the OTel SDK or HTTP. Says how much of the per-datagram
+ * budget (10 µs at 100k datagrams/s on one core) the stages themselves use.
+ *
+ *   npm run build && node bench/pipeline.mjs [--calls 200000] [--repeat 5]
+ */
+import { readFileSync } from 'node:fs';
+import { decodeDatagram } from '../dist/decode/decoder.js';
+import { Correlator } from '../dist/correlate/correlator.js';
+import { translate } from '../dist/translate/translate.js';
+
+const arg = (name, def) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+};
+const CALLS = arg('calls', 200_000);
+const REPEAT = arg('repeat', 5);
+
+// Single-attempt botocore calls: attempt line then its ApiCall line.
+const lines = readFileSync(new URL('../test/fixtures/boto3_threads_standard.jsonl', import.meta.url), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const truth = JSON.parse(readFileSync(new URL('../test/fixtures/boto3_threads_standard.truth.json', import.meta.url), 'utf8'));
+const pairs = truth.calls
+  .filter((c) => c.attempt_lines.length === 1)
+  .map((c) => [JSON.parse(lines[c.attempt_lines[0]].raw), JSON.parse(lines[c.api_call_line].raw)]);
+
+// Pre-built datagrams (the generator's work is not measured).
+const t0 = Date.now();
+const datagrams = [];
+for (let i = 0; i < CALLS; i++) {
+  const [a, c] = pairs[i % pairs.length];
+  const ts = t0 + i;
+  datagrams.push(Buffer.from(JSON.stringify({ ...a, Timestamp: ts, XAmznRequestId: `b${i}` })));
+  datagrams.push(Buffer.from(JSON.stringify({ ...c, Timestamp: ts - 1 })));
+}
+const src = { address: '127.0.0.1', port: 40000 };
+const decodeOpts = { maxDatagramBytes: 65535, accessKey: 'drop', accessKeySalt: '', timestampSemantics: 'auto' };
+const translateOpts = { attemptSpanKind: 'client', rpcSemconv: 'old', jsInstrumentationKeys: false };
+
+function run(stage) {
+  let translated = 0;
+  let sink = 0;
+  const correlator = new Correlator({ attemptHoldMs: 300_000, callHoldMs: 3_000, maxPending: 100_000, toleranceMs: 50 }, (c) => {
+    if (stage === 'translate') sink += translate(c, translateOpts).metrics.length;
+    translated++;
+  });
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < datagrams.length; i++) {
+    const r = decodeDatagram(datagrams[i], src, t0 + (i >> 1), decodeOpts);
+    if (stage !== 'decode' && r.ok) correlator.add(r.event);
+  }
+  correlator.flush();
+  const ns = Number(process.hrtime.bigint() - start);
+  return { stage, usPerDatagram: ns / 1000 / datagrams.length, translated, sink };
+}
+
+const results = {};
+for (const stage of ['decode', 'correlate', 'translate']) {
+  const runs = [];
+  for (let r = 0; r < REPEAT; r++) runs.push(run(stage).usPerDatagram);
+  runs.sort((a, b) => a - b);
+  results[stage] = { medianUsPerDatagram: Number(runs[Math.floor(runs.length / 2)].toFixed(2)), runs: runs.map((x) => Number(x.toFixed(2))) };
+}
+console.log(JSON.stringify({ calls: CALLS, datagrams: datagrams.length, node: process.version, cumulative: results }, null, 2));
+console.log('\nstage (cumulative)   µs per datagram (median)');
+for (const [k, v] of Object.entries(results)) console.log(`${k.padEnd(20)} ${v.medianUsPerDatagram}`);
