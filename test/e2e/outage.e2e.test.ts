@@ -156,31 +156,33 @@ const BASE_ARGS = ['--export-delay-ms', '100', '--export-batch-size', '200', '--
 /** The exporter's own in-request retries end after 1 s, so the spool's loop is what is tested. */
 const ENV = { OTEL_EXPORTER_OTLP_TIMEOUT: '1000' };
 
+// Each test: a fresh sink behind a fault proxy, bridges and spool directories cleaned up after it.
+let sink: OtlpSink;
+let proxy: FaultProxy;
+const bridges: BridgeProcess[] = [];
+const dirs: string[] = [];
+const start = async (args: string[] = []) => {
+  const b = await startBridge(['--otlp-endpoint', proxy.url, ...BASE_ARGS, ...args], ENV);
+  bridges.push(b);
+  return b;
+};
+beforeAll(async () => {
+  udp = createSocket('udp4');
+  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
+});
+afterAll(() => udp.close());
+beforeEach(async () => {
+  sink = await startOtlpSink();
+  proxy = new FaultProxy(await freePort(), Number(new URL(sink.url).port));
+});
+afterEach(async () => {
+  for (const b of bridges.splice(0)) await b.stop('SIGKILL');
+  await proxy.down();
+  await sink.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
 describe('collector outages', () => {
-  let sink: OtlpSink;
-  let proxy: FaultProxy;
-  const bridges: BridgeProcess[] = [];
-  const dirs: string[] = [];
-  const start = async (args: string[] = []) => {
-    const b = await startBridge(['--otlp-endpoint', proxy.url, ...BASE_ARGS, ...args], ENV);
-    bridges.push(b);
-    return b;
-  };
-  beforeAll(async () => {
-    udp = createSocket('udp4');
-    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
-  });
-  afterAll(() => udp.close());
-  beforeEach(async () => {
-    sink = await startOtlpSink();
-    proxy = new FaultProxy(await freePort(), Number(new URL(sink.url).port));
-  });
-  afterEach(async () => {
-    for (const b of bridges.splice(0)) await b.stop('SIGKILL');
-    await proxy.down();
-    await sink.close();
-    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-  });
 
   it('collector down at start (nothing listening), then started: every call arrives once', async () => {
     const b = await start();
@@ -287,31 +289,6 @@ describe('collector outages', () => {
 });
 
 describe('shutdown during an outage', () => {
-  let sink: OtlpSink;
-  let proxy: FaultProxy;
-  const bridges: BridgeProcess[] = [];
-  const dirs: string[] = [];
-  const start = async (args: string[] = []) => {
-    const b = await startBridge(['--otlp-endpoint', proxy.url, ...BASE_ARGS, ...args], ENV);
-    bridges.push(b);
-    return b;
-  };
-
-  beforeAll(async () => {
-    udp = createSocket('udp4');
-    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
-  });
-  afterAll(() => udp.close());
-  beforeEach(async () => {
-    sink = await startOtlpSink();
-    proxy = new FaultProxy(await freePort(), Number(new URL(sink.url).port));
-  });
-  afterEach(async () => {
-    for (const b of bridges.splice(0)) await b.stop('SIGKILL');
-    await proxy.down();
-    await sink.close();
-    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-  });
 
   const timedStop = async (b: BridgeProcess) => {
     const t0 = Date.now();
