@@ -26,30 +26,22 @@ const RUBY_UA = 'aws-sdk-ruby3/3.168.1 ruby/3.1.2 x86_64-linux-gnu aws-sdk-s3/1.
 type CallIn = Partial<CsmApiCall> & Pick<CsmApiCall, 'service' | 'api' | 'timestamp'>;
 type AttemptIn = Partial<CsmAttempt> & Pick<CsmAttempt, 'service' | 'api' | 'timestamp'>;
 
+/** The fields every capture-shaped event shares; `p` overrides them. */
+const base = (timestamp: number) => ({
+  clientId: 'corpus',
+  region: 'us-east-1',
+  timestampMarksEnd: false,
+  sdk: 'botocore' as const,
+  source: SRC,
+  receivedAt: timestamp + 1000,
+});
+
 function call(p: CallIn): CsmApiCall {
-  return {
-    type: 'ApiCall',
-    clientId: 'corpus',
-    region: 'us-east-1',
-    timestampMarksEnd: false,
-    sdk: 'botocore',
-    source: SRC,
-    receivedAt: p.timestamp + 1000,
-    ...p,
-  };
+  return { type: 'ApiCall', ...base(p.timestamp), ...p };
 }
 
 function attempt(p: AttemptIn): CsmAttempt {
-  return {
-    type: 'ApiCallAttempt',
-    clientId: 'corpus',
-    region: 'us-east-1',
-    timestampMarksEnd: false,
-    sdk: 'botocore',
-    source: SRC,
-    receivedAt: p.timestamp + 1000,
-    ...p,
-  };
+  return { type: 'ApiCallAttempt', ...base(p.timestamp), ...p };
 }
 
 function run(c: CsmApiCall, attempts: CsmAttempt[], missingAttempts = 0, opts: TranslateOptions = OLD): Translation {
