@@ -81,7 +81,7 @@ function parseArgs(argv) {
     } else throw new Error(`unknown flag ${a}`);
   }
   for (const r of o.rates) if (!(r > 0 && r <= 1_000_000)) throw new Error(`bad rate ${r}`);
-  if (!(o.durationS > 0 && o.durationS <= 60)) throw new Error('--duration must be 1-60 s');
+  if (!(o.durationS > 0 && o.durationS <= 900)) throw new Error('--duration must be 1-900 s (a 10-minute run checks that RSS stays flat)');
   if (!(o.repeat >= 1 && o.repeat <= 10)) throw new Error('--repeat must be 1-10');
   if (!(o.idleS >= 0 && o.idleS <= 60)) throw new Error('--idle must be 0-60 s');
   return o;
@@ -308,7 +308,11 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
 
   const cpu0 = procCpuSeconds(bridge.pid);
   const drops0 = udpDrops(udpPort);
-  const g = await runGenerator(gen, udpPort, rate, o.durationS, templates);
+  // RSS over the load (about 30 samples), to see whether it stays flat.
+  const rssSamplesMb = [];
+  const sampleEveryMs = Math.max(1000, Math.round((o.durationS * 1000) / 30));
+  const sampler = setInterval(() => rssSamplesMb.push(round(procStatusKb(bridge.pid, 'VmRSS') / 1024, 1)), sampleEveryMs);
+  const g = await runGenerator(gen, udpPort, rate, o.durationS, templates).finally(() => clearInterval(sampler));
   const kernelDrops = udpDrops(udpPort) - drops0;
   const cpuLoad = procCpuSeconds(bridge.pid) - cpu0;
 
@@ -363,6 +367,9 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
     cpuSecondsPerMillion: round(cpuTotal / (Math.max(1, stats.datagrams.received) / 1e6), 3),
     cpuUtilisationDuringLoad: round(cpuLoad / (g.elapsedMs / 1000), 3),
     peakRssMb,
+    rssSamplesMb,
+    // Flat = the last third of the load holds no more than the first third (medians).
+    rssGrowthMb: rssGrowth(rssSamplesMb),
     latencyMs: count.latencyMs,
     timedCalls: count.timedRoots,
     drainSeconds: round(drainS, 1),
@@ -374,6 +381,11 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
 
 // ---------------------------------------------------------------------------------------------
 
+function rssGrowth(samples) {
+  if (samples.length < 3) return null;
+  const third = Math.floor(samples.length / 3);
+  return round(median(samples.slice(-third)) - median(samples.slice(0, third)), 1);
+}
 const pct = (a, b) => (b === 0 ? 0 : round((100 * a) / b, 3));
 const round = (x, d) => Math.round(x * 10 ** d) / 10 ** d;
 const median = (xs) => {

@@ -113,7 +113,6 @@ export class Bridge {
         defaultServiceName: config.defaultServiceName,
         maxClients: config.maxClients,
         exportDelayMs: config.exportDelayMs,
-        exportQueueSize: config.exportQueueSize,
         exportBatchSize: config.exportBatchSize,
         metricsIntervalMs: config.metricsIntervalMs,
         version,

@@ -49,9 +49,11 @@ export interface Stats {
   };
   spans: { created: number; exported: number; failed: number; dropped: number };
   metricExports: { succeeded: number; failed: number };
+  /** Metric points folded into a series with otel.metric.overflow=true: the instrument had its 500 series for that ClientId. */
+  metricPoints: { overflowed: number };
   /**
-   * The export spool between the SDK and the OTLP endpoint (src/export/spool.ts).
-   * spans.created = spans.exported + failed + dropped + spool.queuedSpans + spans in the batch queues.
+   * The export spool between the batches and the OTLP endpoint (src/export/spool.ts).
+   * spans.created = spans.exported + failed + dropped + spool.queuedSpans + spans in the current batch.
    */
   spool: {
     /** Waiting for the endpoint now (spans / metric export requests), and their serialized size. */
@@ -73,7 +75,7 @@ export interface Stats {
   lastExportError: { traces: ExportError | null; metrics: ExportError | null };
   /** Newest successful export per signal, epoch ms. A signal is failing while its error is newer. */
   lastExportOkAt: { traces: number | null; metrics: number | null };
-  /** active: providers open; evicted: providers of exited processes closed to stay under maxClients. */
+  /** active: clients (resources) known; evicted: clients of exited processes forgotten to stay under maxClients. */
   clients: { active: number; overflowed: number; evicted: number };
   /** processIdentity: sources (address:port) resolved to a process or not, and scans of /proc/*\/fd. */
   identity: { resolved: number; unresolved: number; scans: number };
@@ -109,6 +111,7 @@ export function newStats(now: number): Stats {
     memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
     spans: { created: 0, exported: 0, failed: 0, dropped: 0 },
     metricExports: { succeeded: 0, failed: 0 },
+    metricPoints: { overflowed: 0 },
     spool: {
       queuedSpans: 0,
       queuedMetricExports: 0,

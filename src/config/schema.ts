@@ -172,19 +172,13 @@ export const OPTIONS = {
   exportDelayMs: opt(
     ms(1).default(1_000),
     'int',
-    'Longest time a finished span waits in the batch queue before export.',
+    'Longest time a finished span waits in the current batch before it goes to the export spool.',
     ['OTEL_BSP_SCHEDULE_DELAY'],
-  ),
-  exportQueueSize: opt(
-    z.number().int().min(1).default(16_384),
-    'int',
-    'Spans queued per client before new ones are dropped (drops are counted).',
-    ['OTEL_BSP_MAX_QUEUE_SIZE'],
   ),
   exportBatchSize: opt(
     z.number().int().min(1).default(1_024),
     'int',
-    'Spans per OTLP export request.',
+    'Spans per OTLP export request: a full batch goes to the export spool at once.',
     ['OTEL_BSP_MAX_EXPORT_BATCH_SIZE'],
   ),
   metricsIntervalMs: opt(

@@ -1,25 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import {
-  createNoopMeter,
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-  type Counter,
-  type Histogram,
-  type Meter,
-  type MeterProvider as ApiMeterProvider,
-  type Tracer,
-} from '@opentelemetry/api';
-import { millisToHrTime } from '@opentelemetry/core';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
-import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
-import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { MeterProvider, PeriodicExportingMetricReader, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import { join } from 'node:path';
 import { SpoolingMetricExporter, SpoolingSpanExporter } from './spooling-exporter.js';
+import { MetricAggregator } from './metric-aggregator.js';
+import { prepareResource, TraceBatch, type PreparedResource } from './trace-batch.js';
 import { METRIC_INSTRUMENTS } from '../translate/translate.js';
-import type { SpanRecord, Translation } from '../translate/types.js';
+import type { Translation } from '../translate/types.js';
 import type { ProcessIdentity } from '../identity/resolver.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats.js';
@@ -32,7 +20,6 @@ export interface ExportOptions {
   serviceNamespace?: string;
   maxClients: number;
   exportDelayMs: number;
-  exportQueueSize: number;
   exportBatchSize: number;
   metricsIntervalMs: number;
   version: string;
@@ -44,38 +31,53 @@ export interface ExportOptions {
 
 /** service.name shared by every ClientId beyond `maxClients`. */
 export const OVERFLOW_SERVICE_NAME = 'aws-csm:other';
+/** Metric series per instrument and ClientId (otel-mapping.md §2.2); beyond it, the overflow series. */
+const METRIC_CARDINALITY_LIMIT = 500;
+/** The longest string attribute value exported (the SDK's spanLimits.attributeValueLengthLimit we used). */
+const ATTRIBUTE_VALUE_LENGTH_LIMIT = 1024;
+
+/** One ClientId's metrics: its resource (MeterProvider) and the bridge-side aggregates the reader collects. */
+interface ClientMetrics {
+  meterProvider: MeterProvider;
+  aggregator: MetricAggregator;
+}
 
 interface Client {
   /** The sending process (processIdentity), part of the resource and of the client's key. */
   identity?: ProcessIdentity;
-  tracerProvider: NodeTracerProvider;
-  meterProvider: MeterProvider;
-  tracer: Tracer;
-  instruments: Map<string, Histogram | Counter>;
+  /** The span resource, encoded once. */
+  resource: PreparedResource;
+  metrics: ClientMetrics;
 }
 
 /**
- * Export stage. Design choice (otel-mapping.md §3.3, option 1): one
- * TracerProvider + MeterProvider per ClientId, each with its own resource,
- * so every monitored client is its own service in Jaeger/Tempo/Honeycomb
- * with only the SDK's public API, and its metrics carry the same resource.
- * Providers share one span exporter and one metric exporter (one HTTP
- * agent). The number of providers is capped by `maxClients`; the rest share
- * one "aws-csm:other" client, so no eviction churn and bounded memory.
- * With processIdentity a client is a (ClientId, sending process) pair; only
- * providers of processes that have exited are ever closed early.
+ * Export stage. Every ClientId is its own service (otel-mapping.md §3.3,
+ * option 1): spans and metrics carry a resource per ClientId, so each
+ * monitored client shows up as a service in Jaeger/Tempo/Honeycomb.
+ *
+ * Spans skip the SDK's Span objects: the SDK path cost 20-30 CPU µs per span
+ * (bench/, BENCHMARKS.md), beyond the budget of 100k datagrams/s on one core.
+ * A TraceBatch encodes each call's span tree into OTLP at once; full or
+ * exportDelayMs old, the batch becomes one request body in the export spool.
+ * Metrics are aggregated here too (MetricAggregator, one hash lookup per
+ * point) and handed to the SDK's MeterProvider/PeriodicExportingMetricReader
+ * as a MetricProducer, so the SDK still owns collection, temporality and
+ * serialisation.
+ *
+ * The number of clients is capped by `maxClients`; the rest share one
+ * "aws-csm:other" client. With processIdentity a client is a (ClientId,
+ * sending process) pair with its own span resource; its metrics stay with its
+ * ClientId. Clients of processes that have exited make room at the cap.
  */
 export class OtelExporter {
   private readonly clients = new Map<string, Client>();
-  /** Providers of exited processes being closed (awaited by shutdown). */
-  private readonly closing = new Set<Promise<void>>();
   private lastEvictCheck = -Infinity;
   private readonly baseResource: Resource;
   private readonly spanExporter: SpoolingSpanExporter;
   private readonly metricExporter: SpoolingMetricExporter;
   private readonly bridgeMeterProvider: MeterProvider;
-  /** Counts spans the batch processors drop when their queue is full. */
-  private readonly selfObs: ApiMeterProvider;
+  private readonly batch: TraceBatch;
+  private batchTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly opts: ExportOptions,
@@ -88,12 +90,13 @@ export class OtelExporter {
     const traceProtocol = env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ?? opts.otlpProtocol;
     const metricProtocol = env['OTEL_EXPORTER_OTLP_METRICS_PROTOCOL'] ?? opts.otlpProtocol;
     const url = (signal: string) => (opts.otlpEndpoint ? { url: `${opts.otlpEndpoint.replace(/\/+$/, '')}/v1/${signal}` } : {});
-    // BSP / metric reader → spool (accepts at once, bounded) → OTLP/HTTP, oldest first, retried (spool.ts).
+    // Batches → spool (accepts at once, bounded) → OTLP/HTTP, oldest first, retried (spool.ts).
     const metricsSpoolBytes = Math.floor(opts.spoolMaxBytes / 8);
     const spoolDir = (signal: string) => (opts.spoolDir ? join(opts.spoolDir, signal) : undefined);
+    const traceEncoding = traceProtocol === 'http/json' ? 'json' : 'protobuf';
     this.spanExporter = new SpoolingSpanExporter(
       {
-        encoding: traceProtocol === 'http/json' ? 'json' : 'protobuf',
+        encoding: traceEncoding,
         url: url('traces').url,
         maxBytes: opts.spoolMaxBytes - metricsSpoolBytes,
         dir: spoolDir('traces'),
@@ -112,34 +115,36 @@ export class OtelExporter {
       log,
       env,
     );
-    this.selfObs = droppedSpanCounter(stats);
-    this.bridgeMeterProvider = this.createBridgeMeterProvider(env);
+    this.batch = new TraceBatch({
+      encoding: traceEncoding,
+      scope: { name: 'aws-csm-bridge', version: opts.version },
+      attributeValueLengthLimit: ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    });
+    this.bridgeMeterProvider = this.createBridgeMeterProvider();
   }
 
-  /** Hands one translated call to the SDK: spans with explicit times and parents, metric points. */
+  /** Encodes one translated call's spans into the current batch and aggregates its metric points. */
   write(t: Translation, identity?: ProcessIdentity): void {
     const client = this.client(t.clientId, identity);
-    const root = client.tracer.startSpan(
-      t.span.name,
-      { kind: kindOf(t.span), startTime: hr(t.span.startMs), attributes: t.span.attributes },
-      ROOT_CONTEXT,
-    );
-    const parentContext = trace.setSpan(ROOT_CONTEXT, root);
-    for (const child of t.span.children) {
-      const span = client.tracer.startSpan(child.name, { kind: kindOf(child), startTime: hr(child.startMs), attributes: child.attributes }, parentContext);
-      finish(span, child);
-    }
-    finish(root, t.span);
-    this.stats.spans.created += 1 + t.span.children.length;
-    for (const p of t.metrics) {
-      const inst = client.instruments.get(p.instrument);
-      if (!inst) continue;
-      if ('record' in inst) inst.record(p.value, p.attributes);
-      else inst.add(p.value, p.attributes);
+    this.stats.spans.created += this.batch.add(client.resource, t.span);
+    client.metrics.aggregator.record(t.metrics);
+    if (this.batch.spans >= this.opts.exportBatchSize) this.flushBatch();
+    else if (this.batchTimer === undefined) {
+      this.batchTimer = setTimeout(() => this.flushBatch(), this.opts.exportDelayMs);
+      this.batchTimer.unref();
     }
   }
 
-  /** One provider pair per (ClientId, sending process); resources are immutable per provider. */
+  /** The current batch becomes one request in the spool. */
+  private flushBatch(): void {
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    const spans = this.batch.spans;
+    const body = this.batch.take();
+    if (body) this.spanExporter.push(body, spans);
+  }
+
+  /** One client per (ClientId, sending process); resources are immutable per client. */
   private client(clientId: string, identity?: ProcessIdentity): Client {
     const name = clientId === '' ? this.opts.defaultServiceName : clientId;
     const key = identity ? `${name}\u0000${identity.key}` : name;
@@ -158,8 +163,9 @@ export class OtelExporter {
   }
 
   /**
-   * At the cap: closes (flush, then shutdown) the providers of processes that
-   * have exited, e.g. one per `aws` CLI command. Checked at most once a second.
+   * At the cap: forgets the clients of processes that have exited, e.g. one per
+   * `aws` CLI command (spans already in the batch keep their resource).
+   * Checked at most once a second.
    */
   private evictExited(): boolean {
     const now = Date.now();
@@ -168,15 +174,9 @@ export class OtelExporter {
     let evicted = 0;
     for (const [key, c] of this.clients) {
       if (!c.identity || c.identity.alive()) continue;
+      // Its metrics live in its ClientId's client, which stays.
       this.clients.delete(key);
       evicted++;
-      // Its metrics live in its ClientId's client, which stays.
-      const closing = c.tracerProvider.shutdown().then(
-        () => {},
-        (e: Error) => this.log.warn('closing the provider of an exited process failed', { error: e.message }),
-      );
-      this.closing.add(closing);
-      void closing.finally(() => this.closing.delete(closing));
     }
     this.stats.clients.evicted += evicted;
     this.stats.clients.active = this.clients.size;
@@ -184,10 +184,10 @@ export class OtelExporter {
   }
 
   /**
-   * With an identity, the client gets its own TracerProvider (spans carry the
-   * process) but shares the MeterProvider of its ClientId's client: metric
-   * series stay per service instead of multiplying per process (one per
-   * `aws` CLI command) or colliding in Prometheus (same job, no instance).
+   * With an identity, the client gets its own span resource (spans carry the
+   * process) but shares the metrics of its ClientId's client: metric series
+   * stay per service instead of multiplying per process (one per `aws` CLI
+   * command) or colliding in Prometheus (same job, no instance).
    */
   private addClient(key: string, serviceName: string, identity?: ProcessIdentity): Client {
     const resource = this.baseResource.merge(
@@ -197,44 +197,44 @@ export class OtelExporter {
         ...identity?.attributes,
       }),
     );
-    const tracerProvider = new NodeTracerProvider({
-      resource,
-      spanLimits: { attributeValueLengthLimit: 1024 },
-      spanProcessors: [
-        new BatchSpanProcessor(this.spanExporter, {
-          maxQueueSize: this.opts.exportQueueSize,
-          maxExportBatchSize: Math.min(this.opts.exportBatchSize, this.opts.exportQueueSize),
-          scheduledDelayMillis: this.opts.exportDelayMs,
-          selfObsMeterProvider: this.selfObs,
-        } as ConstructorParameters<typeof BatchSpanProcessor>[1]),
-      ],
-    });
-    const metricsOf = identity ? (this.clients.get(serviceName) ?? this.addClient(serviceName, serviceName)) : undefined;
-    const meterProvider = metricsOf?.meterProvider ?? new MeterProvider({ resource, readers: [this.reader()] });
+    const metrics = identity ? (this.clients.get(serviceName) ?? this.addClient(serviceName, serviceName)).metrics : this.createMetrics(resource);
     const client: Client = {
       ...(identity ? { identity } : {}),
-      tracerProvider,
-      meterProvider,
-      tracer: tracerProvider.getTracer('aws-csm-bridge', this.opts.version),
-      instruments: metricsOf?.instruments ?? createInstruments(meterProvider.getMeter('aws-csm-bridge', this.opts.version)),
+      resource: prepareResource(resource.attributes as Record<string, string | number | boolean>, resource.schemaUrl),
+      metrics,
     };
     this.clients.set(key, client);
     this.stats.clients.active = this.clients.size;
     return client;
   }
 
-  private reader(): PeriodicExportingMetricReader {
+  private createMetrics(resource: Resource): ClientMetrics {
+    const aggregator = new MetricAggregator({
+      instruments: METRIC_INSTRUMENTS,
+      scope: { name: 'aws-csm-bridge', version: this.opts.version },
+      temporality: (kind) => this.metricExporter.selectAggregationTemporality(kind),
+      cardinalityLimit: METRIC_CARDINALITY_LIMIT,
+      // The SDK admits 499 new series per interval under cumulative temporality, so churn grows
+      // memory without end; the specification's rule (first 500 series ever) keeps it bounded.
+      cumulativeOverflow: 'bounded',
+      onOverflow: (n) => (this.stats.metricPoints.overflowed += n),
+    });
+    return { meterProvider: new MeterProvider({ resource, readers: [this.reader([aggregator])] }), aggregator };
+  }
+
+  private reader(metricProducers: MetricProducer[] = []): PeriodicExportingMetricReader {
     return new PeriodicExportingMetricReader({
       exporter: this.metricExporter,
+      metricProducers,
       exportIntervalMillis: this.opts.metricsIntervalMs,
       exportTimeoutMillis: Math.min(30_000, this.opts.metricsIntervalMs),
-      // Guard against a flood of distinct label values (§2.2).
-      cardinalityLimits: { default: 500 },
+      // Only the bridge's self-metrics use SDK instruments; the aggregators cap their own series (§2.2).
+      cardinalityLimits: { default: METRIC_CARDINALITY_LIMIT },
     } as ConstructorParameters<typeof PeriodicExportingMetricReader>[0]);
   }
 
   /** Self-metrics (otel-mapping.md §2.4) under the bridge's own resource. */
-  private createBridgeMeterProvider(env: NodeJS.ProcessEnv): MeterProvider {
+  private createBridgeMeterProvider(): MeterProvider {
     const resource = defaultResource()
       .merge(
         resourceFromAttributes({
@@ -247,7 +247,6 @@ export class OtelExporter {
       )
       // OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override the defaults above.
       .merge(detectResources({ detectors: [envDetector] }));
-    void env;
     const provider = new MeterProvider({ resource, readers: [this.reader()] });
     const meter = provider.getMeter('aws-csm-bridge', this.opts.version);
     const s = this.stats;
@@ -271,6 +270,12 @@ export class OtelExporter {
     meter
       .createObservableCounter('csm.bridge.clients.overflowed', { unit: '{call}', description: 'Calls folded into service "aws-csm:other" because maxClients was reached.' })
       .addCallback((r) => r.observe(s.clients.overflowed));
+    meter
+      .createObservableCounter('csm.bridge.metric_points.overflowed', {
+        unit: '{point}',
+        description: 'Metric points folded into the otel.metric.overflow series because an instrument reached 500 series for a ClientId.',
+      })
+      .addCallback((r) => r.observe(s.metricPoints.overflowed));
     meter
       .createObservableCounter('csm.bridge.attempts.unmatched', { unit: '{attempt}', description: 'Attempts exported without their ApiCall.' })
       .addCallback((r) => {
@@ -307,24 +312,25 @@ export class OtelExporter {
     return provider;
   }
 
-  private providers(): { forceFlush(): Promise<void>; shutdown(): Promise<void> }[] {
-    // A MeterProvider is shared by a ClientId's clients: each once.
-    return [...new Set([...this.clients.values()].flatMap((c) => [c.tracerProvider, c.meterProvider])), this.bridgeMeterProvider];
+  private meterProviders(): MeterProvider[] {
+    // A ClientId's clients share its MeterProvider: each once.
+    return [...new Set([...this.clients.values()].map((c) => c.metrics.meterProvider)), this.bridgeMeterProvider];
   }
 
+  /** The current span batch and a metric collection go to the spools now. */
   async flush(): Promise<void> {
-    await Promise.all(this.providers().map((p) => p.forceFlush().catch((e: Error) => this.log.warn('flush failed', { error: e.message }))));
+    this.flushBatch();
+    await Promise.all(this.meterProviders().map((p) => p.forceFlush().catch((e: Error) => this.log.warn('flush failed', { error: e.message }))));
   }
 
-  /** Flushes and stops every provider, then the shared exporters. */
   /**
-   * Flushes and stops every provider (their batches go to the spools at once), sends what the
-   * spools hold until `deadlineAt` (epoch ms), then says what could not be delivered: a disk
-   * spool keeps it for the next start, a memory spool loses it.
+   * Puts the span batch and a last metric collection in the spools, sends what the spools hold
+   * until `deadlineAt` (epoch ms), then says what could not be delivered: a disk spool keeps it
+   * for the next start, a memory spool loses it.
    */
   async shutdown(deadlineAt = Date.now() + 10_000): Promise<void> {
-    await Promise.all(this.providers().map((p) => p.shutdown().catch((e: Error) => this.log.warn('shutdown failed', { error: e.message }))));
-    await Promise.all(this.closing);
+    this.flushBatch();
+    await Promise.all(this.meterProviders().map((p) => p.shutdown().catch((e: Error) => this.log.warn('shutdown failed', { error: e.message }))));
     await Promise.all([this.spanExporter.drain(deadlineAt), this.metricExporter.drain(deadlineAt)]);
     const spans = this.spanExporter.queued;
     const metrics = this.metricExporter.queued;
@@ -341,59 +347,4 @@ export class OtelExporter {
     // A request still in flight is abandoned at the deadline (a disk spool sends it again next time).
     await Promise.all([this.spanExporter.close(deadlineAt), this.metricExporter.close(deadlineAt)]);
   }
-}
-
-/**
- * Epoch ms as HrTime. A plain number is not safe: the SDK reads a number below
- * performance.now() (or half of timeOrigin, depending on the API) as a relative
- * performance time, so an event stamped near 1970 (a broken SDK clock) would be
- * moved to "now", and a span straddling the threshold would end before it starts.
- */
-function hr(ms: number): [number, number] {
-  return millisToHrTime(ms);
-}
-
-function kindOf(s: SpanRecord): SpanKind {
-  return s.kind === 'internal' ? SpanKind.INTERNAL : SpanKind.CLIENT;
-}
-
-function finish(span: ReturnType<Tracer['startSpan']>, rec: SpanRecord): void {
-  for (const e of rec.events) span.addEvent(e.name, e.attributes, hr(e.timeMs));
-  if (rec.status.code === 'error') {
-    span.setStatus(rec.status.message ? { code: SpanStatusCode.ERROR, message: rec.status.message } : { code: SpanStatusCode.ERROR });
-  }
-  span.end(hr(rec.endMs));
-}
-
-function createInstruments(meter: Meter): Map<string, Histogram | Counter> {
-  const m = new Map<string, Histogram | Counter>();
-  for (const i of METRIC_INSTRUMENTS) {
-    m.set(
-      i.name,
-      i.kind === 'histogram'
-        ? meter.createHistogram(i.name, {
-            unit: i.unit,
-            description: i.description,
-            ...(i.buckets ? { advice: { explicitBucketBoundaries: i.buckets } } : {}),
-          })
-        : meter.createCounter(i.name, { unit: i.unit, description: i.description }),
-    );
-  }
-  return m;
-}
-
-/** A MeterProvider for the batch processors' self-observability that only counts queue_full drops. */
-function droppedSpanCounter(stats: Stats): ApiMeterProvider {
-  const noop = createNoopMeter();
-  const meter: Meter = Object.assign(Object.create(noop) as Meter, {
-    createCounter: (name: string, options?: object) =>
-      name === 'otel.sdk.processor.span.processed'
-        ? {
-            add: (n: number, attrs?: Record<string, unknown>) => {
-              if (attrs?.['error.type'] === 'queue_full') stats.spans.dropped += n;
-            },
-          }
-        : noop.createCounter(name, options),
-  });
-  return { getMeter: () => meter };
 }

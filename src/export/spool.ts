@@ -3,11 +3,11 @@ import { join } from 'node:path';
 import { constants as zlib, gunzipSync, gzipSync } from 'node:zlib';
 
 /**
- * A bounded spool of serialized OTLP request bodies between the SDK's
- * processors/readers and the OTLP endpoint.
+ * A bounded spool of serialized OTLP request bodies between the span batch /
+ * metric readers and the OTLP endpoint.
  *
- * `push()` accepts a batch at once (so the BatchSpanProcessor's queue never
- * fills while the endpoint is away and UDP intake never waits); one sender
+ * `push()` accepts a batch at once (so nothing queues in front of it while
+ * the endpoint is away and UDP intake never waits); one sender
  * loop sends the oldest batch first, and retries it with capped exponential
  * backoff while the endpoint is unreachable or answers "try later". The
  * bound is in bytes of request body: when a new batch does not fit, the

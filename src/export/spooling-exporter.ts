@@ -5,7 +5,6 @@ import {
   LowMemoryTemporalitySelector,
 } from '@opentelemetry/exporter-metrics-otlp-http';
 import type { AggregationTemporality, PushMetricExporter, ResourceMetrics } from '@opentelemetry/sdk-metrics';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-node';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats.js';
 import { createOtlpSender, serializerFor, type OtlpSender, type Signal } from './otlp-sender.js';
@@ -107,7 +106,8 @@ abstract class SpoolingExporter {
   }
 }
 
-export class SpoolingSpanExporter extends SpoolingExporter implements SpanExporter {
+/** Trace side: takes request bodies the TraceBatch already encoded (trace-batch.ts). */
+export class SpoolingSpanExporter extends SpoolingExporter {
   constructor(opts: SpoolingOptions, stats: Stats, log: Logger) {
     super('traces', opts, {
       queued: (n, b) => {
@@ -151,18 +151,11 @@ export class SpoolingSpanExporter extends SpoolingExporter implements SpanExport
         log.warnLimited(`spool-disk-${op}`, 'spool directory error', { op, error, dir: opts.dir });
       },
     });
-    this.stats = stats;
-    this.log = log;
   }
 
-  private readonly stats: Stats;
-  private readonly log: Logger;
-
-  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
-    this.accept(spans, spans.length, done, (e) => {
-      this.stats.spans.failed += spans.length;
-      this.log.warnLimited('span-serialize', 'could not serialize spans; they are lost', { spans: spans.length, error: e.message });
-    });
+  /** Queues one encoded ExportTraceServiceRequest of `spans` spans; never blocks, never throws. */
+  push(body: Uint8Array, spans: number): void {
+    this.spool.push(body, spans, this.opts.encoding);
   }
 }
 

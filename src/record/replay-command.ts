@@ -6,6 +6,9 @@ import { exportTarget, startView, wantsView } from '../ui/attach.js';
 import type { LiveView } from '../ui/live-view.js';
 import { replay, type ReplayProgress } from './replay.js';
 
+/** A fast replay pauses while this many batches of spans wait for the endpoint, so the spool does not overflow. */
+const REPLAY_IN_FLIGHT_BATCHES = 8;
+
 export async function runReplayCommand(
   file: string,
   config: Config,
@@ -49,7 +52,7 @@ export async function runReplayCommand(
     await replay(file, bridge, {
       speed: config.replaySpeed,
       log,
-      maxInFlightSpans: Math.max(1, Math.floor(config.exportQueueSize / 2)),
+      maxInFlightSpans: REPLAY_IN_FLIGHT_BATCHES * config.exportBatchSize,
       stopped: () => interrupted,
       progress,
     });

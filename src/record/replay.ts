@@ -30,7 +30,7 @@ export interface ReplayProgress {
 export interface ReplayOptions {
   speed: number;
   log: Logger;
-  /** Spans in flight above which feeding pauses (speed 0), so the export queue does not overflow. */
+  /** Spans in flight above which feeding pauses (speed 0), so the export spool does not overflow. */
   maxInFlightSpans: number;
   /** Set to stop early (SIGINT). */
   stopped?: () => boolean;

@@ -6,12 +6,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ROOT_CONTEXT } from '@opentelemetry/api';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { NodeTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
 import { classify } from '../../src/export/otlp-sender.js';
 import { Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
 import { SpoolingSpanExporter } from '../../src/export/spooling-exporter.js';
+import { prepareResource, TraceBatch } from '../../src/export/trace-batch.js';
+import type { SpanRecord } from '../../src/translate/types.js';
 import { createLogger } from '../../src/log.js';
 import { newStats } from '../../src/stats.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
@@ -311,14 +310,14 @@ describe('SpoolingSpanExporter with the real OTLP HTTP delegate', () => {
         log,
       );
       sink.setStatus(503);
-      const acks: number[] = [];
-      const provider = new NodeTracerProvider({
-        resource: resourceFromAttributes({ 'service.name': 'spool-test' }),
-        spanProcessors: [new SimpleSpanProcessor({ export: (s, done) => exporter.export(s, (r) => (acks.push(r.code), done(r))), shutdown: async () => {} })],
-      });
-      const tracer = provider.getTracer('t');
-      for (let i = 0; i < 20; i++) tracer.startSpan(`op-${i}`, {}, ROOT_CONTEXT).end();
-      expect(acks).toEqual(Array(20).fill(0)); // every export acknowledged SUCCESS synchronously
+      const batch = new TraceBatch({ encoding, scope: { name: 't', version: '1' }, attributeValueLengthLimit: 1024 });
+      const resource = prepareResource({ 'service.name': 'spool-test' });
+      // Every push is taken at once, while the endpoint is down.
+      for (let i = 0; i < 20; i++) {
+        batch.add(resource, spanRecord(`op-${i}`));
+        exporter.push(batch.take()!, 1);
+      }
+      expect(stats.spool.queuedSpans + stats.spans.exported).toBe(20);
       await until(() => stats.spool.retries >= 2, 'retries against 503');
       expect(sink.spans).toHaveLength(0);
       expect(stats.spool.queuedSpans).toBeGreaterThan(0);
@@ -335,7 +334,6 @@ describe('SpoolingSpanExporter with the real OTLP HTTP delegate', () => {
       expect([stats.spool.queuedSpans, stats.spool.queuedBytes, stats.spans.failed, stats.spans.dropped]).toEqual([0, 0, 0, 0]);
       expect(lines.some((l) => l.includes('OTLP endpoint unavailable; spans wait in the spool'))).toBe(true);
       await exporter.close();
-      await provider.shutdown();
     });
   }
 
@@ -347,12 +345,17 @@ describe('SpoolingSpanExporter with the real OTLP HTTP delegate', () => {
       createLogger('error', () => {}),
     );
     sink.setStatus(400);
-    const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-    provider.getTracer('t').startSpan('refused', {}, ROOT_CONTEXT).end();
+    const batch = new TraceBatch({ encoding: 'protobuf', scope: { name: 't', version: '1' }, attributeValueLengthLimit: 1024 });
+    batch.add(prepareResource({ 'service.name': 'spool-test' }), spanRecord('refused'));
+    exporter.push(batch.take()!, 1);
     await until(() => stats.spans.failed === 1, 'the refusal');
     expect(sink.requests.filter((q) => q.status === 400)).toHaveLength(1);
     expect([stats.spans.exported, stats.spool.queuedSpans, stats.spool.retries]).toEqual([0, 0, 0]);
     await exporter.close();
-    await provider.shutdown();
   });
 });
+
+function spanRecord(name: string): SpanRecord {
+  const now = Date.now();
+  return { name, kind: 'client', startMs: now, endMs: now + 1, attributes: {}, status: { code: 'unset' }, events: [], children: [] };
+}
