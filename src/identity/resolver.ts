@@ -104,6 +104,8 @@ export class ProcessIdentityResolver {
   private readonly inodePid = new Map<number, { pid: number; expires: number }>();
   private readonly pidIdentity = new Map<number, { identity: ProcessIdentity | undefined; expires: number }>();
   private readonly queue = new Map<string, Entry>();
+  /** The most recently used source, always last in `sources` (the LRU order), so it needs no touch. */
+  private newest: Entry | undefined;
   private running = false;
   private disabled: boolean;
   private closed = false;
@@ -151,14 +153,17 @@ export class ProcessIdentityResolver {
    * or expired source is queued for resolution. O(1) apart from that.
    */
   lookup(address: string, port: number): Resolution | Promise<Resolution> {
+    const now = Date.now();
+    const n = this.newest;
+    if (n !== undefined && n.port === port && n.address === address && !n.pending && n.expires > now && !this.disabled) return n.value;
     if (!this.applies(address)) return undefined;
     const key = `${address}|${port}`;
     const e = this.sources.get(key);
-    const now = Date.now();
     if (e && !e.pending && e.expires > now) {
       // LRU: most recently used last.
       this.sources.delete(key);
       this.sources.set(key, e);
+      this.newest = e;
       return e.value;
     }
     const entry = e?.pending ? e : this.enqueue(key, address, port);
@@ -171,6 +176,9 @@ export class ProcessIdentityResolver {
    * else. No promise or timer is made for the caller.
    */
   observe(address: string, port: number): void {
+    const n = this.newest;
+    // Most datagrams come from the source of the one before: no key, no map.
+    if (n !== undefined && n.port === port && n.address === address && (n.pending || n.expires > Date.now()) && !this.disabled) return;
     if (!this.applies(address)) return;
     const key = `${address}|${port}`;
     const e = this.sources.get(key);
@@ -193,6 +201,7 @@ export class ProcessIdentityResolver {
     const entry: Entry = { value: undefined, expires: 0, pending: true, address, port };
     this.sources.delete(key);
     this.sources.set(key, entry);
+    this.newest = entry;
     while (this.sources.size > this.maxEntries) {
       const oldest = this.sources.keys().next().value as string;
       const old = this.sources.get(oldest);
