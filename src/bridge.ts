@@ -5,7 +5,7 @@ import type { RemoteInfo } from 'node:dgram';
 import { AdminServer } from './admin/server.js';
 import type { Config } from './config/schema.js';
 import { Correlator } from './correlate/correlator.js';
-import type { Correlated } from './correlate/types.js';
+import type { Correlated, CorrelatorOptions } from './correlate/types.js';
 import { decodeDatagram, type DecoderOptions } from './decode/decoder.js';
 import { OtelExporter } from './export/otel-exporter.js';
 import { ProcessIdentityResolver, type ProcessIdentity } from './identity/resolver.js';
@@ -15,6 +15,7 @@ import { bindPolicyError, SourceFilter } from './receive/source-filter.js';
 import { newStats, type Stats } from './stats.js';
 import { translate, type TranslateOptions } from './translate/translate.js';
 import type { Translation } from './translate/types.js';
+import { warmUp } from './warm-up.js';
 
 /** Sees every datagram as received (the recorder), with the receive time the pipeline uses. */
 export type DatagramTap = (bytes: Buffer, from: { address: string; port: number }, receivedAt: number) => void;
@@ -60,6 +61,8 @@ export class Bridge {
   private readonly exporter: OtelExporter;
   private readonly decoderOptions: DecoderOptions;
   private readonly translateOptions: TranslateOptions;
+  private readonly correlatorOptions: CorrelatorOptions;
+  private readonly traceEncoding: 'protobuf' | 'json';
   private expireTimer: NodeJS.Timeout | undefined;
   /** Only with --allow-source: datagrams from elsewhere are dropped before decoding. */
   private readonly sourceFilter: SourceFilter | undefined;
@@ -96,15 +99,14 @@ export class Bridge {
       rpcSemconv: optIn.includes('rpc/dup') ? 'dup' : optIn.includes('rpc') ? 'stable' : 'old',
       jsInstrumentationKeys: /^(1|true)$/i.test(env['CSM_COMPAT_JS_INSTRUMENTATION_KEYS'] ?? ''),
     };
-    this.correlator = new Correlator(
-      {
-        attemptHoldMs: config.attemptHoldMs,
-        callHoldMs: config.callHoldMs,
-        maxPending: config.maxPending,
-        toleranceMs: config.matchToleranceMs,
-      },
-      (c) => this.onCorrelated(c),
-    );
+    this.correlatorOptions = {
+      attemptHoldMs: config.attemptHoldMs,
+      callHoldMs: config.callHoldMs,
+      maxPending: config.maxPending,
+      toleranceMs: config.matchToleranceMs,
+    };
+    this.correlator = new Correlator(this.correlatorOptions, (c) => this.onCorrelated(c));
+    this.traceEncoding = (env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ?? config.otlpProtocol) === 'http/json' ? 'json' : 'protobuf';
     this.exporter = new OtelExporter(
       {
         ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}),
@@ -137,6 +139,7 @@ export class Bridge {
   async start(): Promise<{ listen: string[]; admin?: string }> {
     if (this.intake === 'replay') return { listen: [] };
     if (this.bindError) throw new Error(this.bindError);
+    this.warmUp();
     await this.receiver.start();
     try {
       await this.admin?.start();
@@ -153,6 +156,21 @@ export class Bridge {
     this.memoryTimer.unref();
     const admin = this.admin?.address();
     return admin ? { listen: this.receiver.addresses(), admin } : { listen: this.receiver.addresses() };
+  }
+
+  /** Compiles the datagram path before traffic arrives (src/warm-up.ts). */
+  private warmUp(): void {
+    const started = Date.now();
+    const calls = 3_000;
+    const out = warmUp({
+      decoder: this.decoderOptions,
+      correlator: this.correlatorOptions,
+      translate: this.translateOptions,
+      encoding: this.traceEncoding,
+      calls,
+    });
+    if (out !== calls) this.log.warn('warm-up: the datagram path lost made-up calls (a bug)', { calls, out });
+    this.log.debug('warm-up done', { calls, ms: Date.now() - started });
   }
 
   /** Adds a tap on received datagrams (before decoding). */
