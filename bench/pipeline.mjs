@@ -5,19 +5,25 @@
  * without sockets, the OTel SDK or HTTP. Says how much of the per-datagram
  * budget (10 µs at 100k datagrams/s on one core) the stages themselves use.
  *
- *   npm run build && node bench/pipeline.mjs [--calls 200000] [--repeat 5]
+ *   npm run build && node bench/pipeline.mjs [--calls 200000] [--repeat 5] [--dist DIR]
  */
 import { readFileSync } from 'node:fs';
-import { decodeDatagram } from '../dist/decode/decoder.js';
-import { Correlator } from '../dist/correlate/correlator.js';
-import { translate } from '../dist/translate/translate.js';
+import { pathToFileURL } from 'node:url';
 
-const arg = (name, def) => {
+const argText = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
+  return i >= 0 ? process.argv[i + 1] : def;
 };
+const arg = (name, def) => Number(argText(name, def));
 const CALLS = arg('calls', 200_000);
 const REPEAT = arg('repeat', 5);
+// --dist DIR: measure another build, e.g. a copy of dist/ from before a change kept in the repo (its imports
+// resolve from node_modules), run alternately with this one.
+const DIST = argText('dist', undefined);
+const distUrl = DIST === undefined ? new URL('../dist/', import.meta.url) : pathToFileURL(`${DIST.replace(/\/+$/, '')}/`);
+const { decodeDatagram } = await import(new URL('decode/decoder.js', distUrl).href);
+const { Correlator } = await import(new URL('correlate/correlator.js', distUrl).href);
+const { translate } = await import(new URL('translate/translate.js', distUrl).href);
 
 // Single-attempt botocore calls: attempt line then its ApiCall line.
 const lines = readFileSync(new URL('../test/fixtures/boto3_threads_standard.jsonl', import.meta.url), 'utf8').trim().split('\n').map((l) => JSON.parse(l));

@@ -85,7 +85,12 @@ interface PendingCall {
 }
 
 interface Group {
-  id: string;
+  /** Its key (to remove it from the `Level` maps). */
+  key: GroupKey;
+  /** Still in the index (an emptied group stays until the next sweep, see `gc`). */
+  indexed: boolean;
+  /** Queued in `emptied`. */
+  queued: boolean;
   /** Unclaimed attempts sorted by `end` (dead entries removed lazily). */
   attempts: PendingAttempt[];
   liveAttempts: number;
@@ -125,7 +130,12 @@ class Fifo<T extends { live: boolean }> {
   }
   private maybeCompact(): void {
     const size = this.items.length - this.head;
-    if (this.dead > 1024 && this.dead * 2 > size) {
+    if (this.dead > 1024 && this.dead === size) {
+      // All dead (the usual case: attempts are claimed in arrival order): nothing to copy.
+      this.items = [];
+      this.head = 0;
+      this.dead = 0;
+    } else if (this.dead > 1024 && this.dead * 2 > size) {
       this.items = this.items.slice(this.head).filter((x) => x.live);
       this.head = 0;
       this.dead = 0;
@@ -136,22 +146,105 @@ class Fifo<T extends { live: boolean }> {
   }
 }
 
-function attemptInterval(a: CsmAttempt): [number, number] {
-  const lat = a.attemptLatency ?? 0;
-  return a.timestampMarksEnd ? [a.timestamp - lat, a.timestamp] : [a.timestamp, a.timestamp + lat];
+/* Intervals are computed inline as two numbers (no [start, end] array per event). */
+
+function attemptStart(a: CsmAttempt): number {
+  return a.timestampMarksEnd ? a.timestamp - (a.attemptLatency ?? 0) : a.timestamp;
 }
 
-/** Call window; an unknown latency leaves the far side open. */
-function callInterval(c: CsmApiCall): [number, number] {
-  const lat = c.latency;
-  if (lat === undefined) return c.timestampMarksEnd ? [-Infinity, c.timestamp] : [c.timestamp, Infinity];
-  return c.timestampMarksEnd ? [c.timestamp - lat, c.timestamp] : [c.timestamp, c.timestamp + lat];
+function attemptEnd(a: CsmAttempt): number {
+  return a.timestampMarksEnd ? a.timestamp : a.timestamp + (a.attemptLatency ?? 0);
 }
 
-function groupId(e: CsmEvent): string {
-  const port = STABLE_PORT.has(e.sdk) ? e.source.port : '';
-  return `${e.sdk}\u0000${e.source.address}\u0000${port}\u0000${e.clientId}\u0000${e.service}\u0000${e.api}\u0000${e.region ?? ''}`;
+/** Call window start; an unknown latency leaves the far side open. */
+function callStart(c: CsmApiCall): number {
+  if (!c.timestampMarksEnd) return c.timestamp;
+  return c.latency === undefined ? -Infinity : c.timestamp - c.latency;
 }
+
+function callEnd(c: CsmApiCall): number {
+  if (c.timestampMarksEnd) return c.timestamp;
+  return c.latency === undefined ? Infinity : c.timestamp + c.latency;
+}
+
+/** What groups events: SDK family, source address (and port when stable), ClientId, Service, Api, Region. */
+interface GroupKey {
+  clientId: string;
+  service: string;
+  api: string;
+  region: string;
+  address: string;
+  /** -1 for SDK families that change port per datagram. */
+  port: number;
+  sdk: SdkFamily;
+}
+
+/*
+ * Groups are found through nested maps, one level per key part, instead of one map keyed by the
+ * parts joined into a string: a joined key is a fresh string per event that has to be copied and
+ * hashed whole, which cost several times the seven lookups of the (mostly short) parts.
+ */
+type Level = Map<string | number, Level | Group>;
+
+function portOf(e: CsmEvent): number {
+  return STABLE_PORT.has(e.sdk) ? e.source.port : -1;
+}
+
+/** The group of `e`'s key, or undefined. */
+function findGroup(root: Level, e: CsmEvent): Group | undefined {
+  const l1 = root.get(e.clientId) as Level | undefined;
+  const l2 = l1?.get(e.service) as Level | undefined;
+  const l3 = l2?.get(e.api) as Level | undefined;
+  const l4 = l3?.get(e.region ?? '') as Level | undefined;
+  const l5 = l4?.get(e.source.address) as Level | undefined;
+  const l6 = l5?.get(portOf(e)) as Level | undefined;
+  return l6?.get(e.sdk) as Group | undefined;
+}
+
+function hasKey(k: GroupKey, e: CsmEvent): boolean {
+  return (
+    k.api === e.api && k.service === e.service && k.clientId === e.clientId && k.region === (e.region ?? '') &&
+    k.address === e.source.address && k.port === portOf(e) && k.sdk === e.sdk
+  );
+}
+
+/** The map at `key` in `level`, created when absent. */
+function child(level: Level, key: string | number): Level {
+  let next = level.get(key) as Level | undefined;
+  if (next === undefined) {
+    next = new Map();
+    level.set(key, next);
+  }
+  return next;
+}
+
+function insertGroup(root: Level, g: Group): void {
+  const k = g.key;
+  child(child(child(child(child(child(root, k.clientId), k.service), k.api), k.region), k.address), k.port).set(k.sdk, g);
+}
+
+/** Remove `g` and every level it leaves empty. */
+function removeGroup(root: Level, g: Group): void {
+  const k = g.key;
+  const path: Level[] = [root];
+  for (const part of [k.clientId, k.service, k.api, k.region, k.address, k.port]) {
+    const next = path[path.length - 1]!.get(part) as Level | undefined;
+    if (next === undefined) return;
+    path.push(next);
+  }
+  const parts = [k.clientId, k.service, k.api, k.region, k.address, k.port, k.sdk];
+  for (let i = path.length - 1; i >= 0; i--) {
+    path[i]!.delete(parts[i]!);
+    if (path[i]!.size > 0) break;
+  }
+}
+
+function isEmpty(g: Group): boolean {
+  return g.liveAttempts === 0 && g.calls.length === 0;
+}
+
+/** Emptied groups kept for reuse before a sweep removes those still empty. */
+export const EMPTIED_BATCH = 1024;
 
 function succeeded(a: CsmAttempt): boolean {
   return (
@@ -186,7 +279,13 @@ interface Chain {
 export class Correlator {
   private readonly opts: CorrelatorOptions;
   private readonly emit: (c: Correlated) => void;
-  private readonly groups = new Map<string, Group>();
+  /** Every group, by key (see `Level`). */
+  private groups: Level = new Map();
+  private groupCount = 0;
+  /** The group found last (see `group`). */
+  private lastGroup: Group | undefined;
+  /** Groups that became empty since the last sweep (some may hold items again). */
+  private emptied: Group[] = [];
   private readonly attemptFifo = new Fifo<PendingAttempt>();
   private readonly callFifo = new Fifo<PendingCall>();
   private nAttempts = 0;
@@ -205,9 +304,16 @@ export class Correlator {
     return this.nCalls;
   }
 
-  /** Groups holding pending state; a group is freed as soon as it holds nothing. */
+  /** Groups holding pending state (emptied ones are freed in batches, see `gc`, and not counted). */
   get pendingGroups(): number {
-    return this.groups.size;
+    let empty = 0;
+    for (const g of this.emptied) if (isEmpty(g)) empty++;
+    return this.groupCount - empty;
+  }
+
+  /** Groups in memory: those of `pendingGroups` plus emptied ones awaiting a sweep (fewer than EMPTIED_BATCH). */
+  get heldGroups(): number {
+    return this.groupCount;
   }
 
   /**
@@ -255,7 +361,10 @@ export class Correlator {
         this.emit({ kind: 'orphan', attempt: x.ev, reason: 'shutdown' });
       }
     }
-    this.groups.clear();
+    this.groups = new Map();
+    this.groupCount = 0;
+    this.emptied = [];
+    this.lastGroup = undefined;
     this.nAttempts = 0;
     this.nCalls = 0;
   }
@@ -264,7 +373,8 @@ export class Correlator {
 
   private addCall(ev: CsmApiCall): void {
     const group = this.group(ev);
-    const [start, end] = callInterval(ev);
+    const start = callStart(ev);
+    const end = callEnd(ev);
     const tol = this.tolerance(ev);
     const want = ev.attemptCount === undefined ? 1 : Math.max(0, ev.attemptCount);
     const call: PendingCall = { ev, start, end, tol, want, attempts: [], group, live: true };
@@ -299,7 +409,9 @@ export class Correlator {
   }
 
   private emitCall(c: PendingCall): void {
-    const attempts = c.attempts.slice().sort(byStart).map((a) => a.ev);
+    const chain = c.attempts.length > 1 ? c.attempts.slice().sort(byStart) : c.attempts;
+    const attempts: CsmAttempt[] = [];
+    for (const a of chain) attempts.push(a.ev);
     const count = c.ev.attemptCount;
     this.emit({
       kind: 'call',
@@ -315,7 +427,8 @@ export class Correlator {
    */
   private chooseChain(call: PendingCall): PendingAttempt[] {
     const cands = this.candidates(call);
-    if (cands.length === 0) return [];
+    // With one candidate every branch below picks it: skip the scoring (the usual case).
+    if (cands.length <= 1) return cands;
     const ev = call.ev;
     const first = cands.map((a) => this.firstCost(call, a));
     const last = cands.map((a) => this.lastCost(call, a, call.want));
@@ -421,14 +534,15 @@ export class Correlator {
       if (a.end > hi) break;
       if (a.live && a.start >= lo) out.push(a);
     }
-    return out.sort(byStart);
+    return out.length > 1 ? out.sort(byStart) : out;
   }
 
   // ---------------------------------------------------------------- attempts
 
   private addAttempt(ev: CsmAttempt): void {
     const group = this.group(ev);
-    const [start, end] = attemptInterval(ev);
+    const start = attemptStart(ev);
+    const end = attemptEnd(ev);
     const a: PendingAttempt = { ev, start, end, group, live: true };
 
     if (!ATTEMPTS_FIRST.has(ev.sdk) && group.calls.length > 0) {
@@ -532,12 +646,19 @@ export class Correlator {
   }
 
   private group(e: CsmEvent): Group {
-    const id = groupId(e);
-    let g = this.groups.get(id);
-    if (!g) {
-      g = { id, attempts: [], liveAttempts: 0, deadAttempts: 0, calls: [] };
-      this.groups.set(id, g);
+    // An ApiCall usually follows its own attempts: try the last group first.
+    const last = this.lastGroup;
+    if (last !== undefined && last.indexed && hasKey(last.key, e)) return last;
+    let g = findGroup(this.groups, e);
+    if (g === undefined) {
+      const key: GroupKey = {
+        clientId: e.clientId, service: e.service, api: e.api, region: e.region ?? '', address: e.source.address, port: portOf(e), sdk: e.sdk,
+      };
+      g = { key, indexed: true, queued: false, attempts: [], liveAttempts: 0, deadAttempts: 0, calls: [] };
+      insertGroup(this.groups, g);
+      this.groupCount++;
     }
+    this.lastGroup = g;
     return g;
   }
 
@@ -560,8 +681,28 @@ export class Correlator {
     this.gc(g);
   }
 
+  /**
+   * `g` may have become empty. An emptied group is not removed at once: the next event of its key
+   * (often the very next call) would build it again. It waits in `emptied`, and a sweep every
+   * EMPTIED_BATCH emptied groups removes those still empty, so at most that many are kept.
+   * `pendingGroups` does not count them.
+   */
   private gc(g: Group): void {
-    if (g.liveAttempts === 0 && g.calls.length === 0 && this.groups.get(g.id) === g) this.groups.delete(g.id);
+    if (g.queued || !g.indexed || !isEmpty(g)) return;
+    g.queued = true;
+    this.emptied.push(g);
+    if (this.emptied.length >= EMPTIED_BATCH) this.sweep();
+  }
+
+  private sweep(): void {
+    for (const g of this.emptied) {
+      g.queued = false;
+      if (!isEmpty(g)) continue;
+      g.indexed = false;
+      removeGroup(this.groups, g);
+      this.groupCount--;
+    }
+    this.emptied = [];
   }
 
   /** Over the cap: flush the oldest pending items early. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ZodError } from 'zod';
-import { fastValidateApiCall, fastValidateAttempt } from './fast-validate.js';
-import { apiCallAttemptSchema, apiCallSchema, FIELD_ALIASES, REQUIRED_FIELDS } from './schema.js';
+import { isValidApiCall, isValidAttempt } from './fast-validate.js';
+import { apiCallAttemptSchema, apiCallSchema, type REQUIRED_FIELDS } from './schema.js';
 import type { RawApiCall, RawApiCallAttempt } from './schema.js';
 import type { CsmApiCall, CsmAttempt, CsmEvent, DecodeResult, SdkFamily, Source } from './types.js';
 
@@ -14,8 +14,6 @@ export interface DecoderOptions {
   /** What `Timestamp` marks; `auto` = end for Go v1 (csm-protocol.md §5), start otherwise. */
   timestampSemantics: 'auto' | 'start' | 'end';
 }
-
-const ALIASES: readonly (readonly [string, string])[] = Object.entries(FIELD_ALIASES);
 
 /**
  * Decodes one datagram. Never throws: every failure is a counted `RejectReason`.
@@ -44,33 +42,51 @@ export function decodeDatagram(
     return { ok: false, reason: 'not_object', detail: `JSON ${Array.isArray(parsed) ? 'array' : typeof parsed}, not an object` };
   }
   const obj = parsed as Record<string, unknown>;
-  for (const [alias, name] of ALIASES) {
-    if (Object.hasOwn(obj, alias) && !Object.hasOwn(obj, name)) obj[name] = obj[alias];
-  }
+  resolveAliases(obj);
   const type = obj['Type'];
   if (type !== 'ApiCall' && type !== 'ApiCallAttempt') {
     return { ok: false, reason: 'unknown_type', detail: `Type ${describe(type)}` };
   }
-  if (obj['Version'] !== undefined && obj['Version'] !== 1) {
-    return { ok: false, reason: 'bad_field', detail: `Version ${describe(obj['Version'])} (only 1 is known)` };
+  const version = obj['Version'];
+  if (version !== undefined && version !== 1) {
+    return { ok: false, reason: 'bad_field', detail: `Version ${describe(version)} (only 1 is known)` };
   }
-  for (const field of REQUIRED_FIELDS) {
-    if (obj[field] === undefined || obj[field] === null) {
-      return { ok: false, reason: 'missing_field', detail: `${type} without ${field}` };
-    }
-  }
+  const missing = missingField(obj);
+  if (missing !== undefined) return { ok: false, reason: 'missing_field', detail: `${type} without ${missing}` };
+  // Fast path: a valid object is read as it is (its known fields are exactly what zod would return).
   if (type === 'ApiCall') {
-    const fast = validator === 'fast' ? fastValidateApiCall(obj) : undefined;
-    if (fast) return checkRanges(toApiCall(fast, source, receivedAt, opts));
+    if (validator === 'fast' && isValidApiCall(obj)) return checkRanges(toApiCall(obj as RawApiCall, source, receivedAt, opts));
     const r = apiCallSchema.safeParse(obj);
     if (!r.success) return { ok: false, reason: 'bad_field', detail: issueText(type, r.error) };
     return checkRanges(toApiCall(r.data, source, receivedAt, opts));
   }
-  const fast = validator === 'fast' ? fastValidateAttempt(obj) : undefined;
-  if (fast) return checkRanges(toAttempt(fast, source, receivedAt, opts));
+  if (validator === 'fast' && isValidAttempt(obj)) return checkRanges(toAttempt(obj as RawApiCallAttempt, source, receivedAt, opts));
   const r = apiCallAttemptSchema.safeParse(obj);
   if (!r.success) return { ok: false, reason: 'bad_field', detail: issueText(type, r.error) };
   return checkRanges(toAttempt(r.data, source, receivedAt, opts));
+}
+
+/*
+ * JSON.parse never yields an `undefined` value and no field name is inherited from Object.prototype,
+ * so `obj.Name !== undefined` is `Object.hasOwn(obj, 'Name')`, read by name (cheaper than a keyed loop).
+ */
+
+/** .NET's `AWS*` spellings (FIELD_ALIASES) become the usual ones, unless those are present too. */
+function resolveAliases(obj: Record<string, unknown>): void {
+  if (obj['AWSException'] !== undefined && obj['AwsException'] === undefined) obj['AwsException'] = obj['AWSException'];
+  if (obj['AWSExceptionMessage'] !== undefined && obj['AwsExceptionMessage'] === undefined) obj['AwsExceptionMessage'] = obj['AWSExceptionMessage'];
+  if (obj['FinalAWSException'] !== undefined && obj['FinalAwsException'] === undefined) obj['FinalAwsException'] = obj['FinalAWSException'];
+  if (obj['FinalAWSExceptionMessage'] !== undefined && obj['FinalAwsExceptionMessage'] === undefined) {
+    obj['FinalAwsExceptionMessage'] = obj['FinalAWSExceptionMessage'];
+  }
+}
+
+/** The first of REQUIRED_FIELDS that is absent or null. */
+function missingField(obj: Record<string, unknown>): (typeof REQUIRED_FIELDS)[number] | undefined {
+  if (obj['Service'] === undefined || obj['Service'] === null) return 'Service';
+  if (obj['Api'] === undefined || obj['Api'] === null) return 'Api';
+  if (obj['Timestamp'] === undefined || obj['Timestamp'] === null) return 'Timestamp';
+  return undefined;
 }
 
 /** Identity strings become span names, metric attributes, resources and correlation keys. */
@@ -81,10 +97,6 @@ export const MAX_TIMESTAMP_MS = 1e13;
 export const MAX_LATENCY_MS = 7 * 24 * 3600 * 1000;
 export const MAX_ATTEMPTS = 10_000;
 
-const LATENCY_FIELDS = [
-  'latency', 'attemptLatency', 'dnsLatency', 'tcpLatency', 'sslLatency', 'connectLatency', 'requestLatency', 'acquireConnectionLatency',
-] as const;
-
 /**
  * Values a span or metric cannot carry sensibly are rejected as `bad_field`
  * (counted, never clamped): no later stage can then produce a non-finite time,
@@ -92,29 +104,48 @@ const LATENCY_FIELDS = [
  * or a multi-KiB span name / metric label.
  */
 function checkRanges(e: CsmEvent): DecodeResult {
-  const bad = (what: string): DecodeResult => ({ ok: false, reason: 'bad_field', detail: `${e.type}.${what}` });
-  for (const [k, v] of [['ClientId', e.clientId], ['Service', e.service], ['Api', e.api], ['Region', e.region]] as const) {
-    if (v !== undefined && v.length > MAX_NAME_CHARS) return bad(`${k}: longer than ${MAX_NAME_CHARS} characters`);
-  }
-  if (e.timestamp > MAX_TIMESTAMP_MS) return bad(`Timestamp: after ${MAX_TIMESTAMP_MS} (year 2286)`);
-  const rec = e as unknown as Record<string, unknown>;
+  const problem = rangeProblem(e);
+  return problem === undefined ? { ok: true, event: e } : { ok: false, reason: 'bad_field', detail: `${e.type}.${problem}` };
+}
+
+/** The first out-of-range field, described without its value; undefined when all fit. Allocates nothing when all fit. */
+function rangeProblem(e: CsmEvent): string | undefined {
+  if (e.clientId.length > MAX_NAME_CHARS) return `ClientId: longer than ${MAX_NAME_CHARS} characters`;
+  if (e.service.length > MAX_NAME_CHARS) return `Service: longer than ${MAX_NAME_CHARS} characters`;
+  if (e.api.length > MAX_NAME_CHARS) return `Api: longer than ${MAX_NAME_CHARS} characters`;
+  if (e.region !== undefined && e.region.length > MAX_NAME_CHARS) return `Region: longer than ${MAX_NAME_CHARS} characters`;
+  if (e.timestamp > MAX_TIMESTAMP_MS) return `Timestamp: after ${MAX_TIMESTAMP_MS} (year 2286)`;
   let lat = 0;
-  for (const k of LATENCY_FIELDS) {
-    const v = rec[k];
-    if (typeof v !== 'number') continue;
-    if (v > MAX_LATENCY_MS) return bad(`${k}: more than ${MAX_LATENCY_MS} ms`);
-    if (k === 'latency' || k === 'attemptLatency') lat = v;
+  if (e.type === 'ApiCall') {
+    if (e.latency !== undefined) {
+      if (e.latency > MAX_LATENCY_MS) return `latency: more than ${MAX_LATENCY_MS} ms`;
+      lat = e.latency;
+    }
+  } else {
+    if (e.attemptLatency !== undefined) {
+      if (e.attemptLatency > MAX_LATENCY_MS) return `attemptLatency: more than ${MAX_LATENCY_MS} ms`;
+      lat = e.attemptLatency;
+    }
+    if (e.dnsLatency !== undefined && e.dnsLatency > MAX_LATENCY_MS) return `dnsLatency: more than ${MAX_LATENCY_MS} ms`;
+    if (e.tcpLatency !== undefined && e.tcpLatency > MAX_LATENCY_MS) return `tcpLatency: more than ${MAX_LATENCY_MS} ms`;
+    if (e.sslLatency !== undefined && e.sslLatency > MAX_LATENCY_MS) return `sslLatency: more than ${MAX_LATENCY_MS} ms`;
+    if (e.connectLatency !== undefined && e.connectLatency > MAX_LATENCY_MS) return `connectLatency: more than ${MAX_LATENCY_MS} ms`;
+    if (e.requestLatency !== undefined && e.requestLatency > MAX_LATENCY_MS) return `requestLatency: more than ${MAX_LATENCY_MS} ms`;
+    if (e.acquireConnectionLatency !== undefined && e.acquireConnectionLatency > MAX_LATENCY_MS) {
+      return `acquireConnectionLatency: more than ${MAX_LATENCY_MS} ms`;
+    }
   }
-  if (e.timestampMarksEnd && e.timestamp - lat < 0) return bad('Timestamp: minus the latency is before 1970');
-  for (const k of ['attemptCount', 'attemptNumber'] as const) {
-    const v = rec[k];
-    if (typeof v === 'number' && v > MAX_ATTEMPTS) return bad(`${k}: more than ${MAX_ATTEMPTS}`);
+  if (e.timestampMarksEnd && e.timestamp - lat < 0) return 'Timestamp: minus the latency is before 1970';
+  if (e.type === 'ApiCall') {
+    if (e.attemptCount !== undefined && e.attemptCount > MAX_ATTEMPTS) return `attemptCount: more than ${MAX_ATTEMPTS}`;
+    const s = e.finalHttpStatusCode;
+    if (s !== undefined && (s < 0 || s > 999)) return 'finalHttpStatusCode: not an HTTP status';
+  } else {
+    if (e.attemptNumber !== undefined && e.attemptNumber > MAX_ATTEMPTS) return `attemptNumber: more than ${MAX_ATTEMPTS}`;
+    const s = e.httpStatusCode;
+    if (s !== undefined && (s < 0 || s > 999)) return 'httpStatusCode: not an HTTP status';
   }
-  for (const k of ['httpStatusCode', 'finalHttpStatusCode'] as const) {
-    const v = rec[k];
-    if (typeof v === 'number' && (v < 0 || v > 999)) return bad(`${k}: not an HTTP status`);
-  }
-  return { ok: true, event: e };
+  return undefined;
 }
 
 /** A short, value-free description (values may hold secrets or control characters). */
@@ -133,6 +164,8 @@ function issueText(type: string, err: ZodError): string {
 
 export function sdkFamily(userAgent: string | undefined): SdkFamily {
   if (!userAgent) return 'unknown';
+  // The usual spellings without the regex (per datagram); the regex still catches other cases.
+  if (userAgent.startsWith('Boto3/') || userAgent.startsWith('Botocore/') || userAgent.startsWith('aws-cli/')) return 'botocore';
   if (/^(Boto3|Botocore|aws-cli)\//i.test(userAgent)) return 'botocore';
   if (userAgent.startsWith('aws-sdk-nodejs/')) return 'js-v2';
   if (userAgent.startsWith('aws-sdk-go/')) return 'go-v1';
@@ -153,86 +186,137 @@ const flag = (v: number | undefined): boolean | undefined => (v === undefined ? 
 /*
  * The builders below assign only the fields the SDK sent, in a fixed order, instead of building
  * every field and deleting the undefined ones (deletes turn objects into slow dictionaries).
- * `'x' in event` still means "the SDK sent it".
+ * `'x' in event` still means "the SDK sent it". Each field is written by name: a generic
+ * `set(o, key, v)` helper makes every write a slow keyed store.
  */
-type Out = Record<string, unknown>;
-function set(o: Out, k: string, v: unknown): void {
-  if (v !== undefined) o[k] = v;
-}
+type Out = { -readonly [K in keyof CsmApiCall | keyof CsmAttempt]?: unknown };
 
-function common(o: Out, raw: RawApiCall | RawApiCallAttempt, source: Source, receivedAt: number, opts: DecoderOptions): void {
+/** The fields common to both types, in their fixed order. */
+function common(type: CsmEvent['type'], raw: RawApiCall | RawApiCallAttempt, source: Source, receivedAt: number, opts: DecoderOptions): Out {
   const userAgent = nonEmpty(raw.UserAgent);
+  const region = nonEmpty(raw.Region);
   const sdk = sdkFamily(userAgent);
-  o['clientId'] = raw.ClientId ?? '';
-  o['service'] = raw.Service;
-  o['api'] = raw.Api;
-  o['timestamp'] = raw.Timestamp;
-  set(o, 'region', nonEmpty(raw.Region));
-  set(o, 'userAgent', userAgent);
-  o['sdk'] = sdk;
-  o['timestampMarksEnd'] = opts.timestampSemantics === 'auto' ? sdk === 'go-v1' : opts.timestampSemantics === 'end';
-  o['source'] = source;
-  o['receivedAt'] = receivedAt;
+  const clientId = raw.ClientId ?? '';
+  const timestampMarksEnd = opts.timestampSemantics === 'auto' ? sdk === 'go-v1' : opts.timestampSemantics === 'end';
+  if (region !== undefined && userAgent !== undefined) {
+    // The usual case as one literal: one allocation, one shape.
+    return { type, clientId, service: raw.Service, api: raw.Api, timestamp: raw.Timestamp, region, userAgent, sdk, timestampMarksEnd, source, receivedAt };
+  }
+  const o: Out = { type, clientId, service: raw.Service, api: raw.Api, timestamp: raw.Timestamp };
+  if (region !== undefined) o.region = region;
+  if (userAgent !== undefined) o.userAgent = userAgent;
+  o.sdk = sdk;
+  o.timestampMarksEnd = timestampMarksEnd;
+  o.source = source;
+  o.receivedAt = receivedAt;
+  return o;
 }
 
 function toApiCall(raw: RawApiCall, source: Source, receivedAt: number, opts: DecoderOptions): CsmApiCall {
-  const o: Out = { type: 'ApiCall' };
-  common(o, raw, source, receivedAt, opts);
-  set(o, 'attemptCount', int(raw.AttemptCount));
-  set(o, 'latency', int(raw.Latency));
-  set(o, 'maxRetriesExceeded', flag(raw.MaxRetriesExceeded));
-  set(o, 'finalHttpStatusCode', nonZero(raw.FinalHttpStatusCode));
-  set(o, 'finalAwsException', nonEmpty(raw.FinalAwsException));
-  set(o, 'finalAwsExceptionMessage', nonEmpty(raw.FinalAwsExceptionMessage));
-  set(o, 'finalSdkException', nonEmpty(raw.FinalSdkException));
-  set(o, 'finalSdkExceptionMessage', nonEmpty(raw.FinalSdkExceptionMessage));
-  set(o, 'apiCallTimeout', flag(raw.ApiCallTimeout));
-  set(o, 'xAmznRequestId', nonEmpty(raw.XAmznRequestId));
-  set(o, 'xAmzRequestId', nonEmpty(raw.XAmzRequestId));
-  return o as unknown as CsmApiCall;
+  const o = common('ApiCall', raw, source, receivedAt, opts);
+  let v: string | number | boolean | undefined;
+  if ((v = int(raw.AttemptCount)) !== undefined) o.attemptCount = v;
+  if ((v = int(raw.Latency)) !== undefined) o.latency = v;
+  if ((v = flag(raw.MaxRetriesExceeded)) !== undefined) o.maxRetriesExceeded = v;
+  if ((v = nonZero(raw.FinalHttpStatusCode)) !== undefined) o.finalHttpStatusCode = v;
+  if ((v = nonEmpty(raw.FinalAwsException)) !== undefined) o.finalAwsException = v;
+  if ((v = nonEmpty(raw.FinalAwsExceptionMessage)) !== undefined) o.finalAwsExceptionMessage = v;
+  if ((v = nonEmpty(raw.FinalSdkException)) !== undefined) o.finalSdkException = v;
+  if ((v = nonEmpty(raw.FinalSdkExceptionMessage)) !== undefined) o.finalSdkExceptionMessage = v;
+  if ((v = flag(raw.ApiCallTimeout)) !== undefined) o.apiCallTimeout = v;
+  if ((v = nonEmpty(raw.XAmznRequestId)) !== undefined) o.xAmznRequestId = v;
+  if ((v = nonEmpty(raw.XAmzRequestId)) !== undefined) o.xAmzRequestId = v;
+  return o as CsmApiCall;
 }
 
 function toAttempt(raw: RawApiCallAttempt, source: Source, receivedAt: number, opts: DecoderOptions): CsmAttempt {
-  const fqdn = splitHostPort(nonEmpty(raw.Fqdn));
-  const o: Out = { type: 'ApiCallAttempt' };
-  common(o, raw, source, receivedAt, opts);
-  set(o, 'attemptLatency', int(raw.AttemptLatency));
-  set(o, 'attemptNumber', nonZero(raw.AttemptCount));
-  set(o, 'serverAddress', fqdn?.host);
-  set(o, 'serverPort', fqdn?.port);
-  set(o, 'accessKey', redactAccessKey(nonEmpty(raw.AccessKey), opts));
-  set(o, 'httpStatusCode', nonZero(raw.HttpStatusCode));
-  set(o, 'xAmznRequestId', nonEmpty(raw.XAmznRequestId));
-  set(o, 'xAmzRequestId', nonEmpty(raw.XAmzRequestId));
-  set(o, 'xAmzId2', nonEmpty(raw.XAmzId2));
-  set(o, 'awsException', nonEmpty(raw.AwsException));
-  set(o, 'awsExceptionMessage', nonEmpty(raw.AwsExceptionMessage));
-  set(o, 'sdkException', nonEmpty(raw.SdkException));
-  set(o, 'sdkExceptionMessage', nonEmpty(raw.SdkExceptionMessage));
-  set(o, 'destinationIp', nonEmpty(raw.DestinationIp));
-  set(o, 'connectionReused', flag(raw.ConnectionReused));
-  set(o, 'dnsLatency', int(raw.DnsLatency));
-  set(o, 'tcpLatency', int(raw.TcpLatency));
-  set(o, 'sslLatency', int(raw.SslLatency));
-  set(o, 'connectLatency', int(raw.ConnectLatency));
-  set(o, 'requestLatency', int(raw.RequestLatency));
-  set(o, 'acquireConnectionLatency', int(raw.AcquireConnectionLatency));
-  return o as unknown as CsmAttempt;
+  const o = common('ApiCallAttempt', raw, source, receivedAt, opts);
+  let v: string | number | boolean | undefined;
+  if ((v = int(raw.AttemptLatency)) !== undefined) o.attemptLatency = v;
+  if ((v = nonZero(raw.AttemptCount)) !== undefined) o.attemptNumber = v;
+  const fqdn = nonEmpty(raw.Fqdn);
+  if (fqdn !== undefined) {
+    splitFqdn(fqdn);
+    o.serverAddress = fqdnHost;
+    if (fqdnPort !== undefined) o.serverPort = fqdnPort;
+  }
+  if ((v = redactAccessKey(nonEmpty(raw.AccessKey), opts)) !== undefined) o.accessKey = v;
+  if ((v = nonZero(raw.HttpStatusCode)) !== undefined) o.httpStatusCode = v;
+  if ((v = nonEmpty(raw.XAmznRequestId)) !== undefined) o.xAmznRequestId = v;
+  if ((v = nonEmpty(raw.XAmzRequestId)) !== undefined) o.xAmzRequestId = v;
+  if ((v = nonEmpty(raw.XAmzId2)) !== undefined) o.xAmzId2 = v;
+  if ((v = nonEmpty(raw.AwsException)) !== undefined) o.awsException = v;
+  if ((v = nonEmpty(raw.AwsExceptionMessage)) !== undefined) o.awsExceptionMessage = v;
+  if ((v = nonEmpty(raw.SdkException)) !== undefined) o.sdkException = v;
+  if ((v = nonEmpty(raw.SdkExceptionMessage)) !== undefined) o.sdkExceptionMessage = v;
+  if ((v = nonEmpty(raw.DestinationIp)) !== undefined) o.destinationIp = v;
+  if ((v = flag(raw.ConnectionReused)) !== undefined) o.connectionReused = v;
+  if ((v = int(raw.DnsLatency)) !== undefined) o.dnsLatency = v;
+  if ((v = int(raw.TcpLatency)) !== undefined) o.tcpLatency = v;
+  if ((v = int(raw.SslLatency)) !== undefined) o.sslLatency = v;
+  if ((v = int(raw.ConnectLatency)) !== undefined) o.connectLatency = v;
+  if ((v = int(raw.RequestLatency)) !== undefined) o.requestLatency = v;
+  if ((v = int(raw.AcquireConnectionLatency)) !== undefined) o.acquireConnectionLatency = v;
+  return o as CsmAttempt;
 }
 
 /** `host`, `host:port`, `[v6]:port` or a bare IPv6 address. */
 export function splitHostPort(fqdn: string | undefined): { host: string; port?: number } | undefined {
   if (fqdn === undefined) return undefined;
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(fqdn);
-  if (bracketed) return withPort(bracketed[1] ?? fqdn, bracketed[2]);
-  const hostPort = /^([^:]+):(\d{1,5})$/.exec(fqdn);
-  if (hostPort) return withPort(hostPort[1] ?? fqdn, hostPort[2]);
-  return { host: fqdn };
+  splitFqdn(fqdn);
+  return fqdnPort === undefined ? { host: fqdnHost } : { host: fqdnHost, port: fqdnPort };
 }
 
-function withPort(host: string, port: string | undefined): { host: string; port?: number } {
-  const n = port === undefined ? NaN : Number(port);
-  return n > 0 && n < 65536 ? { host, port: n } : { host };
+/** Results of `splitFqdn`. */
+let fqdnHost = '';
+let fqdnPort: number | undefined;
+
+/**
+ * Accepted forms (what two regexes used to match): `[host]` or `[host]:port` with a non-empty
+ * host free of `]`; `host:port` with a non-empty host free of `:`; a port is 1 to 5 ASCII digits
+ * and kept only when in 1..65535. Anything else is a bare host.
+ */
+function splitFqdn(fqdn: string): void {
+  const n = fqdn.length;
+  fqdnPort = undefined;
+  if (fqdn.charCodeAt(0) === 0x5b /* [ */) {
+    const close = fqdn.indexOf(']', 1);
+    if (close > 1) {
+      if (close === n - 1) {
+        fqdnHost = fqdn.slice(1, close);
+        return;
+      }
+      if (fqdn.charCodeAt(close + 1) === 0x3a /* : */ && isPort(fqdn, close + 2)) {
+        fqdnHost = fqdn.slice(1, close);
+        fqdnPort = portValue(fqdn, close + 2);
+        return;
+      }
+    }
+  }
+  const colon = fqdn.indexOf(':');
+  if (colon > 0 && isPort(fqdn, colon + 1)) {
+    fqdnHost = fqdn.slice(0, colon);
+    fqdnPort = portValue(fqdn, colon + 1);
+    return;
+  }
+  fqdnHost = fqdn;
+}
+
+/** 1 to 5 ASCII digits from `from` to the end. */
+function isPort(s: string, from: number): boolean {
+  const len = s.length - from;
+  if (len < 1 || len > 5) return false;
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
+
+function portValue(s: string, from: number): number | undefined {
+  let n = 0;
+  for (let i = from; i < s.length; i++) n = n * 10 + (s.charCodeAt(i) - 0x30);
+  return n > 0 && n < 65536 ? n : undefined;
 }
 
 function redactAccessKey(key: string | undefined, opts: DecoderOptions): string | undefined {

@@ -63,17 +63,28 @@ function nonEmpty(s: string | undefined): s is string {
  * the value is used as sent.
  */
 export function classifyError(f: ErrorFields): ErrorClassification {
+  return classifyOutcome(f.awsException, f.awsExceptionMessage, f.sdkException, f.sdkExceptionMessage, f.httpStatusCode);
+}
+
+/** `classifyError` on the fields themselves (no argument object per event on the hot path). */
+export function classifyOutcome(
+  awsException: string | undefined,
+  awsExceptionMessage: string | undefined,
+  sdkException: string | undefined,
+  sdkExceptionMessage: string | undefined,
+  httpStatusCode: number | undefined,
+): ErrorClassification {
   let exception: ChosenException | undefined;
-  if (nonEmpty(f.awsException)) {
-    exception = withMessage(f.awsException, f.awsExceptionMessage);
-  } else if (nonEmpty(f.sdkException)) {
-    exception = withMessage(f.sdkException, f.sdkExceptionMessage);
+  if (nonEmpty(awsException)) {
+    exception = withMessage(awsException, awsExceptionMessage);
+  } else if (nonEmpty(sdkException)) {
+    exception = withMessage(sdkException, sdkExceptionMessage);
   }
   if (exception !== undefined) {
     return { failed: true, errorType: sanitiseErrorType(exception.type), exception };
   }
-  if (f.httpStatusCode !== undefined && f.httpStatusCode >= 400) {
-    return { failed: true, errorType: String(f.httpStatusCode) };
+  if (httpStatusCode !== undefined && httpStatusCode >= 400) {
+    return { failed: true, errorType: String(httpStatusCode) };
   }
   return { failed: false };
 }

@@ -2,8 +2,9 @@
  * translate: one correlated ApiCall (or orphan attempt) -> span tree + metric
  * points, as plain records (otel-mapping.md §1, §2).
  *
- * Pure: no I/O, no clock, no shared mutable state. Every time is an epoch-ms
- * number derived from the CSM events themselves.
+ * Pure: no I/O, no clock, no shared mutable state but a bounded memo of
+ * normalised names (`namesOf`), which never changes an output. Every time is
+ * an epoch-ms number derived from the CSM events themselves.
  */
 import {
   ATTR_ERROR_TYPE,
@@ -29,7 +30,7 @@ import {
 } from '@opentelemetry/semantic-conventions/incubating';
 import type { Correlated } from '../correlate/types.js';
 import type { CsmApiCall, CsmAttempt } from '../decode/types.js';
-import { classifyError, statusMessage, type ErrorClassification } from './error-type.js';
+import { classifyOutcome, statusMessage, type ErrorClassification } from './error-type.js';
 import { attemptSpanName, callSpanName, normaliseApi, normaliseService } from './names.js';
 import type {
   AttributeValue,
@@ -152,6 +153,10 @@ export const METRIC_INSTRUMENTS: readonly MetricInstrument[] = [
 // ---------------------------------------------------------------------------
 // Small helpers.
 
+/**
+ * Sets `key` when `value` is defined. Hot paths write `if (v !== undefined) attrs[K] = v` inline
+ * instead: every store in one shared helper sees every key and shape and is slow (megamorphic).
+ */
 function put(attrs: Attributes, key: string, value: AttributeValue | undefined): void {
   if (value !== undefined) attrs[key] = value;
 }
@@ -186,14 +191,57 @@ function requestIdOf(x: { xAmznRequestId?: string; xAmzRequestId?: string }): st
   return nonEmpty(x.xAmznRequestId) ?? nonEmpty(x.xAmzRequestId);
 }
 
+/** Everything derived from one (Service, Api) pair alone. */
+interface Names {
+  /** Normalised service and api (names.ts). */
+  service: string;
+  api: string;
+  callSpan: string;
+  attemptSpan: string;
+  /** `rpc.method` under the stable / dup semconv: `Service/Api`. */
+  qualifiedMethod: string;
+}
+
+/*
+ * Names are cached per raw (Service, Api): normalising and joining them per span costs a regex and
+ * three new strings. Service and Api come from any local sender, so the cache is bounded: when it
+ * holds NAMES_CACHE_MAX pairs it starts over.
+ */
+const NAMES_CACHE_MAX = 4096;
+let namesCache = new Map<string, Map<string, Names>>();
+let namesCached = 0;
+
+function namesOf(rawService: string, rawApi: string): Names {
+  let byApi = namesCache.get(rawService);
+  let names = byApi?.get(rawApi);
+  if (names !== undefined) return names;
+  if (namesCached >= NAMES_CACHE_MAX) {
+    namesCache = new Map();
+    namesCached = 0;
+    byApi = undefined;
+  }
+  if (byApi === undefined) {
+    byApi = new Map();
+    namesCache.set(rawService, byApi);
+  }
+  const service = normaliseService(rawService);
+  const api = normaliseApi(rawApi);
+  names = { service, api, callSpan: callSpanName(service, api), attemptSpan: attemptSpanName(service, api), qualifiedMethod: `${service}/${api}` };
+  byApi.set(rawApi, names);
+  namesCached++;
+  return names;
+}
+
 interface Identity {
   service: string;
   api: string;
   region: string | undefined;
+  names: Names;
 }
 
 function identityOf(e: { service: string; api: string; region?: string }): Identity {
-  return { service: normaliseService(e.service), api: normaliseApi(e.api), region: nonEmpty(e.region) };
+  const names = namesOf(e.service, e.api);
+  return { service: names.service, api: names.api, region: nonEmpty(e.region), names };
 }
 
 /**
@@ -204,7 +252,7 @@ function identityOf(e: { service: string; api: string; region?: string }): Ident
  * `rpc.system` / `rpc.service` keys alongside (the "dup" part).
  */
 function rpcMethod(id: Identity, opts: TranslateOptions): string {
-  return opts.rpcSemconv === 'old' ? id.api : `${id.service}/${id.api}`;
+  return opts.rpcSemconv === 'old' ? id.api : id.names.qualifiedMethod;
 }
 
 /** RPC identity attributes of the ApiCall span, the orphan span and `rpc.client.call.duration`. */
@@ -214,7 +262,7 @@ function rpcAttributes(id: Identity, opts: TranslateOptions): Attributes {
   attrs[ATTR_RPC_SYSTEM_NAME] = RPC_SYSTEM_AWS_API;
   if (opts.rpcSemconv !== 'stable') attrs[ATTR_RPC_SERVICE] = id.service;
   attrs[ATTR_RPC_METHOD] = rpcMethod(id, opts);
-  put(attrs, ATTR_CLOUD_REGION, id.region);
+  if (id.region !== undefined) attrs[ATTR_CLOUD_REGION] = id.region;
   return attrs;
 }
 
@@ -227,25 +275,25 @@ function rpcAttributes(id: Identity, opts: TranslateOptions): Attributes {
  * same value on spans and on every metric.
  */
 function csmMetricBase(id: Identity, opts: TranslateOptions, withMethod: boolean): Attributes {
-  const attrs: Attributes = { [ATTR_RPC_SERVICE]: id.service };
+  const attrs: Attributes = {};
+  attrs[ATTR_RPC_SERVICE] = id.service;
   if (withMethod) attrs[ATTR_RPC_METHOD] = rpcMethod(id, opts);
-  put(attrs, ATTR_CLOUD_REGION, id.region);
+  if (id.region !== undefined) attrs[ATTR_CLOUD_REGION] = id.region;
   return attrs;
 }
 
-const PHASES: readonly { phase: string; attr: string; get: (a: CsmAttempt) => number | undefined }[] = [
-  { phase: 'dns', attr: CSM_LATENCY_DNS_MS, get: (a) => a.dnsLatency },
-  { phase: 'tcp', attr: CSM_LATENCY_TCP_MS, get: (a) => a.tcpLatency },
-  { phase: 'tls', attr: CSM_LATENCY_SSL_MS, get: (a) => a.sslLatency },
-  { phase: 'connect', attr: CSM_LATENCY_CONNECT_MS, get: (a) => a.connectLatency },
-  { phase: 'request', attr: CSM_LATENCY_REQUEST_MS, get: (a) => a.requestLatency },
-  { phase: 'acquire_connection', attr: CSM_LATENCY_ACQUIRE_CONNECTION_MS, get: (a) => a.acquireConnectionLatency },
-];
+/** The attempt reports at least one phase latency. */
+function hasPhases(a: CsmAttempt): boolean {
+  return (
+    a.dnsLatency !== undefined || a.tcpLatency !== undefined || a.sslLatency !== undefined ||
+    a.connectLatency !== undefined || a.requestLatency !== undefined || a.acquireConnectionLatency !== undefined
+  );
+}
 
 function exceptionEvent(cls: ErrorClassification, timeMs: number): SpanEventRecord | undefined {
   if (cls.exception === undefined) return undefined;
   const attributes: Attributes = { [ATTR_EXCEPTION_TYPE]: cls.exception.type };
-  put(attributes, ATTR_EXCEPTION_MESSAGE, cls.exception.message);
+  if (cls.exception.message !== undefined) attributes[ATTR_EXCEPTION_MESSAGE] = cls.exception.message;
   return { name: EXCEPTION_EVENT_NAME, timeMs, attributes };
 }
 
@@ -273,46 +321,47 @@ function translateAttempt(
   opts: TranslateOptions,
 ): AttemptResult {
   const { start, end } = attemptWindow(a);
-  const cls = classifyError({
-    awsException: a.awsException,
-    awsExceptionMessage: a.awsExceptionMessage,
-    sdkException: a.sdkException,
-    sdkExceptionMessage: a.sdkExceptionMessage,
-    httpStatusCode: a.httpStatusCode,
-  });
+  const cls = classifyAttempt(a);
 
   const attrs: Attributes = {};
   if (number !== undefined) {
     attrs[CSM_ATTEMPT_NUMBER] = number;
     if (number > 1) attrs[ATTR_HTTP_REQUEST_RESEND_COUNT] = number - 1;
   }
-  put(attrs, ATTR_HTTP_RESPONSE_STATUS_CODE, a.httpStatusCode);
+  if (a.httpStatusCode !== undefined) attrs[ATTR_HTTP_RESPONSE_STATUS_CODE] = a.httpStatusCode;
   const address = nonEmpty(a.serverAddress);
   if (address !== undefined) {
     attrs[ATTR_SERVER_ADDRESS] = address;
     attrs[ATTR_SERVER_PORT] = a.serverPort ?? DEFAULT_SERVER_PORT;
   }
-  put(attrs, ATTR_NETWORK_PEER_ADDRESS, nonEmpty(a.destinationIp));
+  const peer = nonEmpty(a.destinationIp);
+  if (peer !== undefined) attrs[ATTR_NETWORK_PEER_ADDRESS] = peer;
   const requestId = requestIdOf(a);
   const extendedId = nonEmpty(a.xAmzId2);
-  put(attrs, ATTR_AWS_REQUEST_ID, requestId);
-  put(attrs, ATTR_AWS_EXTENDED_REQUEST_ID, extendedId);
+  if (requestId !== undefined) attrs[ATTR_AWS_REQUEST_ID] = requestId;
+  if (extendedId !== undefined) attrs[ATTR_AWS_EXTENDED_REQUEST_ID] = extendedId;
   if (opts.jsInstrumentationKeys) {
-    put(attrs, ATTR_JS_AWS_REQUEST_ID, requestId);
-    put(attrs, ATTR_JS_AWS_EXTENDED_REQUEST_ID, extendedId);
+    if (requestId !== undefined) attrs[ATTR_JS_AWS_REQUEST_ID] = requestId;
+    if (extendedId !== undefined) attrs[ATTR_JS_AWS_EXTENDED_REQUEST_ID] = extendedId;
   }
-  put(attrs, ATTR_ERROR_TYPE, cls.errorType);
-  put(attrs, CSM_CONNECTION_REUSED, a.connectionReused);
-  for (const p of PHASES) put(attrs, p.attr, p.get(a));
+  if (cls.errorType !== undefined) attrs[ATTR_ERROR_TYPE] = cls.errorType;
+  if (a.connectionReused !== undefined) attrs[CSM_CONNECTION_REUSED] = a.connectionReused;
+  if (a.dnsLatency !== undefined) attrs[CSM_LATENCY_DNS_MS] = a.dnsLatency;
+  if (a.tcpLatency !== undefined) attrs[CSM_LATENCY_TCP_MS] = a.tcpLatency;
+  if (a.sslLatency !== undefined) attrs[CSM_LATENCY_SSL_MS] = a.sslLatency;
+  if (a.connectLatency !== undefined) attrs[CSM_LATENCY_CONNECT_MS] = a.connectLatency;
+  if (a.requestLatency !== undefined) attrs[CSM_LATENCY_REQUEST_MS] = a.requestLatency;
+  if (a.acquireConnectionLatency !== undefined) attrs[CSM_LATENCY_ACQUIRE_CONNECTION_MS] = a.acquireConnectionLatency;
   // Already redacted by decode (suffix or salted hash) and only present when the operator opted in.
-  put(attrs, CSM_ACCESS_KEY, nonEmpty(a.accessKey));
+  const accessKey = nonEmpty(a.accessKey);
+  if (accessKey !== undefined) attrs[CSM_ACCESS_KEY] = accessKey;
 
   const events: SpanEventRecord[] = [];
   const ev = exceptionEvent(cls, end);
   if (ev !== undefined) events.push(ev);
 
   const span: SpanRecord = {
-    name: attemptSpanName(id.service, id.api),
+    name: id.names.attemptSpan,
     kind: opts.attemptSpanKind,
     startMs: start,
     endMs: end,
@@ -326,23 +375,34 @@ function translateAttempt(
   const seconds = latencySeconds(a.attemptLatency);
   if (seconds !== undefined) {
     const m = csmMetricBase(id, opts, true);
-    put(m, ATTR_HTTP_RESPONSE_STATUS_CODE, a.httpStatusCode);
-    put(m, ATTR_ERROR_TYPE, cls.errorType);
-    put(m, CSM_CONNECTION_REUSED, a.connectionReused);
+    if (a.httpStatusCode !== undefined) m[ATTR_HTTP_RESPONSE_STATUS_CODE] = a.httpStatusCode;
+    if (cls.errorType !== undefined) m[ATTR_ERROR_TYPE] = cls.errorType;
+    if (a.connectionReused !== undefined) m[CSM_CONNECTION_REUSED] = a.connectionReused;
     metrics.push({ instrument: METRIC_CSM_ATTEMPT_DURATION, value: seconds, attributes: m });
   }
   return { span, metrics };
 }
 
-function phaseMetrics(a: CsmAttempt, id: Identity, opts: TranslateOptions): MetricPoint[] {
-  const points: MetricPoint[] = [];
-  for (const p of PHASES) {
-    const seconds = latencySeconds(p.get(a));
-    if (seconds === undefined) continue;
-    const attributes = { [CSM_PHASE]: p.phase, ...csmMetricBase(id, opts, false) };
-    points.push({ instrument: METRIC_CSM_ATTEMPT_PHASE_DURATION, value: seconds, attributes });
-  }
-  return points;
+/** Appends the attempt's `csm.attempt.phase.duration` points to `out`. */
+function phaseMetrics(a: CsmAttempt, id: Identity, out: MetricPoint[]): void {
+  if (!hasPhases(a)) return;
+  phasePoint(out, 'dns', a.dnsLatency, id);
+  phasePoint(out, 'tcp', a.tcpLatency, id);
+  phasePoint(out, 'tls', a.sslLatency, id);
+  phasePoint(out, 'connect', a.connectLatency, id);
+  phasePoint(out, 'request', a.requestLatency, id);
+  phasePoint(out, 'acquire_connection', a.acquireConnectionLatency, id);
+}
+
+function phasePoint(out: MetricPoint[], phase: string, latency: number | undefined, id: Identity): void {
+  const seconds = latencySeconds(latency);
+  if (seconds === undefined) return;
+  // csm.phase first, then csmMetricBase(id, opts, false)'s keys.
+  const attributes: Attributes = {};
+  attributes[CSM_PHASE] = phase;
+  attributes[ATTR_RPC_SERVICE] = id.service;
+  if (id.region !== undefined) attributes[ATTR_CLOUD_REGION] = id.region;
+  out.push({ instrument: METRIC_CSM_ATTEMPT_PHASE_DURATION, value: seconds, attributes });
 }
 
 /** Move a span (and its events) inside [lo, hi], so rounding never draws a child outside its parent. */
@@ -367,17 +427,21 @@ function clampSpan(span: SpanRecord, lo: number, hi: number): void {
  * MaxRetriesExceeded is set (`csm.max_retries_exceeded` is still recorded).
  */
 function classifyCall(call: CsmApiCall): ErrorClassification {
-  const cls = classifyError({
-    awsException: call.finalAwsException,
-    awsExceptionMessage: call.finalAwsExceptionMessage,
-    sdkException: call.finalSdkException,
-    sdkExceptionMessage: call.finalSdkExceptionMessage,
-    httpStatusCode: call.finalHttpStatusCode,
-  });
+  const cls = classifyOutcome(
+    call.finalAwsException,
+    call.finalAwsExceptionMessage,
+    call.finalSdkException,
+    call.finalSdkExceptionMessage,
+    call.finalHttpStatusCode,
+  );
   if (cls.failed) return cls;
   const knownSuccess = call.finalHttpStatusCode !== undefined;
   const failed = call.apiCallTimeout === true || (call.maxRetriesExceeded === true && !knownSuccess);
   return failed ? { failed: true, errorType: ERROR_TYPE_VALUE_OTHER } : cls;
+}
+
+function classifyAttempt(a: CsmAttempt): ErrorClassification {
+  return classifyOutcome(a.awsException, a.awsExceptionMessage, a.sdkException, a.sdkExceptionMessage, a.httpStatusCode);
 }
 
 function translateCall(
@@ -388,19 +452,23 @@ function translateCall(
 ): Translation {
   const last = attempts[attempts.length - 1];
   // PHP removes Region from the ApiCall; its attempts still carry it.
-  const id: Identity = { ...identityOf(call) };
+  const id = identityOf(call);
   if (id.region === undefined) id.region = nonEmpty(last?.region);
   const cls = classifyCall(call);
 
   // Children first: their windows feed the call's window.
   const children: SpanRecord[] = [];
   const attemptPoints: MetricPoint[] = [];
-  attempts.forEach((a, i) => {
-    const attemptId: Identity = { ...id, region: nonEmpty(a.region) ?? id.region };
+  for (let i = 0; i < attempts.length; i++) {
+    const a = attempts[i]!;
+    const region = nonEmpty(a.region) ?? id.region;
+    // Identity objects are only read: share the call's when the region is the same.
+    const attemptId: Identity = region === id.region ? id : { service: id.service, api: id.api, region, names: id.names };
     const r = translateAttempt(a, a.attemptNumber ?? i + 1, attemptId, opts);
     children.push(r.span);
-    attemptPoints.push(...r.metrics, ...phaseMetrics(a, attemptId, opts));
-  });
+    for (const m of r.metrics) attemptPoints.push(m);
+    phaseMetrics(a, attemptId, attemptPoints);
+  }
 
   // §1.8: the call covers its own reported window and every attempt.
   const lat = latencyMs(call.latency);
@@ -422,22 +490,24 @@ function translateCall(
     attrs[ATTR_SERVER_ADDRESS] = address;
     attrs[ATTR_SERVER_PORT] = last?.serverPort ?? DEFAULT_SERVER_PORT;
   }
-  put(attrs, ATTR_NETWORK_PEER_ADDRESS, nonEmpty(last?.destinationIp));
-  put(attrs, ATTR_HTTP_RESPONSE_STATUS_CODE, call.finalHttpStatusCode);
+  const peer = nonEmpty(last?.destinationIp);
+  if (peer !== undefined) attrs[ATTR_NETWORK_PEER_ADDRESS] = peer;
+  if (call.finalHttpStatusCode !== undefined) attrs[ATTR_HTTP_RESPONSE_STATUS_CODE] = call.finalHttpStatusCode;
   // The ApiCall's own id (Go v1) belongs to this call for certain; the last
   // matched attempt's id is the same value when correlation got it right.
   const requestId = requestIdOf(call) ?? (last === undefined ? undefined : requestIdOf(last));
   const extendedId = nonEmpty(last?.xAmzId2);
-  put(attrs, ATTR_AWS_REQUEST_ID, requestId);
-  put(attrs, ATTR_AWS_EXTENDED_REQUEST_ID, extendedId);
+  if (requestId !== undefined) attrs[ATTR_AWS_REQUEST_ID] = requestId;
+  if (extendedId !== undefined) attrs[ATTR_AWS_EXTENDED_REQUEST_ID] = extendedId;
   if (opts.jsInstrumentationKeys) {
-    put(attrs, ATTR_JS_AWS_REQUEST_ID, requestId);
-    put(attrs, ATTR_JS_AWS_EXTENDED_REQUEST_ID, extendedId);
+    if (requestId !== undefined) attrs[ATTR_JS_AWS_REQUEST_ID] = requestId;
+    if (extendedId !== undefined) attrs[ATTR_JS_AWS_EXTENDED_REQUEST_ID] = extendedId;
   }
-  put(attrs, ATTR_USER_AGENT_ORIGINAL, nonEmpty(call.userAgent));
-  put(attrs, ATTR_ERROR_TYPE, cls.errorType);
+  const userAgent = nonEmpty(call.userAgent);
+  if (userAgent !== undefined) attrs[ATTR_USER_AGENT_ORIGINAL] = userAgent;
+  if (cls.errorType !== undefined) attrs[ATTR_ERROR_TYPE] = cls.errorType;
   attrs[CSM_CLIENT_ID] = call.clientId;
-  put(attrs, CSM_ATTEMPT_COUNT, call.attemptCount);
+  if (call.attemptCount !== undefined) attrs[CSM_ATTEMPT_COUNT] = call.attemptCount;
   if (call.maxRetriesExceeded === true) attrs[CSM_MAX_RETRIES_EXCEEDED] = true;
   if (missingAttempts > 0) attrs[CSM_ATTEMPTS_MISSING] = missingAttempts;
 
@@ -448,7 +518,7 @@ function translateCall(
   }
 
   const span: SpanRecord = {
-    name: callSpanName(id.service, id.api),
+    name: id.names.callSpan,
     kind: 'client',
     startMs,
     endMs,
@@ -463,12 +533,12 @@ function translateCall(
   const callSeconds = latencySeconds(call.latency);
   if (callSeconds !== undefined) {
     const m = rpcAttributes(id, opts);
-    put(m, ATTR_ERROR_TYPE, cls.errorType);
+    if (cls.errorType !== undefined) m[ATTR_ERROR_TYPE] = cls.errorType;
     metrics.push({ instrument: METRIC_RPC_CLIENT_CALL_DURATION, value: callSeconds, attributes: m });
   }
   if (call.attemptCount !== undefined) {
     const m = csmMetricBase(id, opts, true);
-    put(m, ATTR_ERROR_TYPE, cls.errorType);
+    if (cls.errorType !== undefined) m[ATTR_ERROR_TYPE] = cls.errorType;
     metrics.push({ instrument: METRIC_CSM_CALL_ATTEMPTS, value: call.attemptCount, attributes: m });
     const retries = call.attemptCount - 1;
     if (retries > 0) {
@@ -477,10 +547,10 @@ function translateCall(
   }
   if (call.maxRetriesExceeded === true) {
     const m = csmMetricBase(id, opts, true);
-    put(m, ATTR_ERROR_TYPE, cls.errorType);
+    if (cls.errorType !== undefined) m[ATTR_ERROR_TYPE] = cls.errorType;
     metrics.push({ instrument: METRIC_CSM_CALL_MAX_RETRIES_EXCEEDED, value: 1, attributes: m });
   }
-  metrics.push(...attemptPoints);
+  for (const m of attemptPoints) metrics.push(m);
 
   return { clientId: call.clientId, span, metrics };
 }

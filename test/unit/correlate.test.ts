@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Correlator, DEFAULT_CORRELATOR_OPTIONS } from '../../src/correlate/correlator.js';
+import { Correlator, DEFAULT_CORRELATOR_OPTIONS, EMPTIED_BATCH } from '../../src/correlate/correlator.js';
 import type { Correlated, CorrelatorOptions } from '../../src/correlate/types.js';
 import type { CsmApiCall, CsmAttempt, CsmEvent, SdkFamily } from '../../src/decode/types.js';
 import { decodeCapture, readTruth, scenarios } from '../helpers/captures.js';
@@ -411,6 +411,26 @@ describe('correlate: hand-made cases', () => {
     expect([c.pendingAttempts, c.pendingCalls]).toEqual([0, 1]);
     c.add(A2);
     expect(out).toEqual([{ kind: 'call', call: C, attempts: [A1, A2], missingAttempts: 0 }]);
+  });
+
+  it('emptied groups are freed in batches: few are held, and a key seen again after its sweep still matches', () => {
+    const { c, out } = collector();
+    const n = 3 * EMPTIED_BATCH + 17;
+    for (let i = 0; i < n; i++) {
+      // A distinct key per call (its own source port), each matched at once.
+      c.add(attempt({ port: 10_000 + i, at: 2 * i, lat: 1 }));
+      c.add(call({ port: 10_000 + i, at: 2 * i, lat: 1, n: 1 }));
+      expect(c.pendingGroups).toBe(0);
+      expect(c.heldGroups).toBeLessThan(EMPTIED_BATCH);
+    }
+    c.add(attempt({ port: 10_000, at: 2 * n, lat: 1 }));
+    expect([c.pendingGroups, c.pendingAttempts]).toEqual([1, 1]);
+    c.add(call({ port: 10_000, at: 2 * n, lat: 1, n: 1 }));
+    const done = calls(out);
+    expect(done).toHaveLength(n + 1);
+    expect(done.every((x) => x.attempts.length === 1 && x.attempts[0]!.source.port === x.call.source.port)).toBe(true);
+    c.flush();
+    expect([c.pendingGroups, c.heldGroups]).toEqual([0, 0]);
   });
 
   it('flush emits waiting calls with what they have and attempts as shutdown orphans', () => {

@@ -14,6 +14,8 @@ import {
   FAST_ATTEMPT_FIELDS,
   fastValidateApiCall,
   fastValidateAttempt,
+  isValidApiCall,
+  isValidAttempt,
 } from '../../src/decode/fast-validate.js';
 import { apiCallAttemptSchema, apiCallSchema } from '../../src/decode/schema.js';
 import { DEFAULT_DECODER, readCapture, scenarios } from '../helpers/captures.js';
@@ -82,6 +84,36 @@ describe('decode fast path', () => {
     const names = (f: readonly (readonly [string, string])[]) => f.map(([n]) => n).sort();
     expect(names(FAST_API_CALL_FIELDS)).toEqual(Object.keys(apiCallSchema.shape).filter((k) => k !== 'Type').sort());
     expect(names(FAST_ATTEMPT_FIELDS)).toEqual(Object.keys(apiCallAttemptSchema.shape).filter((k) => k !== 'Type').sort());
+  });
+
+  it('checks every listed field by name, as its list entry says', () => {
+    const valid: Record<string, Record<string, unknown>> = {
+      ApiCall: { Type: 'ApiCall', Service: 'S3', Api: 'X', Timestamp: 1 },
+      ApiCallAttempt: { Type: 'ApiCallAttempt', Service: 'S3', Api: 'X', Timestamp: 1 },
+    };
+    const cases: [string, readonly (readonly [string, string])[], (o: Record<string, unknown>) => boolean][] = [
+      ['ApiCall', FAST_API_CALL_FIELDS, isValidApiCall],
+      ['ApiCallAttempt', FAST_ATTEMPT_FIELDS, isValidAttempt],
+    ];
+    for (const [type, fields, isValid] of cases) {
+      expect(isValid(valid[type]!)).toBe(true);
+      for (const [name, check] of fields) {
+        const withValue = (v: unknown) => isValid({ ...valid[type], [name]: v });
+        const text = check === 's' || check === 'R';
+        expect(withValue(true), `${type}.${name}`).toBe(false);
+        expect(withValue(text ? 7 : 'x'), `${type}.${name}`).toBe(false);
+        if (text) expect(withValue(''), `${type}.${name}`).toBe(check === 's');
+        else {
+          expect(withValue(Infinity), `${type}.${name}`).toBe(false);
+          expect(withValue(-1), `${type}.${name}`).toBe(check === 'n');
+        }
+        if (check === 'R' || check === 'U') {
+          const rest = { ...valid[type] };
+          delete rest[name];
+          expect(isValid(rest), `${type} without ${name}`).toBe(false);
+        }
+      }
+    }
   });
 
   it('takes every real captured datagram (no zod fallback on the common shape)', () => {

@@ -618,6 +618,15 @@ describe('translate: naming', () => {
     expect(normaliseApi('ListCommands')).toBe('ListCommands');
   });
 
+  it('names stay right across many distinct Service/Api pairs (the bounded name cache starts over)', () => {
+    const translated = (i: number) => run(call({ service: `Svc ${i % 97}`, api: `Op${i}Command`, timestamp: 5000, latency: 1 }), [], 0, { ...OLD, rpcSemconv: 'dup' });
+    for (const i of [...Array(10_000).keys(), 0, 4242]) {
+      const t = translated(i);
+      expect(t.span.name).toBe(`Svc${i % 97}.Op${i}`);
+      expect(t.span.attributes['rpc.method']).toBe(`Svc${i % 97}/Op${i}`);
+    }
+  });
+
   it('takes cloud.region from the attempts when the ApiCall has none (PHP)', () => {
     const c = call({ service: 'ec2', api: 'DescribeInstances', timestamp: 5000, latency: 1, region: undefined });
     const a = attempt({ service: 'ec2', api: 'DescribeInstances', timestamp: 5000, attemptLatency: 1, region: 'eu-west-1' });
