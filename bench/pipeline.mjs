@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 /**
- * In-process cost of the stages before export: decode → correlate → translate,
- * on real captured botocore pairs (unique request id and timestamp per call),
- * without sockets, the OTel SDK or HTTP. Says how much of the per-datagram
- * budget (10 µs at 100k datagrams/s on one core) the stages themselves use.
+ * In-process cost of the stages: decode → correlate → translate → encode
+ * (TraceBatch + MetricAggregator, what export does per call), on real
+ * captured botocore pairs (unique request id and timestamp per call), without
+ * sockets or HTTP. Says how much of the per-datagram budget (10 µs at 100k
+ * datagrams/s on one core) the stages use; the rest is UDP receive (the raw
+ * baseline of bench/run.mjs) and sending.
  *
  *   npm run build && node bench/pipeline.mjs [--calls 200000] [--repeat 5] [--dist DIR]
  */
@@ -23,7 +25,9 @@ const DIST = argText('dist', undefined);
 const distUrl = DIST === undefined ? new URL('../dist/', import.meta.url) : pathToFileURL(`${DIST.replace(/\/+$/, '')}/`);
 const { decodeDatagram } = await import(new URL('decode/decoder.js', distUrl).href);
 const { Correlator } = await import(new URL('correlate/correlator.js', distUrl).href);
-const { translate } = await import(new URL('translate/translate.js', distUrl).href);
+const { translate, METRIC_INSTRUMENTS } = await import(new URL('translate/translate.js', distUrl).href);
+const { TraceBatch, prepareResource } = await import(new URL('export/trace-batch.js', distUrl).href);
+const { MetricAggregator } = await import(new URL('export/metric-aggregator.js', distUrl).href);
 
 // Single-attempt botocore calls: attempt line then its ApiCall line.
 const lines = readFileSync(new URL('../test/fixtures/boto3_threads_standard.jsonl', import.meta.url), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -48,8 +52,17 @@ const translateOpts = { attemptSpanKind: 'client', rpcSemconv: 'old', jsInstrume
 function run(stage) {
   let translated = 0;
   let sink = 0;
+  const batch = new TraceBatch({ encoding: 'protobuf', scope: { name: 'bench', version: '0' }, attributeValueLengthLimit: 1024 });
+  const resource = prepareResource({ 'service.name': 'bench' });
+  const metrics = new MetricAggregator({ instruments: METRIC_INSTRUMENTS, scope: { name: 'bench', version: '0' }, temporality: () => 1, cardinalityLimit: 500 });
   const correlator = new Correlator({ attemptHoldMs: 300_000, callHoldMs: 3_000, maxPending: 100_000, toleranceMs: 50 }, (c) => {
     if (stage === 'translate') sink += translate(c, translateOpts).metrics.length;
+    else if (stage === 'encode') {
+      const t = translate(c, translateOpts);
+      batch.add(resource, t.span);
+      metrics.record(t.metrics);
+      if (batch.spans >= 1024) sink += batch.take().length;
+    }
     translated++;
   });
   const start = process.hrtime.bigint();
@@ -63,7 +76,7 @@ function run(stage) {
 }
 
 const results = {};
-for (const stage of ['decode', 'correlate', 'translate']) {
+for (const stage of ['decode', 'correlate', 'translate', 'encode']) {
   const runs = [];
   for (let r = 0; r < REPEAT; r++) runs.push(run(stage).usPerDatagram);
   runs.sort((a, b) => a - b);

@@ -32,7 +32,7 @@ export type Intake = 'udp' | 'replay';
 const EXPIRE_EVERY_MS = 1_000;
 /** RSS is checked on a timer and, during a flood, every so many datagrams or bytes. */
 const MEMORY_CHECK_EVERY_MS = 500;
-const MEMORY_CHECK_EVERY_DATAGRAMS = 4_096;
+const MEMORY_CHECK_EVERY_DATAGRAMS = 16_384;
 const MEMORY_CHECK_EVERY_BYTES = 8 * 1024 * 1024;
 const MEMORY_SHED_MIN_GAP_MS = 100;
 const MEMORY_GC_MIN_GAP_MS = 1_000;
