@@ -4,11 +4,20 @@
 #     -e OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 aws-csm-bridge
 # See README "Running in containers".
 
-# --- build: full dev dependencies, TypeScript → dist/ -------------------------
+# --- build: full dev dependencies, TypeScript → dist/, the recvmmsg addon ------
 FROM node:20-bookworm-slim AS build
+# npm ci's install script builds the recvmmsg UDP receiver (native/udp_batch.c) with node-gyp,
+# which needs python3, make and a C compiler (not in the slim image), and Node's headers (in the
+# image: nodedir, so nothing is downloaded). The install script never fails the install, so
+# `test -f` makes a missing addon fail the image build instead of silently using node:dgram.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+ENV npm_config_nodedir=/usr/local
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+COPY package.json package-lock.json binding.gyp ./
+COPY native ./native
+RUN npm ci --no-audit --no-fund && test -f build/Release/udp_batch.node
 COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build
@@ -18,8 +27,10 @@ FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# --ignore-scripts: no toolchain here; the addon comes from the build stage (same base image).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/build/Release/udp_batch.node ./build/Release/udp_batch.node
 COPY config ./config
 
 # Inside a container the SDKs are in other containers, so the bridge listens on

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { RemoteInfo } from 'node:dgram';
 import { AdminServer } from './admin/server.js';
 import type { Config } from './config/schema.js';
 import { Correlator } from './correlate/correlator.js';
@@ -10,14 +9,17 @@ import { decodeDatagram, type DecoderOptions } from './decode/decoder.js';
 import { OtelExporter } from './export/otel-exporter.js';
 import { ProcessIdentityResolver, type ProcessIdentity } from './identity/resolver.js';
 import type { Logger } from './log.js';
-import { UdpReceiver } from './receive/udp-receiver.js';
+import { UdpReceiver, type DatagramSource } from './receive/udp-receiver.js';
 import { bindPolicyError, SourceFilter } from './receive/source-filter.js';
 import { newStats, type Stats } from './stats.js';
 import { translate, type TranslateOptions } from './translate/translate.js';
 import type { Translation } from './translate/types.js';
 import { warmUp } from './warm-up.js';
 
-/** Sees every datagram as received (the recorder), with the receive time the pipeline uses. */
+/**
+ * Sees every datagram as received (the recorder), with the receive time the pipeline uses.
+ * `bytes` is the tap's own copy (the receiver's buffer is reused), so a tap may keep it.
+ */
 export type DatagramTap = (bytes: Buffer, from: { address: string; port: number }, receivedAt: number) => void;
 /** Sees every translated call (the live view). */
 export type CallTap = (c: Correlated, t: Translation) => void;
@@ -132,7 +134,7 @@ export class Bridge {
       config.processIdentity === 'off' || intake === 'replay'
         ? undefined
         : new ProcessIdentityResolver({ mode: config.processIdentity, commandLine: config.processCommandLine }, log, this.stats.identity);
-    this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log);
+    this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log, config.udpReceiver);
     this.admin = config.admin === 'off' ? undefined : new AdminServer(config.admin, () => this.snapshot());
   }
 
@@ -156,6 +158,11 @@ export class Bridge {
     this.memoryTimer.unref();
     const admin = this.admin?.address();
     return admin ? { listen: this.receiver.addresses(), admin } : { listen: this.receiver.addresses() };
+  }
+
+  /** The UDP receiver in use once started: recvmmsg (the native addon) or dgram. */
+  get udpReceiver(): 'recvmmsg' | 'dgram' | undefined {
+    return this.receiver.receiver;
   }
 
   /** Compiles the datagram path before traffic arrives (src/warm-up.ts). */
@@ -193,7 +200,7 @@ export class Bridge {
     this.correlator.expire(now);
   }
 
-  private onDatagram(bytes: Buffer, from: RemoteInfo): void {
+  private onDatagram(bytes: Buffer, from: DatagramSource): void {
     try {
       this.handleDatagram(bytes, from, Date.now());
     } catch (e) {
@@ -212,7 +219,12 @@ export class Bridge {
       this.log.warnLimited('drop:source', 'dropped a datagram from a source outside --allow-source', { from: from.address, droppedSoFar: n });
       return;
     }
-    for (const tap of this.datagramTaps) tap(bytes, from, receivedAt);
+    if (this.datagramTaps.length > 0) {
+      // The recvmmsg receiver's `bytes` is a view into a buffer the next batch overwrites: taps
+      // (the recorder) get a copy they may keep. Without taps the hot path copies nothing.
+      const copy = Buffer.from(bytes);
+      for (const tap of this.datagramTaps) tap(copy, from, receivedAt);
+    }
     const s = this.stats.datagrams;
     s.received++;
     const r = decodeDatagram(bytes, { address: from.address, port: from.port }, receivedAt, this.decoderOptions);

@@ -94,6 +94,7 @@ async function main(): Promise<number> {
     ...(recorder ? { recording: recorder.path } : {}),
     version: VERSION,
     listen: addresses.listen,
+    udpReceiver: bridge.udpReceiver,
     admin: addresses.admin ?? 'off',
     otlpProtocol: config.otlpProtocol,
     otlpEndpoint: config.otlpEndpoint ?? process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] ?? 'http://localhost:4318',

@@ -1,10 +1,25 @@
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
+import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { parseProcNetUdp } from '../identity/proc-net.js';
 import type { Logger } from '../log.js';
+import { BUILD_HINT, loadBatchAddon, type BatchAddon } from './batch-socket.js';
 
-export type DatagramHandler = (bytes: Buffer, from: RemoteInfo) => void;
+/** Where a datagram came from. */
+export interface DatagramSource {
+  address: string;
+  port: number;
+}
+
+/**
+ * Called once per datagram, synchronously. With the recvmmsg receiver `bytes` is a view into a
+ * buffer the next batch overwrites: it is only valid during the call (copy it to keep it).
+ */
+export type DatagramHandler = (bytes: Buffer, from: DatagramSource) => void;
+
+/** The udpReceiver setting: auto = recvmmsg when the addon is built (Linux), else node:dgram. */
+export type UdpReceiverKind = 'auto' | 'recvmmsg' | 'dgram';
 
 export interface ListenAddress {
   host: string;
@@ -18,52 +33,152 @@ export function parseHostPort(s: string): ListenAddress {
   return { host, port: Number(s.slice(i + 1)) };
 }
 
+/** One bound socket, whichever the receiver. */
+interface OpenSocket {
+  address(): { address: string; port: number; family: string };
+  close(): Promise<void>;
+}
+
+/** SO_RCVBUF is an int. */
+const MAX_RCVBUF = 2 ** 31 - 1;
+
 /**
- * Receive stage: one UDP socket per listen address, each datagram handed on
- * synchronously. Node reads up to 64 KiB per datagram, the IPv4 maximum.
+ * Receive stage: one UDP socket per listen address, each datagram handed on synchronously.
+ * Two implementations: `recvmmsg` (Linux, native/udp_batch.c: up to 64 datagrams per syscall
+ * into one preallocated buffer, one JS call per batch) and `dgram` (node:dgram, one syscall,
+ * Buffer and callback per datagram). Both read up to 64 KiB per datagram, the UDP maximum.
  */
 export class UdpReceiver {
-  private readonly sockets: Socket[] = [];
+  private readonly sockets: OpenSocket[] = [];
+  private mode: 'recvmmsg' | 'dgram' | undefined;
 
   constructor(
     private readonly listen: readonly string[],
     private readonly receiveBufferBytes: number,
     private readonly onDatagram: DatagramHandler,
     private readonly log: Logger,
+    private readonly kind: UdpReceiverKind = 'auto',
   ) {}
 
+  /** The receiver in use (after start). */
+  get receiver(): 'recvmmsg' | 'dgram' | undefined {
+    return this.mode;
+  }
+
   async start(): Promise<void> {
-    for (const addr of this.listen) {
-      const { host, port } = parseHostPort(addr);
-      const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', ipv6Only: isIPv6(host) });
-      socket.on('message', this.onDatagram);
-      await new Promise<void>((resolve, reject) => {
-        socket.once('error', (err: NodeJS.ErrnoException) => {
-          socket.close();
-          const hint =
-            err.code === 'EADDRINUSE'
-              ? ' (another process, maybe another bridge or the CloudWatch agent, already listens there; pick another --listen)'
-              : err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND'
-                ? ' (no such local address)'
-                : '';
-          reject(new Error(`cannot listen on udp ${addr}: ${err.message}${hint}`));
-        });
-        socket.bind(port, host, () => resolve());
-      });
-      socket.on('error', (err) => this.log.error('udp socket error', { listen: addr, error: err.message }));
-      this.applyBufferSize(socket, addr);
-      this.sockets.push(socket);
+    const addon = this.chooseAddon();
+    this.mode = addon ? 'recvmmsg' : 'dgram';
+    try {
+      for (const addr of this.listen) {
+        this.sockets.push(addon ? await this.openBatch(addon, addr) : await this.openDgram(addr));
+      }
+    } catch (e) {
+      await this.close();
+      throw e;
     }
   }
 
-  private applyBufferSize(socket: Socket, addr: string): void {
+  private chooseAddon(): BatchAddon | undefined {
+    if (this.kind === 'dgram') return undefined;
+    const { addon, why } = loadBatchAddon();
+    if (addon) return addon;
+    if (this.kind === 'recvmmsg') throw new Error(`udpReceiver is recvmmsg but ${why}: ${BUILD_HINT}`);
+    this.log.info('UDP receiver: node:dgram (udpReceiver auto)', { why });
+    return undefined;
+  }
+
+  private listenError(addr: string, err: NodeJS.ErrnoException): Error {
+    const hint =
+      err.code === 'EADDRINUSE'
+        ? ' (another process, maybe another bridge or the CloudWatch agent, already listens there; pick another --listen)'
+        : err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND'
+          ? ' (no such local address)'
+          : '';
+    return new Error(`cannot listen on udp ${addr}: ${err.message}${hint}`);
+  }
+
+  private async openDgram(addr: string): Promise<OpenSocket> {
+    const { host, port } = parseHostPort(addr);
+    const socket: Socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', ipv6Only: isIPv6(host) });
+    socket.on('message', this.onDatagram);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', (err: NodeJS.ErrnoException) => {
+        socket.close();
+        reject(this.listenError(addr, err));
+      });
+      socket.bind(port, host, () => resolve());
+    });
+    socket.on('error', (err) => this.log.error('udp socket error', { listen: addr, error: err.message }));
+    let setError: Error | undefined;
     try {
-      socket.setRecvBufferSize(this.receiveBufferBytes);
+      socket.setRecvBufferSize(Math.min(this.receiveBufferBytes, MAX_RCVBUF));
     } catch (e) {
-      this.log.warn('cannot set the UDP receive buffer', { listen: addr, wanted: this.receiveBufferBytes, error: (e as Error).message });
+      setError = e as Error;
     }
+    this.checkBufferSize(addr, setError, socket.getRecvBufferSize());
+    return {
+      address: () => socket.address(),
+      close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+    };
+  }
+
+  private async openBatch(addon: BatchAddon, addr: string): Promise<OpenSocket> {
+    const { host, port } = parseHostPort(addr);
+    const ipv6 = isIPv6(host);
+    let ip = host;
+    if (!isIP(host)) {
+      // node:dgram resolves a name the same way (udp4: family 4).
+      try {
+        ip = (await lookup(host, { family: 4 })).address;
+      } catch (e) {
+        throw this.listenError(addr, e as NodeJS.ErrnoException);
+      }
+    }
+    const { SLOT_BYTES, META_FIELDS, ADDR_CACHE } = addon;
+    const handler = this.onDatagram;
+    // Address slot → string, kept in step with the addon's cache by the batches' updates.
+    const addresses: string[] = new Array<string>(ADDR_CACHE).fill('');
+    let data: Buffer | undefined;
+    let meta: Int32Array | undefined;
+    let closed = false;
+    const onBatch = (count: number, updates: (number | string)[] | undefined): void => {
+      if (updates !== undefined) for (let i = 0; i + 1 < updates.length; i += 2) addresses[updates[i] as number] = updates[i + 1] as string;
+      const d = data!;
+      const m = meta!;
+      // `closed`: a handler that closes the receiver gets no more datagrams, not even this batch's rest.
+      for (let i = 0, f = 0, off = 0; i < count && !closed; i++, f += META_FIELDS, off += SLOT_BYTES) {
+        const slot = m[f + 2]!;
+        handler(d.subarray(off, off + m[f]!), { address: slot >= 0 ? addresses[slot]! : '', port: m[f + 1]! });
+      }
+    };
+    const onError = (err: NodeJS.ErrnoException): void =>
+      this.log.warnLimited(`udp-recv:${err.code ?? 'error'}`, 'udp receive error', { listen: addr, error: err.message });
+    let socket;
+    try {
+      socket = new addon.BatchSocket(ip, port, ipv6, Math.min(this.receiveBufferBytes, MAX_RCVBUF), onBatch, onError);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      // The same text node:dgram gives: "bind EADDRINUSE 127.0.0.1:31000".
+      if (err.syscall && err.code) err.message = `${err.syscall} ${err.code} ${ip}:${port}`;
+      throw this.listenError(addr, err);
+    }
+    data = Buffer.from(socket.buffer);
+    meta = socket.meta;
+    const s = socket;
+    this.checkBufferSize(addr, s.rcvbufError ?? undefined, s.recvBufferSize());
+    return {
+      address: () => s.address(),
+      close: () => {
+        closed = true;
+        s.close();
+        return Promise.resolve();
+      },
+    };
+  }
+
+  private checkBufferSize(addr: string, setError: Error | undefined, actual: number): void {
+    if (setError) this.log.warn('cannot set the UDP receive buffer', { listen: addr, wanted: this.receiveBufferBytes, error: setError.message });
     // Linux doubles the value and caps it at net.core.rmem_max: say what we got.
-    const actual = socket.getRecvBufferSize();
     if (actual < this.receiveBufferBytes) {
       this.log.warn('UDP receive buffer smaller than configured; raise net.core.rmem_max to avoid drops under bursts', {
         listen: addr,
@@ -105,7 +220,7 @@ export class UdpReceiver {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    this.sockets.length = 0;
+    const sockets = this.sockets.splice(0);
+    await Promise.all(sockets.map((s) => s.close()));
   }
 }

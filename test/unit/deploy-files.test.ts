@@ -80,6 +80,9 @@ describe('Dockerfile', () => {
     expect(build.some((i) => i.op === 'RUN' && /npm run build/.test(i.args))).toBe(true);
     expect(runtime.some((i) => i.op === 'RUN' && /npm ci --omit=dev/.test(i.args))).toBe(true);
     expect(runtime.some((i) => i.op === 'COPY' && /--from=build \/app\/dist/.test(i.args))).toBe(true);
+    // The recvmmsg receiver: built where the toolchain is, copied into the runtime stage.
+    expect(build.some((i) => i.op === 'RUN' && /apt-get install .*python3.*make.*g\+\+/.test(i.args))).toBe(true);
+    expect(runtime.some((i) => i.op === 'COPY' && /--from=build \/app\/build\/Release\/udp_batch\.node/.test(i.args))).toBe(true);
     const user = runtime.filter((i) => i.op === 'USER').map((i) => i.args);
     expect(user).toHaveLength(1);
     expect(user[0]).not.toMatch(/^(root|0)(:|$)/);
@@ -94,7 +97,7 @@ describe('Dockerfile', () => {
     const sources = ins
       .filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
       .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
-    expect(sources.sort()).toEqual(['config', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'src', 'tsconfig.json']);
+    expect(sources.sort()).toEqual(['binding.gyp', 'config', 'native', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'src', 'tsconfig.json']);
     for (const s of sources) {
       expect(existsSync(join(ROOT, s)), s).toBe(true);
       expect(ignored, s).not.toContain(s);

@@ -1,0 +1,80 @@
+import { createRequire } from 'node:module';
+
+/**
+ * The recvmmsg receiver addon (native/udp_batch.c, built by `npm install` via node-gyp into
+ * build/Release). One BatchSocket is one bound UDP socket read on Node's own loop, up to
+ * MAX_BATCH datagrams per syscall, with ONE call to `onBatch` per batch:
+ *
+ * - datagram i is at `buffer[i * SLOT_BYTES ...]`, `meta[i * META_FIELDS]` bytes long,
+ *   from port `meta[i * META_FIELDS + 1]` and address slot `meta[i * META_FIELDS + 2]`;
+ * - `addressUpdates` is undefined, or a flat [slot, address, slot, address, ...] list of address
+ *   slots (re)assigned in this batch, to apply before reading it (slot -1: address unknown).
+ *
+ * `buffer` and `meta` are overwritten by the next batch: only valid during `onBatch`.
+ */
+export interface BatchSocket {
+  readonly buffer: ArrayBuffer;
+  readonly meta: Int32Array;
+  /** Set when SO_RCVBUF could not be set (binding still succeeded). */
+  readonly rcvbufError: NodeJS.ErrnoException | null;
+  address(): { address: string; port: number; family: 'IPv4' | 'IPv6' };
+  /** SO_RCVBUF as the kernel reports it (Linux: twice what was set, capped by net.core.rmem_max). */
+  recvBufferSize(): number;
+  /** Stops receiving at once (no onBatch after it returns); idempotent. */
+  close(): void;
+}
+
+export type BatchHandler = (count: number, addressUpdates: (number | string)[] | undefined) => void;
+
+export interface BatchAddon {
+  BatchSocket: new (
+    host: string,
+    port: number,
+    ipv6: boolean,
+    rcvbufBytes: number,
+    onBatch: BatchHandler,
+    onError: (err: NodeJS.ErrnoException) => void,
+  ) => BatchSocket;
+  SLOT_BYTES: number;
+  MAX_BATCH: number;
+  MAX_ROUNDS: number;
+  ADDR_CACHE: number;
+  META_FIELDS: number;
+}
+
+/** Relative to this file: dist/receive/ (built) or src/receive/ (tests), both two levels below the root. */
+const ADDON_PATH = '../../build/Release/udp_batch.node';
+
+let cached: { addon?: BatchAddon; why?: string } | undefined;
+
+/**
+ * The addon, or undefined with the reason (not Linux, not built, failed to load).
+ * Loaded once per process.
+ */
+export function loadBatchAddon(): { addon?: BatchAddon; why?: string } {
+  if (cached) return cached;
+  if (process.platform !== 'linux') {
+    cached = { why: `recvmmsg is Linux-only (this is ${process.platform})` };
+    return cached;
+  }
+  try {
+    const addon = createRequire(import.meta.url)(ADDON_PATH) as Partial<BatchAddon>;
+    cached =
+      typeof addon.BatchSocket === 'function'
+        ? { addon: addon as BatchAddon }
+        : { why: 'build/Release/udp_batch.node has no BatchSocket (built for another platform?)' };
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    cached = {
+      why:
+        err.code === 'MODULE_NOT_FOUND'
+          ? 'the recvmmsg addon is not built (build/Release/udp_batch.node is missing)'
+          : `the recvmmsg addon did not load: ${err.message}`,
+    };
+  }
+  return cached;
+}
+
+/** How to get the addon, for error messages. */
+export const BUILD_HINT =
+  'build it by running `npm run install` in the aws-csm-bridge package directory (needs g++, make and python3), or use --udp-receiver dgram';
