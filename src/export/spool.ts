@@ -19,13 +19,17 @@ import { constants as zlib, gunzipSync, gzipSync } from 'node:zlib';
  * Delivery is at least once: a batch whose request was in flight at exit is
  * sent again at the next start.
  *
- * A batch that has to wait (the spool is not empty when it arrives) is stored
- * gzipped: OTLP bodies of CSM spans repeat the same keys and values, so an
- * outage holds several times more calls in the same bound. A batch that can go
- * out at once is not compressed, so a healthy endpoint costs nothing extra.
+ * A batch that arrives behind a backlog (GZIP_WHEN_WAITING batches already
+ * queued) is stored gzipped: OTLP bodies of CSM spans repeat the same keys and
+ * values, so an outage holds several times more calls in the same bound. A
+ * healthy endpoint pays nothing: at 100k datagrams/s a batch often arrives while
+ * the previous request is in flight, and gzipping those cost 2.5 % of the CPU.
  */
 
 export type Encoding = 'protobuf' | 'json';
+
+/** A backlog of this many batches means the endpoint is down or slow: later batches are gzipped. */
+export const GZIP_WHEN_WAITING = 4;
 
 export type SendResult =
   | { ok: true }
@@ -62,8 +66,8 @@ export interface SpoolOptions {
   maxBackoffMs?: number;
   /** Attempts for a batch the endpoint answers with a non-retryable 5xx before it is rejected. */
   maxServerErrorAttempts?: number;
-  /** Store batches that have to wait gzipped (default true). */
-  gzipWaiting?: boolean;
+  /** Batches already queued from which a new one is stored gzipped (default GZIP_WHEN_WAITING; Infinity: never). */
+  gzipWhenWaiting?: number;
 }
 
 interface Entry {
@@ -135,8 +139,8 @@ export class Spool {
       ev.dropped(items, 'shutdown');
       return;
     }
-    // Something already waits, so this batch will too: store it compressed (level 1: ~1 ms per 100 KiB).
-    const gzipped = this.queue.length > 0 && this.opts.gzipWaiting !== false;
+    // A backlog: this batch will wait too, store it compressed (level 1: ~1 ms per 100 KiB).
+    const gzipped = this.queue.length >= (this.opts.gzipWhenWaiting ?? GZIP_WHEN_WAITING);
     if (gzipped) body = gzipSync(body, { level: zlib.Z_BEST_SPEED });
     const size = body.byteLength;
     if (size > this.opts.maxBytes) {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { classify } from '../../src/export/otlp-sender.js';
-import { Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
+import { GZIP_WHEN_WAITING, Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
 import { SpoolingSpanExporter } from '../../src/export/spooling-exporter.js';
 import { prepareResource, TraceBatch } from '../../src/export/trace-batch.js';
 import type { SpanRecord } from '../../src/translate/types.js';
@@ -111,7 +111,7 @@ describe('Spool (memory)', () => {
   it('when full drops the oldest batches (never the one in flight) and counts every dropped item', async () => {
     const s = manualSender();
     const { r, events } = recorder();
-    const spool = new Spool({ maxBytes: 3_500, send: s.send, events, initialBackoffMs: 1, maxBackoffMs: 2, gzipWaiting: false });
+    const spool = new Spool({ maxBytes: 3_500, send: s.send, events, initialBackoffMs: 1, maxBackoffMs: 2, gzipWhenWaiting: Infinity });
     for (let i = 1; i <= 10; i++) spool.push(body(1_000), i, 'protobuf');
     // Batch 1 went out at once and stays in flight (it still counts against the bound); 2..8 were dropped to make room.
     expect(r.dropped).toEqual([2, 3, 4, 5, 6, 7, 8].map((items) => ({ items, reason: 'spool_full' })));
@@ -174,7 +174,7 @@ describe('Spool (disk)', () => {
     const dir = tempDir();
     const down = async (): Promise<SendResult> => ({ ok: false, kind: 'transient', error: 'ECONNREFUSED' });
     const a = recorder();
-    const first = new Spool({ maxBytes: 100_000, dir, send: down, events: a.events, initialBackoffMs: 1, maxBackoffMs: 5, gzipWaiting: false });
+    const first = new Spool({ maxBytes: 100_000, dir, send: down, events: a.events, initialBackoffMs: 1, maxBackoffMs: 5, gzipWhenWaiting: Infinity });
     first.push(body(300, 7), 3, 'protobuf');
     first.push(body(200, 8), 2, 'json');
     const files = readdirSync(dir).filter((f) => !f.startsWith('.'));
@@ -214,7 +214,7 @@ describe('Spool (disk)', () => {
   it('a smaller bound at the next start drops the oldest files, counted', async () => {
     const dir = tempDir();
     const down = async (): Promise<SendResult> => ({ ok: false, kind: 'transient', error: 'down' });
-    const first = new Spool({ maxBytes: 100_000, dir, send: down, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 5, gzipWaiting: false });
+    const first = new Spool({ maxBytes: 100_000, dir, send: down, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 5, gzipWhenWaiting: Infinity });
     for (let i = 1; i <= 5; i++) first.push(body(1_000), i, 'protobuf');
     first.close();
     const b = recorder();
@@ -225,28 +225,30 @@ describe('Spool (disk)', () => {
     second.close();
   });
 
-  it('stores batches that have to wait gzipped, in memory and on disk, and sends the original bytes', async () => {
+  it('stores batches that arrive behind a backlog gzipped, in memory and on disk, and sends the original bytes', async () => {
     const dir = tempDir();
     const down = async (): Promise<SendResult> => ({ ok: false, kind: 'transient', error: 'down' });
     // Repetitive, like OTLP bodies of similar spans.
     const original = (n: number) => Buffer.from(`{"name":"S3.ListBuckets","attrs":{"rpc.system":"aws-api","n":${n}}}`.repeat(200));
     const first = new Spool({ maxBytes: 100_000, dir, send: down, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 5 });
-    for (let i = 1; i <= 3; i++) first.push(original(i), i, 'json');
+    const n = GZIP_WHEN_WAITING + 2;
+    for (let i = 1; i <= n; i++) first.push(original(i), i, 'json');
     const files = readdirSync(dir).filter((f) => !f.startsWith('.'));
-    // The first batch could go out at once, so it is stored as is; the others waited behind it.
-    expect(files).toEqual(['000000000001-1.json', '000000000002-2.json.gz', '000000000003-3.json.gz']);
-    expect(first.queuedBytes).toBeLessThan(original(1).length + (2 * original(1).length) / 10);
+    // The first GZIP_WHEN_WAITING batches are stored as is (a healthy endpoint takes them soon); the rest arrived behind a backlog.
+    const name = (i: number) => `${String(i).padStart(12, '0')}-${i}.json${i > GZIP_WHEN_WAITING ? '.gz' : ''}`;
+    expect(files).toEqual(Array.from({ length: n }, (_, i) => name(i + 1)));
+    expect(first.queuedBytes).toBeLessThan(GZIP_WHEN_WAITING * original(1).length + (2 * original(1).length) / 10);
     first.close();
 
     const got: Buffer[] = [];
     const second = new Spool({ maxBytes: 100_000, dir, events: recorder().events, send: async (b) => (got.push(Buffer.from(b)), { ok: true }) });
-    await until(() => got.length === 3, 'replay');
-    expect(got).toEqual([original(1), original(2), original(3)]);
+    await until(() => got.length === n, 'replay');
+    expect(got).toEqual(Array.from({ length: n }, (_, i) => original(i + 1)));
     second.close();
 
     // Memory spool: same round trip.
     const s = manualSender();
-    const mem = new Spool({ maxBytes: 100_000, send: s.send, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 2 });
+    const mem = new Spool({ maxBytes: 100_000, send: s.send, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 2, gzipWhenWaiting: 1 });
     mem.push(original(7), 1, 'json');
     mem.push(original(8), 1, 'json');
     expect(mem.queuedBytes).toBeLessThan(original(7).length * 1.1);
