@@ -433,14 +433,8 @@ export class TraceBatch {
     for (const key in attrs) {
       if (!Object.prototype.hasOwnProperty.call(attrs, key)) continue;
       const v = attrs[key] as unknown;
-      if (key.length === 0) continue;
+      if (!keptBySdk(key, v, isEvent)) continue;
       const t = typeof v;
-      if (v == null) {
-        // setAttribute ignores null; addEvent keeps it (an empty AnyValue)
-        if (!isEvent) continue;
-      } else if (t !== 'string' && t !== 'number' && t !== 'boolean') {
-        if (!Array.isArray(v) || !isHomogeneousArray(v)) continue;
-      }
       if (count >= countLimit) {
         dropped++;
         continue;
@@ -581,12 +575,9 @@ export class TraceBatch {
     for (const key in attrs) {
       if (!Object.prototype.hasOwnProperty.call(attrs, key)) continue;
       let v = attrs[key] as unknown;
-      if (key.length === 0) continue;
+      if (!keptBySdk(key, v, isEvent)) continue;
       const t = typeof v;
-      if (v == null) {
-        if (!isEvent) continue;
-      } else if (t !== 'string' && t !== 'number' && t !== 'boolean') {
-        if (!Array.isArray(v) || !isHomogeneousArray(v)) continue;
+      if (Array.isArray(v)) {
         v = v.map((x: unknown) => (typeof x === 'string' && x.length > this.valueLimit ? x.substring(0, this.valueLimit) : x));
       }
       if (count >= countLimit) {
@@ -831,6 +822,17 @@ function hex(b: Uint8Array, off: number, len: number): string {
   let s = '';
   for (let i = off; i < off + len; i++) s += HEX[b[i]!];
   return s;
+}
+
+/**
+ * Whether the SDK keeps an attribute: a non-empty key and a primitive or homogeneous array value.
+ * null: setAttribute ignores it, addEvent keeps it (an empty AnyValue).
+ */
+function keptBySdk(key: string, v: unknown, isEvent: boolean): boolean {
+  if (key.length === 0) return false;
+  if (v == null) return isEvent;
+  const t = typeof v;
+  return t === 'string' || t === 'number' || t === 'boolean' || (Array.isArray(v) && isHomogeneousArray(v));
 }
 
 /** core's isHomogeneousAttributeValueArray: nulls and one primitive type only. */
