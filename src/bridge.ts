@@ -227,7 +227,7 @@ export class Bridge {
     }
     const s = this.stats.datagrams;
     s.received++;
-    const r = decodeDatagram(bytes, { address: from.address, port: from.port }, receivedAt, this.decoderOptions);
+    const r = decodeDatagram(bytes, from, receivedAt, this.decoderOptions);
     if (!r.ok) {
       s.rejected[r.reason]++;
       this.log.warnLimited(`reject:${r.reason}`, 'rejected CSM datagram', {

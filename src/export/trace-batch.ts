@@ -335,16 +335,11 @@ export class TraceBatch {
     b[p++] = 0x30;
     b[p++] = rec.kind === 'internal' ? 1 : 3;
     // start/end_time_unix_nano (7, 8), the end clamped to the start as SpanImpl.end does
-    const sMs = rec.startMs;
-    const eMs = rec.endMs;
-    const ss = Math.trunc(sMs / 1000);
-    const sn = Math.round((sMs % 1000) * 1e6);
-    let es = Math.trunc(eMs / 1000);
-    let en = Math.round((eMs % 1000) * 1e6);
-    if ((en - sn < 0 ? es - ss - 1 : es - ss) < 0) {
-      es = ss;
-      en = sn;
-    }
+    splitSpanTimes(rec.startMs, rec.endMs);
+    const ss = spanTimes[0]!;
+    const sn = spanTimes[1]!;
+    const es = spanTimes[2]!;
+    const en = spanTimes[3]!;
     b[p++] = 0x39;
     p = putHrTimeFixed64(b, p, ss, sn);
     b[p++] = 0x41;
@@ -522,16 +517,11 @@ export class TraceBatch {
   // JSON (the objects JsonTraceSerializer builds, stringified at once)
 
   private jsonSpan(rec: SpanRecord, traceId: string, spanId: string, parentSpanId: string | undefined): string {
-    const sMs = rec.startMs;
-    const eMs = rec.endMs;
-    const ss = Math.trunc(sMs / 1000);
-    const sn = Math.round((sMs % 1000) * 1e6);
-    let es = Math.trunc(eMs / 1000);
-    let en = Math.round((eMs % 1000) * 1e6);
-    if ((en - sn < 0 ? es - ss - 1 : es - ss) < 0) {
-      es = ss;
-      en = sn;
-    }
+    splitSpanTimes(rec.startMs, rec.endMs);
+    const ss = spanTimes[0]!;
+    const sn = spanTimes[1]!;
+    const es = spanTimes[2]!;
+    const en = spanTimes[3]!;
     // The key order of otlp-transformer's sdkSpanToOtlpSpan (traceState is undefined, so absent).
     let out = `{"traceId":"${traceId}","spanId":"${spanId}"`;
     if (parentSpanId !== undefined) out += `,"parentSpanId":"${parentSpanId}"`;
@@ -822,6 +812,28 @@ function hex(b: Uint8Array, off: number, len: number): string {
   let s = '';
   for (let i = off; i < off + len; i++) s += HEX[b[i]!];
   return s;
+}
+
+/** [start s, start ns, end s, end ns] of the span being written (reused: nothing allocated per span). */
+const spanTimes = new Float64Array(4);
+
+/**
+ * Epoch ms → (seconds, nanoseconds) as millisToHrTime does, the end clamped to the start as
+ * SpanImpl.end does; into spanTimes.
+ */
+function splitSpanTimes(startMs: number, endMs: number): void {
+  const ss = Math.trunc(startMs / 1000);
+  const sn = Math.round((startMs % 1000) * 1e6);
+  let es = Math.trunc(endMs / 1000);
+  let en = Math.round((endMs % 1000) * 1e6);
+  if ((en - sn < 0 ? es - ss - 1 : es - ss) < 0) {
+    es = ss;
+    en = sn;
+  }
+  spanTimes[0] = ss;
+  spanTimes[1] = sn;
+  spanTimes[2] = es;
+  spanTimes[3] = en;
 }
 
 /**
