@@ -1,0 +1,147 @@
+/**
+ * The bridge's own health as metrics (otel-mapping.md §2.4), under the bridge's own resource.
+ *
+ * Every instrument is an observable read from `Stats` at collection time: the stages only
+ * increment plain counters (cheap on the datagram path), and this table is the one place that
+ * says which counter becomes which metric. One row per instrument.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Meter, ObservableResult } from '@opentelemetry/api';
+import { defaultResource, detectResources, envDetector, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import type { Stats } from '../stats.js';
+
+type Kind = 'counter' | 'updown' | 'gauge';
+
+interface SelfMetric {
+  name: string;
+  kind: Kind;
+  unit: string;
+  description: string;
+  observe(s: Stats, r: ObservableResult): void;
+}
+
+const byKey = (r: ObservableResult, label: string, counts: Readonly<Record<string, number>>): void => {
+  for (const [k, n] of Object.entries(counts)) r.observe(n, { [label]: k });
+};
+
+export const SELF_METRICS: readonly SelfMetric[] = [
+  {
+    name: 'csm.bridge.datagrams',
+    kind: 'counter',
+    unit: '{datagram}',
+    description: 'CSM datagrams received, by outcome.',
+    observe: (s, r) => {
+      r.observe(s.datagrams.accepted, { 'csm.outcome': 'accepted' });
+      byKey(r, 'csm.outcome', s.datagrams.rejected);
+      byKey(r, 'csm.outcome', s.datagrams.dropped);
+      r.observe(s.datagrams.kernelDropped, { 'csm.outcome': 'kernel_dropped' });
+    },
+  },
+  {
+    name: 'csm.bridge.memory.shed',
+    kind: 'counter',
+    unit: '{item}',
+    description: 'Pending attempts and calls exported early because RSS was above memoryCeilingMb.',
+    observe: (s, r) => byKey(r, 'csm.kind', { attempt: s.memory.shedAttempts, call: s.memory.shedCalls }),
+  },
+  {
+    name: 'csm.bridge.memory.rss',
+    kind: 'gauge',
+    unit: 'By',
+    description: 'Resident set size of the bridge at the last memory check.',
+    observe: (s, r) => r.observe(s.memory.rssBytes),
+  },
+  {
+    name: 'csm.bridge.clients.overflowed',
+    kind: 'counter',
+    unit: '{call}',
+    description: 'Calls folded into service "aws-csm:other" because maxClients was reached.',
+    observe: (s, r) => r.observe(s.clients.overflowed),
+  },
+  {
+    name: 'csm.bridge.metric_points.overflowed',
+    kind: 'counter',
+    unit: '{point}',
+    description: 'Metric points folded into the otel.metric.overflow series because an instrument reached 500 series for a ClientId.',
+    observe: (s, r) => r.observe(s.metricPoints.overflowed),
+  },
+  {
+    name: 'csm.bridge.attempts.unmatched',
+    kind: 'counter',
+    unit: '{attempt}',
+    description: 'Attempts exported without their ApiCall.',
+    observe: (s, r) => byKey(r, 'csm.reason', s.correlation.orphaned),
+  },
+  {
+    name: 'csm.bridge.attempts.missing',
+    kind: 'counter',
+    unit: '{attempt}',
+    description: 'Attempts an ApiCall counted that never arrived.',
+    observe: (s, r) => r.observe(s.correlation.missingAttempts),
+  },
+  {
+    name: 'csm.bridge.pending_attempts',
+    kind: 'updown',
+    unit: '{attempt}',
+    description: 'Attempts waiting for their ApiCall.',
+    observe: (s, r) => r.observe(s.correlation.pendingAttempts),
+  },
+  {
+    name: 'csm.bridge.spans',
+    kind: 'counter',
+    unit: '{span}',
+    description: 'Spans by export outcome.',
+    observe: (s, r) => byKey(r, 'csm.outcome', { exported: s.spans.exported, failed: s.spans.failed, dropped: s.spans.dropped }),
+  },
+  {
+    name: 'csm.bridge.spool.queued',
+    kind: 'updown',
+    unit: '{item}',
+    description: 'Spans and metric export requests waiting in the export spool.',
+    observe: (s, r) => byKey(r, 'csm.signal', { traces: s.spool.queuedSpans, metrics: s.spool.queuedMetricExports }),
+  },
+  {
+    name: 'csm.bridge.spool.size',
+    kind: 'updown',
+    unit: 'By',
+    description: 'Serialized bytes waiting in the export spool.',
+    observe: (s, r) => r.observe(s.spool.queuedBytes),
+  },
+  {
+    name: 'csm.bridge.spool.dropped',
+    kind: 'counter',
+    unit: '{item}',
+    description: 'Dropped oldest-first because the export spool was full.',
+    observe: (s, r) => byKey(r, 'csm.signal', { traces: s.spool.droppedSpans, metrics: s.spool.droppedMetricExports }),
+  },
+];
+
+/** Registers every row of SELF_METRICS on `meter`, read from `stats` at each collection. */
+export function registerSelfMetrics(meter: Meter, stats: Stats): void {
+  for (const m of SELF_METRICS) {
+    const opts = { unit: m.unit, description: m.description };
+    const instrument =
+      m.kind === 'counter'
+        ? meter.createObservableCounter(m.name, opts)
+        : m.kind === 'updown'
+          ? meter.createObservableUpDownCounter(m.name, opts)
+          : meter.createObservableGauge(m.name, opts);
+    instrument.addCallback((r) => m.observe(stats, r));
+  }
+}
+
+/** The bridge's own resource; OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override its defaults. */
+export function bridgeResource(version: string): Resource {
+  return defaultResource()
+    .merge(
+      resourceFromAttributes({
+        'service.name': 'aws-csm-bridge',
+        'service.version': version,
+        'service.instance.id': randomUUID(),
+        'host.name': hostname(),
+        'process.pid': process.pid,
+      }),
+    )
+    .merge(detectResources({ detectors: [envDetector] }));
+}
