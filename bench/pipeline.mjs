@@ -3,7 +3,9 @@
  * In-process cost of the stages: decode → correlate → translate → encode
  * (TraceBatch + MetricAggregator, what export does per call), on real
  * captured botocore pairs (unique request id and timestamp per call), without
- * sockets or HTTP. Says how much of the per-datagram budget (10 µs at 100k
+ * sockets or HTTP, through the bridge's own Pipeline with the shipped
+ * defaults (`translate` and `encode`; `decode` and `correlate` time those
+ * stages alone). Says how much of the per-datagram budget (10 µs at 100k
  * datagrams/s on one core) the stages use; the rest is UDP receive (the raw
  * baseline of bench/run.mjs) and sending.
  *
@@ -26,6 +28,11 @@ const distUrl = DIST === undefined ? new URL('../dist/', import.meta.url) : path
 const { decodeDatagram } = await import(new URL('decode/decoder.js', distUrl).href);
 const { Correlator } = await import(new URL('correlate/correlator.js', distUrl).href);
 const { translate, METRIC_INSTRUMENTS } = await import(new URL('translate/translate.js', distUrl).href);
+const { newStats } = await import(new URL('stats.js', distUrl).href);
+const { createLogger } = await import(new URL('log.js', distUrl).href);
+// The bridge's own Pipeline and shipped defaults; a build from before they existed (--dist) gets the same wiring by hand.
+const { Pipeline, pipelineOptions } = await import(new URL('pipeline.js', distUrl).href).catch(() => ({}));
+const { DEFAULT_CONFIG } = await import(new URL('config/schema.js', distUrl).href);
 const { TraceBatch, prepareResource } = await import(new URL('export/trace-batch.js', distUrl).href);
 const { MetricAggregator } = await import(new URL('export/metric-aggregator.js', distUrl).href);
 
@@ -46,33 +53,56 @@ for (let i = 0; i < CALLS; i++) {
   datagrams.push(Buffer.from(JSON.stringify({ ...c, Timestamp: ts - 1 })));
 }
 const src = { address: '127.0.0.1', port: 40000 };
-const decodeOpts = { maxDatagramBytes: 65535, accessKey: 'drop', accessKeySalt: '', timestampSemantics: 'auto' };
-const translateOpts = { attemptSpanKind: 'client', rpcSemconv: 'old', jsInstrumentationKeys: false };
+const options = pipelineOptions
+  ? pipelineOptions(DEFAULT_CONFIG, '')
+  : {
+      allowSource: [],
+      decoder: { maxDatagramBytes: 65535, accessKey: 'drop', accessKeySalt: '', timestampSemantics: 'auto' },
+      correlator: { attemptHoldMs: 300_000, callHoldMs: 3_000, maxPending: 100_000, toleranceMs: 50 },
+      translate: { attemptSpanKind: 'client', rpcSemconv: 'old', jsInstrumentationKeys: false },
+    };
 
-function run(stage) {
-  let translated = 0;
-  let sink = 0;
+/** What the stage hands on: nothing (translate), or what export does per call (encode). */
+function sinkFor(stage, counts) {
+  if (stage !== 'encode') return { write: () => counts.translated++ };
   const batch = new TraceBatch({ encoding: 'protobuf', scope: { name: 'bench', version: '0' }, attributeValueLengthLimit: 1024 });
   const resource = prepareResource({ 'service.name': 'bench' });
   const metrics = new MetricAggregator({ instruments: METRIC_INSTRUMENTS, scope: { name: 'bench', version: '0' }, temporality: () => 1, cardinalityLimit: 500 });
-  const correlator = new Correlator({ attemptHoldMs: 300_000, callHoldMs: 3_000, maxPending: 100_000, toleranceMs: 50 }, (c) => {
-    if (stage === 'translate') sink += translate(c, translateOpts).metrics.length;
-    else if (stage === 'encode') {
-      const t = translate(c, translateOpts);
+  return {
+    write: (_c, t) => {
+      counts.translated++;
       batch.add(resource, t.span);
       metrics.record(t.metrics);
-      if (batch.spans >= 1024) sink += batch.take().length;
-    }
-    translated++;
-  });
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < datagrams.length; i++) {
-    const r = decodeDatagram(datagrams[i], src, t0 + (i >> 1), decodeOpts);
-    if (stage !== 'decode' && r.ok) correlator.add(r.event);
+      if (batch.spans >= 1024) counts.sink += batch.take().length;
+    },
+  };
+}
+
+/** A pipeline for `stage`: decode alone, decode → correlate, or the whole Pipeline with a sink. */
+function build(stage, counts) {
+  if (stage === 'decode') return { ingest: (b, from, at) => decodeDatagram(b, from, at, options.decoder), flush() {} };
+  if (stage === 'correlate' || !Pipeline) {
+    const sink = stage === 'correlate' ? undefined : sinkFor(stage, counts);
+    const correlator = new Correlator(options.correlator, (c) => (sink ? sink.write(c, translate(c, options.translate)) : counts.translated++));
+    return {
+      ingest: (b, from, at) => {
+        const r = decodeDatagram(b, from, at, options.decoder);
+        if (r.ok) correlator.add(r.event);
+      },
+      flush: () => correlator.flush(),
+    };
   }
-  correlator.flush();
+  return new Pipeline(options, sinkFor(stage, counts), newStats(0), createLogger('error', () => {}));
+}
+
+function run(stage) {
+  const counts = { translated: 0, sink: 0 };
+  const p = build(stage, counts);
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < datagrams.length; i++) p.ingest(datagrams[i], src, t0 + (i >> 1));
+  p.flush();
   const ns = Number(process.hrtime.bigint() - start);
-  return { stage, usPerDatagram: ns / 1000 / datagrams.length, translated, sink };
+  return { stage, usPerDatagram: ns / 1000 / datagrams.length, ...counts };
 }
 
 const results = {};

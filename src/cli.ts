@@ -6,7 +6,7 @@ import { ConfigError, helpText, loadConfig } from './config/load.js';
 import { createLogger } from './log.js';
 import { Recorder } from './record/recorder.js';
 import { runReplayCommand } from './record/replay-command.js';
-import { startView, wantsView } from './ui/attach.js';
+import { exportEndpoint, startView, wantsView } from './ui/attach.js';
 import type { LiveView } from './ui/live-view.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -97,7 +97,7 @@ async function main(): Promise<number> {
     udpReceiver: bridge.udpReceiver,
     admin: addresses.admin ?? 'off',
     otlpProtocol: config.otlpProtocol,
-    otlpEndpoint: config.otlpEndpoint ?? process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] ?? 'http://localhost:4318',
+    otlpEndpoint: exportEndpoint(config),
   });
 
   return new Promise<number>((resolve) => {

@@ -145,6 +145,19 @@ export const OPTIONS = {
     'Span kind of attempt spans; internal avoids doubled service-graph edges.',
     ['AWS_CSM_BRIDGE_ATTEMPT_SPAN_KIND'],
   ),
+  semconvStabilityOptIn: opt(
+    z.array(z.string()).default([]),
+    'list',
+    'Semantic-convention opt-ins (comma list), as the OTel SDKs read them: rpc = stable RPC attributes (rpc.method = Service/Api, no rpc.system/rpc.service), rpc/dup = both. Other entries are ignored.',
+    ['OTEL_SEMCONV_STABILITY_OPT_IN'],
+    'none (the old RPC attributes)',
+  ),
+  jsInstrumentationKeys: opt(
+    z.boolean().default(false),
+    'bool',
+    'Also write aws.request.id / aws.request.extended_id, the keys of the JS instrumentation-aws-sdk, next to the semconv request-id keys.',
+    ['CSM_COMPAT_JS_INSTRUMENTATION_KEYS'],
+  ),
   defaultServiceName: opt(
     z.string().min(1).default('unknown_service:aws-csm'),
     'string',
@@ -247,3 +260,6 @@ export const configSchema = z
   .strict();
 
 export type Config = z.output<typeof configSchema>;
+
+/** What a user gets without any flag, variable or file: tests build their stages from it. */
+export const DEFAULT_CONFIG: Config = configSchema.parse({});

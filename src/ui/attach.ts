@@ -7,11 +7,16 @@ export function wantsView(config: Config, out: NodeJS.WriteStream = process.stdo
   return config.ui && out.isTTY === true;
 }
 
-/** The export target as shown to the user. */
-export function exportTarget(config: Config, env: NodeJS.ProcessEnv = process.env): string {
+/** Where spans go, as shown to the user (the start log line, the live view, replay). */
+export function exportEndpoint(config: Config, env: NodeJS.ProcessEnv = process.env): string {
   const base = config.otlpEndpoint ?? env['OTEL_EXPORTER_OTLP_ENDPOINT'] ?? 'http://localhost:4318';
   const traces = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'];
-  return `${traces && !config.otlpEndpoint ? traces : base} (${config.otlpProtocol})`;
+  return traces && !config.otlpEndpoint ? traces : base;
+}
+
+/** The export target with its protocol. */
+export function exportTarget(config: Config, env: NodeJS.ProcessEnv = process.env): string {
+  return `${exportEndpoint(config, env)} (${config.otlpProtocol})`;
 }
 
 /** Starts the live view on the bridge's translated calls. q / Ctrl-C send SIGINT, the normal stop path. */

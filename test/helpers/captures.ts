@@ -1,7 +1,9 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { decodeDatagram, type DecoderOptions } from '../../src/decode/decoder.js';
+import { pipelineOptions } from '../../src/pipeline.js';
 import type { CsmEvent } from '../../src/decode/types.js';
 
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
@@ -21,12 +23,8 @@ export interface TruthCall {
   attempt_lines: number[];
 }
 
-export const DEFAULT_DECODER: DecoderOptions = {
-  maxDatagramBytes: 65535,
-  accessKey: 'drop',
-  accessKeySalt: '',
-  timestampSemantics: 'auto',
-};
+/** The decoder as users get it. */
+export const DEFAULT_DECODER: DecoderOptions = pipelineOptions(DEFAULT_CONFIG, '').decoder;
 
 export function scenarios(): string[] {
   return readdirSync(FIXTURES)

@@ -8,18 +8,24 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Correlator, DEFAULT_CORRELATOR_OPTIONS } from '../../src/correlate/correlator.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
+import { Correlator } from '../../src/correlate/correlator.js';
 import type { Correlated } from '../../src/correlate/types.js';
 import { decodeDatagram, MAX_LATENCY_MS, MAX_TIMESTAMP_MS } from '../../src/decode/decoder.js';
 import type { CsmEvent, DecodeResult, RejectReason } from '../../src/decode/types.js';
 import { createLogger, MAX_LIMITED_KEYS } from '../../src/log.js';
 import { bindPolicyError, isLoopbackHost, parseCidr, SourceFilter } from '../../src/receive/source-filter.js';
-import { translate, type TranslateOptions } from '../../src/translate/translate.js';
+import { Pipeline, pipelineOptions } from '../../src/pipeline.js';
+import { newStats } from '../../src/stats.js';
+import { translate } from '../../src/translate/translate.js';
 import type { SpanRecord, Translation } from '../../src/translate/types.js';
 import { DEFAULT_DECODER, parseSource, readCapture, scenarios } from '../helpers/captures.js';
 
 const REASONS: readonly RejectReason[] = ['oversize', 'malformed_json', 'not_object', 'unknown_type', 'missing_field', 'bad_field'];
-const TRANSLATE: TranslateOptions = { attemptSpanKind: 'client', rpcSemconv: 'old', jsInstrumentationKeys: false };
+/** The stages as users get them. */
+const SHIPPED = pipelineOptions(DEFAULT_CONFIG, '');
+const TRANSLATE = SHIPPED.translate;
+const CORRELATOR = SHIPPED.correlator;
 const SRC = { address: '127.0.0.1', port: 40000 };
 const NOW = 1_795_462_780_000;
 /** 2^64 ns in ms: OTLP times are fixed64 nanoseconds. */
@@ -214,28 +220,32 @@ interface Run {
   out: Correlated[];
 }
 
-/** decode → Correlator → translate, as bridge.ts wires it, on `stream` with receive times 1 ms apart. */
-function pipeline(stream: { bytes: Buffer; src: { address: string; port: number } }[], opts = DEFAULT_CORRELATOR_OPTIONS): Run {
-  const run: Run = { rejected: Object.fromEntries(REASONS.map((r) => [r, 0])) as Record<RejectReason, number>, accepted: 0, out: [] };
-  const correlator = new Correlator(opts, (c) => {
-    checkTranslation(translate(c, TRANSLATE));
-    run.out.push(c);
-  });
+/** The bridge's Pipeline (decode → correlate → translate) on `stream`, with receive times 1 ms apart. */
+function pipeline(stream: { bytes: Buffer; src: { address: string; port: number } }[], correlator = CORRELATOR): Run {
+  const out: Correlated[] = [];
+  const stats = newStats(NOW);
+  const p = new Pipeline(
+    { ...SHIPPED, correlator },
+    {
+      write: (c, t) => {
+        checkTranslation(t);
+        out.push(c);
+      },
+    },
+    stats,
+    createLogger('error', () => {}),
+  );
   let t = NOW;
   for (const d of stream) {
     t += 1;
-    const r = decodeDatagram(d.bytes, d.src, t, DEFAULT_DECODER);
-    if (!r.ok) run.rejected[r.reason]++;
-    else {
-      run.accepted++;
-      correlator.add(r.event);
-    }
-    if (t % 100 === 0) correlator.expire(t);
+    p.ingest(d.bytes, d.src, t);
+    if (t % 100 === 0) p.expire(t);
   }
-  correlator.expire(t + 10_000_000);
-  correlator.flush();
-  expect(correlator.pendingGroups).toBe(0);
-  return run;
+  p.expire(t + 10_000_000);
+  p.flush();
+  expect(p.pending.groups).toBe(0);
+  expect(stats.internalErrors).toBe(0);
+  return { rejected: stats.datagrams.rejected, accepted: stats.datagrams.accepted, out };
 }
 
 /** One capture as sent, with its real sources, in capture order. */
@@ -286,7 +296,7 @@ describe('fuzz: the pipeline decode → correlate → translate', () => {
       fc.property(fc.array(fc.oneof(anyDatagram, fc.constantFrom(...REAL).map((r) => Buffer.from(r))), { maxLength: 200 }), fc.integer({ min: 1, max: 50 }), (datagrams, maxPending) => {
         const run = pipeline(
           datagrams.map((bytes, i) => ({ bytes, src: { address: `10.0.${i % 3}.1`, port: 5000 + (i % 7) } })),
-          { ...DEFAULT_CORRELATOR_OPTIONS, maxPending },
+          { ...CORRELATOR, maxPending },
         );
         const rejected = Object.values(run.rejected).reduce((a, b) => a + b, 0);
         expect(run.accepted + rejected).toBe(datagrams.length);
@@ -312,7 +322,7 @@ describe('correlator state is bounded and freed', () => {
   it('100k distinct keys: never more than maxPending held, groups freed as they empty, every eviction reported', () => {
     let orphans = 0;
     let calls = 0;
-    const c = new Correlator({ ...DEFAULT_CORRELATOR_OPTIONS, maxPending: 5_000 }, (x) => (x.kind === 'orphan' ? orphans++ : calls++));
+    const c = new Correlator({ ...CORRELATOR, maxPending: 5_000 }, (x) => (x.kind === 'orphan' ? orphans++ : calls++));
     for (let i = 0; i < 100_000; i++) {
       // attempts that never get their call, and calls (Ruby: call first) that never get their attempts
       c.add(i % 4 === 0 ? { ...attempt(i), type: 'ApiCall', sdk: 'ruby-v3', attemptCount: 3, latency: 10 } as CsmEvent : attempt(i));
@@ -330,7 +340,7 @@ describe('correlator state is bounded and freed', () => {
 
   it('shedOldest sheds oldest first and frees emptied groups', () => {
     const seen: number[] = [];
-    const c = new Correlator(DEFAULT_CORRELATOR_OPTIONS, (x) => seen.push(x.kind === 'orphan' ? x.attempt.receivedAt : x.call.receivedAt));
+    const c = new Correlator(CORRELATOR, (x) => seen.push(x.kind === 'orphan' ? x.attempt.receivedAt : x.call.receivedAt));
     for (let i = 0; i < 100; i++) c.add(attempt(i % 10 === 0 ? i : i, { clientId: 'same', service: 'S3', api: 'Get', source: { address: '1.1.1.1', port: 1 } }));
     expect(c.pendingGroups).toBe(1);
     expect(c.shedOldest(30)).toEqual({ attempts: 30, calls: 0 });
@@ -345,7 +355,7 @@ describe('correlator state is bounded and freed', () => {
         fc.array(fc.record({ call: fc.boolean(), key: fc.integer({ min: 0, max: 5 }), dt: fc.integer({ min: 0, max: 50 }), ruby: fc.boolean(), count: fc.integer({ min: 0, max: 3 }) }), { maxLength: 300 }),
         fc.integer({ min: 1, max: 40 }),
         (steps, maxPending) => {
-          const c = new Correlator({ ...DEFAULT_CORRELATOR_OPTIONS, maxPending, attemptHoldMs: 500, callHoldMs: 200 }, () => {});
+          const c = new Correlator({ ...CORRELATOR, maxPending, attemptHoldMs: 500, callHoldMs: 200 }, () => {});
           let t = NOW;
           for (const s of steps) {
             t += s.dt;

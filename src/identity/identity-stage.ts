@@ -1,0 +1,64 @@
+/**
+ * The process-identity join, the stage before export: a translated call goes on with the
+ * process that sent it (processIdentity), so export can give each process its own resource.
+ *
+ * The lookup starts when the call's first datagram arrives (`observe`), so it is usually done
+ * when the call completes; a call whose sender is still being looked up waits for it, at most
+ * the resolver's maxWaitMs, then goes on with or without it. `settled()` waits for those calls
+ * (shutdown).
+ */
+import type { Correlated } from '../correlate/types.js';
+import type { Source } from '../decode/types.js';
+import type { Logger } from '../log.js';
+import type { CallSink } from '../pipeline.js';
+import type { Translation } from '../translate/types.js';
+import type { ProcessIdentity, ProcessIdentityResolver } from './resolver.js';
+
+/** What the stage hands on to: the exporter. */
+export interface IdentifiedCallSink {
+  write(t: Translation, identity?: ProcessIdentity): void;
+}
+
+export class IdentityStage implements CallSink {
+  /** Calls waiting for their sender's identity (bounded by the resolver's maxWaitMs). */
+  private readonly waiting = new Set<Promise<void>>();
+
+  constructor(
+    private readonly resolver: ProcessIdentityResolver,
+    private readonly next: IdentifiedCallSink,
+    private readonly counters: { internalErrors: number },
+    private readonly log: Logger,
+  ) {}
+
+  observe(source: Source): void {
+    this.resolver.observe(source.address, source.port);
+  }
+
+  write(c: Correlated, t: Translation): void {
+    const source = c.kind === 'call' ? c.call.source : c.attempt.source;
+    const identity = this.resolver.lookup(source.address, source.port);
+    if (!(identity instanceof Promise)) {
+      this.next.write(t, identity);
+      return;
+    }
+    const p = identity.then((id) => {
+      try {
+        this.next.write(t, id);
+      } catch (e) {
+        this.counters.internalErrors++;
+        this.log.warnLimited('translate', 'could not export a call', { error: (e as Error).message });
+      }
+    });
+    this.waiting.add(p);
+    void p.finally(() => this.waiting.delete(p));
+  }
+
+  /** Resolves when every waiting call has gone on. */
+  async settled(): Promise<void> {
+    await Promise.all(this.waiting);
+  }
+
+  close(): void {
+    this.resolver.close();
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The memory ceiling (memoryCeilingMb): above it, half of the pending correlation state is
+ * exported early, oldest first, and a full GC returns what that freed.
+ *
+ * Everything else the bridge holds is bounded by count (export spool, clients, metric series);
+ * pending correlation state is the one part that grows with what senders do, so it is the part
+ * shed. RSS is read on a timer and, during a flood, every so many datagrams or bytes (`note`),
+ * so a burst between two ticks is caught too. A soft ceiling: RSS can overshoot between checks.
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { Logger } from './log.js';
+import type { Stats } from './stats.js';
+
+/** RSS is checked on a timer and, during a flood, every so many datagrams or bytes. */
+export const MEMORY_CHECK_EVERY_MS = 500;
+const MEMORY_CHECK_EVERY_DATAGRAMS = 16_384;
+const MEMORY_CHECK_EVERY_BYTES = 8 * 1024 * 1024;
+/** At most one shed per this gap, so the GC gets a chance to return what was freed. */
+const MEMORY_SHED_MIN_GAP_MS = 100;
+const MEMORY_GC_MIN_GAP_MS = 1_000;
+
+/** A full, synchronous GC (global.gc without starting node with --expose-gc). */
+const fullGc: () => void = (() => {
+  try {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    return () => gc();
+  } catch {
+    return () => {};
+  }
+})();
+
+/** What can be shed: the pipeline's pending correlation state. */
+export interface Sheddable {
+  readonly pending: { attempts: number; calls: number };
+  shedOldest(n: number): { attempts: number; calls: number };
+}
+
+export class MemoryGuard {
+  private sinceCheckDatagrams = 0;
+  private sinceCheckBytes = 0;
+  private lastShedAt = 0;
+  private lastGcAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly stats: Stats['memory'],
+    private readonly state: Sheddable,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.check(), MEMORY_CHECK_EVERY_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One datagram of `bytes` arrived: a flood is checked between timer ticks too. */
+  note(bytes: number): void {
+    if (++this.sinceCheckDatagrams >= MEMORY_CHECK_EVERY_DATAGRAMS || (this.sinceCheckBytes += bytes) >= MEMORY_CHECK_EVERY_BYTES) this.check();
+  }
+
+  /** Reads RSS into the stats (and the peak); returns it. */
+  readRss(): number {
+    const rss = process.memoryUsage.rss();
+    const m = this.stats;
+    m.rssBytes = rss;
+    if (rss > m.peakRssBytes) m.peakRssBytes = rss;
+    return rss;
+  }
+
+  check(): void {
+    this.sinceCheckDatagrams = 0;
+    this.sinceCheckBytes = 0;
+    const rss = this.readRss();
+    const m = this.stats;
+    if (m.ceilingBytes === 0 || rss <= m.ceilingBytes) return;
+    const now = Date.now();
+    if (now - this.lastShedAt < MEMORY_SHED_MIN_GAP_MS) return;
+    this.lastShedAt = now;
+    const pending = this.state.pending;
+    const shed = this.state.shedOldest(Math.ceil((pending.attempts + pending.calls) / 2));
+    // V8 collects lazily far below its own heap limit: most of the RSS above the ceiling is
+    // usually garbage (parsed datagrams). A full collection returns it to the OS now.
+    if (now - this.lastGcAt >= MEMORY_GC_MIN_GAP_MS) {
+      this.lastGcAt = now;
+      fullGc();
+    }
+    if (shed.attempts + shed.calls > 0) {
+      m.sheds++;
+      m.shedAttempts += shed.attempts;
+      m.shedCalls += shed.calls;
+    }
+    const left = this.state.pending;
+    this.log.warnLimited('memory', 'resident memory above memoryCeilingMb: exported the oldest pending attempts and calls early', {
+      rssBytes: rss,
+      ceilingBytes: m.ceilingBytes,
+      shedAttempts: shed.attempts,
+      shedCalls: shed.calls,
+      stillPending: left.attempts + left.calls,
+    });
+  }
+}
