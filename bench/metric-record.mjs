@@ -28,7 +28,9 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const dist = resolve(here, arg('dist', '../dist'));
 const load = (p) => import(pathToFileURL(join(dist, p)).href);
 const { decodeDatagram } = await load('decode/decoder.js');
-const { translate, METRIC_INSTRUMENTS } = await load('translate/translate.js');
+const { translate } = await load('translate/translate.js');
+// Builds from before translate was split kept the instruments in translate.js.
+const { METRIC_INSTRUMENTS } = await load('translate/instruments.js').catch(() => load('translate/translate.js'));
 const { MetricAggregator } = await load('export/metric-aggregator.js');
 
 // Every call (and orphan attempt) of every capture, paired by the ground truth.

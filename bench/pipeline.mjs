@@ -27,7 +27,9 @@ const DIST = argText('dist', undefined);
 const distUrl = DIST === undefined ? new URL('../dist/', import.meta.url) : pathToFileURL(`${DIST.replace(/\/+$/, '')}/`);
 const { decodeDatagram } = await import(new URL('decode/decoder.js', distUrl).href);
 const { Correlator } = await import(new URL('correlate/correlator.js', distUrl).href);
-const { translate, METRIC_INSTRUMENTS } = await import(new URL('translate/translate.js', distUrl).href);
+const { translate } = await import(new URL('translate/translate.js', distUrl).href);
+// Builds from before translate was split kept the instruments in translate.js.
+const { METRIC_INSTRUMENTS } = await import(new URL('translate/instruments.js', distUrl).href).catch(() => import(new URL('translate/translate.js', distUrl).href));
 const { newStats } = await import(new URL('stats.js', distUrl).href);
 const { createLogger } = await import(new URL('log.js', distUrl).href);
 // The bridge's own Pipeline and shipped defaults; a build from before they existed (--dist) gets the same wiring by hand.

@@ -13,7 +13,7 @@ import { prepareResource, TraceBatch } from './export/trace-batch.js';
 import { createLogger } from './log.js';
 import { Pipeline, type PipelineOptions } from './pipeline.js';
 import { newStats } from './stats.js';
-import { METRIC_INSTRUMENTS } from './translate/translate.js';
+import { METRIC_INSTRUMENTS } from './translate/instruments.js';
 
 const UA = 'Boto3/1.43.11 md/Botocore#1.43.11 ua/2.1 os/linux#6.18 md/arch#x86_64 lang/python#3.11.7 cfg/retry-mode#standard Botocore/1.43.11';
 

@@ -9,7 +9,7 @@ import {
   type MetricData,
   type MetricProducer,
 } from '@opentelemetry/sdk-metrics';
-import type { MetricInstrument } from '../translate/translate.js';
+import type { MetricInstrument } from '../translate/instruments.js';
 import type { Attributes, MetricPoint } from '../translate/types.js';
 
 /**

@@ -6,7 +6,7 @@ import { MetricAggregator } from './metric-aggregator.js';
 import { bridgeResource, registerSelfMetrics } from './self-metrics.js';
 import { SpanBatcher } from './span-batcher.js';
 import { SpoolingMetricExporter, SpoolingSpanExporter } from './spooling-exporter.js';
-import { METRIC_INSTRUMENTS } from '../translate/translate.js';
+import { METRIC_INSTRUMENTS } from '../translate/instruments.js';
 import type { Translation } from '../translate/types.js';
 import type { ProcessIdentity } from '../identity/resolver.js';
 import type { Logger } from '../log.js';

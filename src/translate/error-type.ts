@@ -1,7 +1,9 @@
 /**
  * `error.type`, exception and status-message rules (otel-mapping.md §1.6, §1.7).
  */
-import { ERROR_TYPE_VALUE_OTHER } from '@opentelemetry/semantic-conventions';
+import { ATTR_EXCEPTION_MESSAGE, ATTR_EXCEPTION_TYPE, ERROR_TYPE_VALUE_OTHER } from '@opentelemetry/semantic-conventions';
+import { EXCEPTION_EVENT_NAME } from './keys.js';
+import type { Attributes, SpanEventRecord, SpanRecord } from './types.js';
 
 export const ERROR_TYPE_MAX_LENGTH = 64;
 export const STATUS_MESSAGE_MAX_LENGTH = 256;
@@ -96,4 +98,19 @@ function withMessage(type: string, message: string | undefined): ChosenException
 /** Span status description: the exception message cut to 256 chars, absent when only a status code is known. */
 export function statusMessage(exception: ChosenException | undefined): string | undefined {
   return exception?.message === undefined ? undefined : truncate(exception.message, STATUS_MESSAGE_MAX_LENGTH);
+}
+
+/** The `exception` span event of a failed outcome (§1.7), at `timeMs`; undefined without an exception. */
+export function exceptionEvent(cls: ErrorClassification, timeMs: number): SpanEventRecord | undefined {
+  if (cls.exception === undefined) return undefined;
+  const attributes: Attributes = { [ATTR_EXCEPTION_TYPE]: cls.exception.type };
+  if (cls.exception.message !== undefined) attributes[ATTR_EXCEPTION_MESSAGE] = cls.exception.message;
+  return { name: EXCEPTION_EVENT_NAME, timeMs, attributes };
+}
+
+/** The span status of an outcome: ERROR with the cut message when failed, else UNSET. */
+export function spanStatus(cls: ErrorClassification): SpanRecord['status'] {
+  if (!cls.failed) return { code: 'unset' };
+  const message = statusMessage(cls.exception);
+  return message === undefined ? { code: 'error' } : { code: 'error', message };
 }

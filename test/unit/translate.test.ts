@@ -3,11 +3,8 @@ import type { Correlated } from '../../src/correlate/types.js';
 import type { CsmApiCall, CsmAttempt, CsmEvent } from '../../src/decode/types.js';
 import { sanitiseErrorType, truncate } from '../../src/translate/error-type.js';
 import { normaliseApi, normaliseService } from '../../src/translate/names.js';
-import {
-  METRIC_INSTRUMENTS,
-  translate,
-  type TranslateOptions,
-} from '../../src/translate/translate.js';
+import { METRIC_INSTRUMENTS } from '../../src/translate/instruments.js';
+import { translate, type TranslateOptions } from '../../src/translate/translate.js';
 import type { MetricPoint, SpanRecord, Translation } from '../../src/translate/types.js';
 import { decodeCapture, readTruth, scenarios } from '../helpers/captures.js';
 
