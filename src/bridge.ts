@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { AdminServer } from './admin/server.js';
 import type { Config } from './config/schema.js';
-import type { Source } from './decode/types.js';
+import type { Source } from './net/address.js';
 import { OtelExporter } from './export/otel-exporter.js';
 import { IdentityStage } from './identity/identity-stage.js';
 import { ProcessIdentityResolver } from './identity/resolver.js';

@@ -15,7 +15,7 @@ import type { Config } from './config/schema.js';
 import { Correlator } from './correlate/correlator.js';
 import type { Correlated, CorrelatorOptions } from './correlate/types.js';
 import { decodeDatagram, type DecoderOptions } from './decode/decoder.js';
-import type { Source } from './decode/types.js';
+import type { Source } from './net/address.js';
 import type { Logger } from './log.js';
 import { SourceFilter } from './receive/source-filter.js';
 import type { Stats } from './stats.js';

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Stats } from '../stats.js';
-import { parseHostPort } from '../receive/udp-receiver.js';
+import { parseHostPort } from '../net/address.js';
 
 /**
  * Admin HTTP listener: GET /healthz (200 while running, 503 once stopping)

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { formatHostPort } from '../net/address.js';
 import { configSchema, OPTIONS, type Config, type OptionKey } from './schema.js';
 
 /** A config problem the user must fix; the message says what and where. */
@@ -106,9 +107,7 @@ function envLayer(env: NodeJS.ProcessEnv): Layer {
   const host = env['AWS_CSM_HOST'];
   const port = env['AWS_CSM_PORT'];
   if (host || port) {
-    const h = host || '127.0.0.1';
-    const addr = `${h.includes(':') && !h.startsWith('[') ? `[${h}]` : h}:${port || '31000'}`;
-    layer.listen = { desc: 'env AWS_CSM_HOST/AWS_CSM_PORT', raw: [addr] };
+    layer.listen = { desc: 'env AWS_CSM_HOST/AWS_CSM_PORT', raw: [formatHostPort(host || '127.0.0.1', port || '31000')] };
   }
   return layer;
 }

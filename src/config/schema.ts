@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { splitHostPort } from '../net/address.js';
 import { parseCidr } from '../receive/source-filter.js';
 
 /**
@@ -26,10 +27,7 @@ const opt = <S extends z.ZodType>(schema: S, kind: Kind, help: string, env: read
 const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'expected HOST:PORT, with IPv6 in brackets, e.g. 127.0.0.1:31000 or [::1]:31000')
-  .refine((s) => {
-    const p = Number(s.slice(s.lastIndexOf(':') + 1));
-    return p >= 0 && p <= 65535;
-  }, 'port must be 0-65535');
+  .refine((s) => (splitHostPort(s)?.port ?? -1) <= 65535, 'port must be 0-65535');
 
 const ms = (min: number) => z.number().int().min(min);
 

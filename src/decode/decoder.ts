@@ -3,7 +3,8 @@ import type { ZodError } from 'zod';
 import { isValidApiCall, isValidAttempt } from './fast-validate.js';
 import { apiCallAttemptSchema, apiCallSchema, type REQUIRED_FIELDS } from './schema.js';
 import type { RawApiCall, RawApiCallAttempt } from './schema.js';
-import type { CsmApiCall, CsmAttempt, CsmEvent, DecodeResult, SdkFamily, Source } from './types.js';
+import type { Source } from '../net/address.js';
+import type { CsmApiCall, CsmAttempt, CsmEvent, DecodeResult, SdkFamily } from './types.js';
 
 export interface DecoderOptions {
   /** Datagrams larger than this are rejected as `oversize`. */

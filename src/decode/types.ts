@@ -8,11 +8,7 @@
  * is dropped before an event is built, so no later stage can leak it.
  */
 
-/** Where a datagram came from. */
-export interface Source {
-  address: string;
-  port: number;
-}
+import type { Source } from '../net/address.js';
 
 /**
  * Which SDK family sent an event, from its UserAgent. Correlation uses it:

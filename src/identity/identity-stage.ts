@@ -8,7 +8,7 @@
  * (shutdown).
  */
 import type { Correlated } from '../correlate/types.js';
-import type { Source } from '../decode/types.js';
+import type { Source } from '../net/address.js';
 import type { Logger } from '../log.js';
 import type { CallSink } from '../pipeline.js';
 import type { Translation } from '../translate/types.js';

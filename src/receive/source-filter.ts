@@ -1,4 +1,5 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { splitHostPort } from '../net/address.js';
 
 /**
  * Who may send CSM datagrams (issue 3: bind policy and source allow-list).
@@ -85,7 +86,7 @@ export function isLoopbackHost(host: string): boolean {
  */
 export function bindPolicyError(listen: readonly string[], allowSource: readonly string[], allowAnySource: boolean): string | undefined {
   if (allowSource.length > 0 || allowAnySource) return undefined;
-  const open = listen.filter((addr) => !isLoopbackHost(addr.slice(0, addr.lastIndexOf(':'))));
+  const open = listen.filter((addr) => !isLoopbackHost(splitHostPort(addr)?.host ?? addr));
   if (open.length === 0) return undefined;
   return (
     `refusing to listen on non-loopback UDP address ${open.join(', ')} without a source allow-list: ` +

@@ -4,34 +4,17 @@ import { readFileSync } from 'node:fs';
 import { isIP, isIPv6 } from 'node:net';
 import { parseProcNetUdp } from '../identity/proc-net.js';
 import type { Logger } from '../log.js';
+import { parseHostPort, type Source } from '../net/address.js';
 import { BUILD_HINT, loadBatchAddon, type BatchAddon } from './batch-socket.js';
-
-/** Where a datagram came from. */
-export interface DatagramSource {
-  address: string;
-  port: number;
-}
 
 /**
  * Called once per datagram, synchronously. With the recvmmsg receiver `bytes` is a view into a
  * buffer the next batch overwrites: it is only valid during the call (copy it to keep it).
  */
-export type DatagramHandler = (bytes: Buffer, from: DatagramSource) => void;
+export type DatagramHandler = (bytes: Buffer, from: Source) => void;
 
 /** The udpReceiver setting: auto = recvmmsg when the addon is built (Linux), else node:dgram. */
 export type UdpReceiverKind = 'auto' | 'recvmmsg' | 'dgram';
-
-export interface ListenAddress {
-  host: string;
-  port: number;
-}
-
-/** `127.0.0.1:31000`, `[::1]:31000`, `localhost:31000`. */
-export function parseHostPort(s: string): ListenAddress {
-  const i = s.lastIndexOf(':');
-  const host = s.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(s.slice(i + 1)) };
-}
 
 /** One bound socket, whichever the receiver. */
 interface OpenSocket {

@@ -13,6 +13,7 @@
  *    skipped and counted. The bridge rejects such datagrams anyway; recording
  *    the harmless ones keeps `rejected` counts reproducible on replay.
  */
+import { parseSource } from '../net/address.js';
 
 export interface CaptureLine {
   /** Receive wall clock, ns since the epoch (exact: read from the text, not via a double). */
@@ -67,18 +68,6 @@ export function redact(bytes: Buffer): Redacted {
   const unescaped = isJson ? JSON.stringify(parsed) : '';
   if (TOKEN_TEXT.test(utf8 ? text : bytes.toString('latin1')) || TOKEN_TEXT.test(unescaped)) return { ok: false, reason: 'may_hold_token' };
   return utf8 ? { ok: true, raw: text, redacted: false } : { ok: true, raw: bytes.toString('base64'), enc: 'base64', redacted: false };
-}
-
-export function formatSource(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
-
-export function parseSource(src: string): { address: string; port: number } {
-  const i = src.lastIndexOf(':');
-  if (i <= 0) throw new Error(`bad src "${src}" (want ip:port)`);
-  const port = Number(src.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad port in src "${src}"`);
-  return { address: src.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port };
 }
 
 /** One line of the file, with its newline. `recv_ns` is written as an exact integer. */

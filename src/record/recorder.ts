@@ -7,7 +7,8 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Logger } from '../log.js';
-import { formatLine, formatSource, redact } from './format.js';
+import { formatHostPort, type Source } from '../net/address.js';
+import { formatLine, redact } from './format.js';
 
 const MAX_BACKLOG_BYTES = 4 * 1024 * 1024;
 
@@ -53,14 +54,14 @@ export class Recorder {
   }
 
   /** The datagram tap. `recvMs` is the receive time the pipeline used. */
-  write(bytes: Buffer, from: { address: string; port: number }, recvMs: number): void {
+  write(bytes: Buffer, from: Source, recvMs: number): void {
     if (this.error) return;
     const r = redact(bytes);
     if (!r.ok) {
       this.counts.skippedUnsafe++;
       return;
     }
-    const line = formatLine(BigInt(recvMs) * 1_000_000n, formatSource(from.address, from.port), r);
+    const line = formatLine(BigInt(recvMs) * 1_000_000n, formatHostPort(from.address, from.port), r);
     const n = Buffer.byteLength(line);
     if (this.counts.bytes + n > this.maxBytes) {
       this.counts.skippedFull++;

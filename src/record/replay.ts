@@ -11,7 +11,8 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Bridge } from '../bridge.js';
 import type { Logger } from '../log.js';
-import { parseLine, parseSource } from './format.js';
+import { parseSource } from '../net/address.js';
+import { parseLine } from './format.js';
 
 /** Same cadence as the live bridge's expiry timer. */
 const EXPIRE_EVERY_MS = 1_000;

@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseHostPort } from '../../src/net/address.js';
 import { runCli, startBridge } from '../helpers/bridge-process.js';
 import { freePort } from '../helpers/tools.js';
 
@@ -58,7 +59,7 @@ describe('the CLI as a user meets it', () => {
       const listen = bridge.started['listen'] as string[];
       expect(listen).toHaveLength(2);
       const v6 = listen.find((l) => l.startsWith('[::1]'))!;
-      const v6port = Number(v6.slice(v6.lastIndexOf(':') + 1));
+      const v6port = parseHostPort(v6).port;
       const payload = JSON.stringify({ Version: 1, Type: 'ApiCallAttempt', Service: 'S3', Api: 'ListBuckets', Timestamp: Date.now(), AttemptLatency: 3 });
       for (const [type, host, port] of [['udp4', '127.0.0.1', bridge.udpPort], ['udp6', '::1', v6port]] as const) {
         const s = createSocket(type);

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseHostPort } from '../../src/net/address.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist', 'cli.js');
@@ -69,7 +70,7 @@ export async function startBridge(
   return {
     child,
     started: rec,
-    udpPort: Number(listen.slice(listen.lastIndexOf(':') + 1)),
+    udpPort: parseHostPort(listen).port,
     adminUrl: `http://${String(rec['admin'])}`,
     logs,
     stderr: () => err,

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { decodeDatagram, type DecoderOptions } from '../../src/decode/decoder.js';
+import { parseSource } from '../../src/net/address.js';
 import { pipelineOptions } from '../../src/pipeline.js';
 import type { CsmEvent } from '../../src/decode/types.js';
 
@@ -48,10 +49,7 @@ export function readTruth(scenario: string): TruthCall[] {
   return t.calls ?? (t.commands ?? []).flatMap((c) => c.calls);
 }
 
-export function parseSource(src: string): { address: string; port: number } {
-  const i = src.lastIndexOf(':');
-  return { address: src.slice(0, i), port: Number(src.slice(i + 1)) };
-}
+export { parseSource };
 
 /** Decodes every line of a capture with its real source and receive time; throws on any reject. */
 export function decodeCapture(scenario: string, opts: DecoderOptions = DEFAULT_DECODER): { line: number; event: CsmEvent }[] {

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import { OPTIONS, type Config } from '../../src/config/schema.js';
+import { parseHostPort } from '../../src/net/address.js';
 import { bindPolicyError, SourceFilter } from '../../src/receive/source-filter.js';
 import { ROOT } from '../helpers/bridge-process.js';
 import { findTool } from '../helpers/tools.js';
@@ -22,7 +23,7 @@ const DOCKER_COMPOSE = findTool('docker-compose');
 
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
 const yamlOf = (p: string) => parseYaml(read(p)) as Record<string, unknown>;
-const portOf = (hostPort: string) => Number(hostPort.slice(hostPort.lastIndexOf(':') + 1));
+const portOf = (hostPort: string) => parseHostPort(hostPort).port;
 const config = (argv: string[], env: Record<string, string> = {}): Config => {
   const c = loadConfig(argv, env);
   if (c.kind !== 'run') throw new Error(c.kind);

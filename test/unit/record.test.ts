@@ -5,7 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { decodeDatagram } from '../../src/decode/decoder.js';
 import { createLogger } from '../../src/log.js';
-import { formatLine, parseLine, parseSource, redact } from '../../src/record/format.js';
+import { parseSource } from '../../src/net/address.js';
+import { formatLine, parseLine, redact } from '../../src/record/format.js';
 import { Recorder } from '../../src/record/recorder.js';
 import { DEFAULT_DECODER, FIXTURES, readCapture, scenarios } from '../helpers/captures.js';
 

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Bridge } from '../../src/bridge.js';
 import { configSchema } from '../../src/config/schema.js';
 import { createLogger } from '../../src/log.js';
+import { parseHostPort } from '../../src/net/address.js';
 import { loadBatchAddon } from '../../src/receive/batch-socket.js';
 import { UdpReceiver, type UdpReceiverKind } from '../../src/receive/udp-receiver.js';
 
@@ -62,14 +63,9 @@ async function sender(type: 'udp4' | 'udp6'): Promise<Socket> {
 }
 
 const send = (s: Socket, b: Buffer, to: string) => {
-  const { host, port } = hostPort(to);
+  const { host, port } = parseHostPort(to);
   return new Promise<void>((res, rej) => s.send(b, port, host, (e) => (e ? rej(e) : res())));
 };
-
-function hostPort(a: string) {
-  const i = a.lastIndexOf(':');
-  return { host: a.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(a.slice(i + 1)) };
-}
 
 async function until(cond: () => boolean, ms = 5_000): Promise<void> {
   const end = Date.now() + ms;
@@ -138,8 +134,8 @@ describe.each(MODES)('the %s receiver', (mode) => {
     const [v4, v6] = r.addresses();
     expect(v4).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(v6).toMatch(/^\[::1\]:\d+$/);
-    expect(hostPort(v4!).port).toBeGreaterThan(0);
-    expect(hostPort(v6!).port).toBeGreaterThan(0);
+    expect(parseHostPort(v4!).port).toBeGreaterThan(0);
+    expect(parseHostPort(v6!).port).toBeGreaterThan(0);
     expect(r.kernelDrops()).toBe(0);
     await r.close();
     expect(r.kernelDrops()).toBeUndefined();
@@ -173,7 +169,7 @@ describe.each(MODES)('the %s receiver', (mode) => {
         void rec.close();
       }
     });
-    const { port } = hostPort(r.addresses()[0]!);
+    const { port } = parseHostPort(r.addresses()[0]!);
     let flooding = true;
     const flood = (async () => {
       while (flooding) {
@@ -225,7 +221,7 @@ describe.runIf(!!addon)('BatchSocket (the addon itself)', () => {
   it('keeps the address table right with more senders than cache slots', async () => {
     const A = addon!;
     const { r, got } = await receiver('recvmmsg', ['127.0.0.1:0']);
-    const { port } = hostPort(r.addresses()[0]!);
+    const { port } = parseHostPort(r.addresses()[0]!);
     // 127.0.0.0/8 is all loopback: bind senders on many distinct source addresses.
     const n = A.ADDR_CACHE + 40;
     const sent: Got[] = [];
@@ -257,7 +253,7 @@ describe.runIf(!!addon)('the bridge with the recvmmsg receiver', () => {
     const { listen } = await bridge.start();
     open.push({ close: () => bridge.stop(Date.now() + 1_000) });
     const s = await sender('udp4');
-    const { port } = hostPort(listen[0]!);
+    const { port } = parseHostPort(listen[0]!);
     const sent = Array.from({ length: 300 }, (_, i) => payload(i, 64 + i));
     await Promise.all(sent.map((b) => new Promise<void>((res) => s.send(b, port, '127.0.0.1', () => res()))));
     await until(() => kept.length >= sent.length);
