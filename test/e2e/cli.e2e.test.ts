@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseHostPort } from '../../src/net/address.js';
 import { runCli, startBridge } from '../helpers/bridge-process.js';
+import { waitStats } from '../helpers/stats.js';
 import { freePort } from '../helpers/tools.js';
 
 describe('the CLI as a user meets it', () => {
@@ -66,12 +67,7 @@ describe('the CLI as a user meets it', () => {
         await new Promise<void>((res) => s.send(payload, port, host, () => res()));
         s.close();
       }
-      let stats: any;
-      for (let i = 0; i < 100; i++) {
-        stats = await (await fetch(`${bridge.adminUrl}/stats`)).json();
-        if (stats.datagrams.accepted === 2) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      const stats = await waitStats(bridge, (s) => s.datagrams.accepted === 2, 'both datagrams accepted', 5_000);
       expect(stats.datagrams.accepted).toBe(2);
       expect(stats.correlation.pendingAttempts).toBe(2);
       expect((await fetch(`${bridge.adminUrl}/nope`)).status).toBe(404);
@@ -109,12 +105,7 @@ describe('losses before the bridge reads a datagram', () => {
       bridge.child.kill('SIGSTOP');
       for (let i = 0; i < SENT; i++) await new Promise<void>((res) => sender.send(payload, bridge.udpPort, '127.0.0.1', () => res()));
       bridge.child.kill('SIGCONT');
-      let stats: any;
-      for (let i = 0; i < 100; i++) {
-        stats = await (await fetch(`${bridge.adminUrl}/stats`)).json();
-        if (stats.datagrams.received + stats.datagrams.kernelDropped === SENT) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      const stats = await waitStats(bridge, (s) => s.datagrams.received + s.datagrams.kernelDropped === SENT, 'every datagram read or dropped', 5_000);
       expect(stats.datagrams.kernelDropped).toBeGreaterThan(0);
       expect(stats.datagrams.received + stats.datagrams.kernelDropped).toBe(SENT);
       expect(stats.datagrams.accepted).toBe(stats.datagrams.received);

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
+import { getStats, type Stats } from '../helpers/stats.js';
 import { FIXTURES, readCapture } from '../helpers/captures.js';
 import { startOtlpSink, type OtlpSink, type SinkSpan } from '../helpers/otlp-sink.js';
 import { findTool, startMoto, type Moto } from '../helpers/tools.js';
@@ -54,7 +55,7 @@ describe.skipIf(process.platform !== 'linux' || !PYTHON || !MOTO)('process ident
   let bridge: BridgeProcess;
   let boto3: Child;
   let goLike: Child;
-  let stats: { identity: { resolved: number; unresolved: number; scans: number }; clients: { active: number } };
+  let stats: Stats;
 
   beforeAll(async () => {
     sink = await startOtlpSink();
@@ -78,7 +79,7 @@ describe.skipIf(process.platform !== 'linux' || !PYTHON || !MOTO)('process ident
       () => roots('identity-boto3') >= BOTO3_CALLS && roots(`corpus-${GO_CAPTURE}`) >= GO_CALLS && hasMetrics('identity-boto3'),
       45_000,
     );
-    stats = (await (await fetch(`${bridge.adminUrl}/stats`)).json()) as typeof stats;
+    stats = await getStats(bridge);
   }, 120_000);
 
   afterAll(async () => {

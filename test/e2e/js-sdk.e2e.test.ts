@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
+import { waitStats, type Stats } from '../helpers/stats.js';
 import { startFakeS3, type FakeS3 } from '../helpers/fake-s3.js';
 import { freePort, sendUdp } from '../helpers/tools.js';
 import { startOtlpSink, type OtlpSink, type SinkSpan } from '../helpers/otlp-sink.js';
@@ -20,7 +21,7 @@ describe.each(['http/protobuf', 'http/json'] as const)('real aws-sdk v2 → brid
   let bridge: BridgeProcess;
   let clientOutput: { name: string; ok: boolean; code?: string; statusCode?: number; retryCount?: number }[];
   let exitCode: number | null;
-  let statsBeforeStop: Record<string, any>;
+  let statsBeforeStop: Stats;
   let healthBeforeStop: number;
 
   beforeAll(async () => {
@@ -61,11 +62,7 @@ describe.each(['http/protobuf', 'http/json'] as const)('real aws-sdk v2 → brid
       }),
     );
     // Wait until the bridge has counted them all before reading /stats.
-    for (let i = 0; i < 100; i++) {
-      statsBeforeStop = (await (await fetch(`${bridge.adminUrl}/stats`)).json()) as Record<string, any>;
-      if (statsBeforeStop['datagrams'].received >= 14) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    statsBeforeStop = await waitStats(bridge, (s) => s.datagrams.received >= 14, 'every datagram read', 5_000);
     healthBeforeStop = (await fetch(`${bridge.adminUrl}/healthz`)).status;
     exitCode = await bridge.stop('SIGTERM');
   });
@@ -197,9 +194,9 @@ describe.each(['http/protobuf', 'http/json'] as const)('real aws-sdk v2 → brid
 
   it('/healthz and /stats describe the run; SIGTERM exits 0', () => {
     expect(healthBeforeStop).toBe(200);
-    expect(statsBeforeStop['datagrams']).toMatchObject({ received: 14, accepted: 12, rejected: { malformed_json: 1, unknown_type: 1 } });
-    expect(statsBeforeStop['events']).toEqual({ calls: 4, attempts: 8 });
-    expect(statsBeforeStop['correlation']).toMatchObject({ matched: 7, missingAttempts: 0, pendingAttempts: 1, pendingCalls: 0 });
+    expect(statsBeforeStop.datagrams).toMatchObject({ received: 14, accepted: 12, rejected: { malformed_json: 1, unknown_type: 1 } });
+    expect(statsBeforeStop.events).toEqual({ calls: 4, attempts: 8 });
+    expect(statsBeforeStop.correlation).toMatchObject({ matched: 7, missingAttempts: 0, pendingAttempts: 1, pendingCalls: 0 });
     expect(exitCode).toBe(0);
   });
 

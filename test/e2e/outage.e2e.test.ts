@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
+import { waitStats } from '../helpers/stats.js';
 import { readCapture } from '../helpers/captures.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
 import { freePort } from '../helpers/tools.js';
@@ -47,21 +48,6 @@ async function sendCalls(port: number, from: number, count: number): Promise<voi
   }
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Stats = any;
-async function stats(b: BridgeProcess): Promise<Stats> {
-  return (await fetch(`${b.adminUrl}/stats`)).json();
-}
-async function waitStats(b: BridgeProcess, cond: (s: Stats) => boolean, what: string, timeoutMs = 20_000): Promise<Stats> {
-  const deadline = Date.now() + timeoutMs;
-  let s: Stats;
-  for (;;) {
-    s = await stats(b);
-    if (cond(s)) return s;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; stats: ${JSON.stringify({ datagrams: s.datagrams, spans: s.spans, spool: s.spool })}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Spans per request id received by the sink. */
 function delivered(sink: OtlpSink): Map<string, number> {

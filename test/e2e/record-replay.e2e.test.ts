@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
+import { waitStats } from '../helpers/stats.js';
 import { FIXTURES, readCapture, readTruth, scenarios } from '../helpers/captures.js';
 import { startFakeS3, type FakeS3 } from '../helpers/fake-s3.js';
 import { startOtlpSink, type OtlpSink, type SinkSpan } from '../helpers/otlp-sink.js';
@@ -84,11 +85,7 @@ describe('record a real run, replay it: the same span trees', () => {
       bridge.udpPort,
       JSON.stringify({ Version: 1, Type: 'ApiCallAttempt', ClientId: 'record-e2e', Service: 'SQS', Api: 'SendMessage', Timestamp: Date.now(), AttemptLatency: 12, HttpStatusCode: 200, SessionToken: SESSION_TOKEN }),
     );
-    for (let i = 0; i < 100; i++) {
-      const st = (await (await fetch(`${bridge.adminUrl}/stats`)).json()) as Record<string, any>;
-      if (st['datagrams'].received >= 14) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitStats(bridge, (s) => s.datagrams.received >= 14, 'every datagram read', 5_000);
     expect(await bridge.stop('SIGTERM')).toBe(0);
     stopped = bridge.logs.find((l) => l['msg'] === 'stopped') as Record<string, any>;
     replay = await runCli(['replay', file, '--speed', '0', '--export-delay-ms', '100'], { OTEL_EXPORTER_OTLP_ENDPOINT: replayed.url });

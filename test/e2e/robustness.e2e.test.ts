@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeDatagram } from '../../src/decode/decoder.js';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
+import { getStats as stats, type Stats } from '../helpers/stats.js';
 import { DEFAULT_DECODER, readCapture, scenarios } from '../helpers/captures.js';
 import { startOtlpSink } from '../helpers/otlp-sink.js';
 
@@ -29,17 +30,6 @@ async function socketOn(address: string): Promise<Socket> {
 const send = (s: Socket, payload: Buffer, port: number) =>
   new Promise<void>((resolve, reject) => s.send(payload, port, '127.0.0.1', (e) => (e ? reject(e) : resolve())));
 
-async function stats(b: BridgeProcess): Promise<any> {
-  // One retry: a kept-alive admin connection may be closed by the server just as it is reused.
-  for (let i = 0; ; i++) {
-    try {
-      return await (await fetch(`${b.adminUrl}/stats`)).json();
-    } catch (e) {
-      if (i >= 2 || b.child.exitCode !== null) throw new Error(`/stats failed (bridge exit code ${b.child.exitCode}): ${(e as Error).message}\n${b.stderr().slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
 
 /** Resident set size of `pid` in bytes, from /proc (the kernel's view, not the process's). */
 function vmRss(pid: number): { rss: number; hwm: number } {
@@ -49,7 +39,7 @@ function vmRss(pid: number): { rss: number; hwm: number } {
 }
 
 /** Sends `datagrams` without outrunning the bridge: at most `window` ahead of what /stats says it read. */
-async function sendPaced(b: BridgeProcess, s: Socket | Socket[], datagrams: Iterable<Buffer>, onPoll: (st: any) => void = () => {}, window = 2_000): Promise<number> {
+async function sendPaced(b: BridgeProcess, s: Socket | Socket[], datagrams: Iterable<Buffer>, onPoll: (st: Stats) => void = () => {}, window = 2_000): Promise<number> {
   const socks = Array.isArray(s) ? s : [s];
   let sent = 0;
   let received = 0;

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli, startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
+import { waitStats } from '../helpers/stats.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
 
 let cleanup: (() => Promise<unknown>)[] = [];
@@ -25,18 +26,6 @@ async function udpFrom(address: string): Promise<Socket> {
 const send = (s: Socket, payload: string | Buffer, port: number) =>
   new Promise<void>((resolve, reject) => s.send(payload, port, '127.0.0.1', (e) => (e ? reject(e) : resolve())));
 
-async function stats(b: BridgeProcess): Promise<any> {
-  return (await fetch(`${b.adminUrl}/stats`)).json();
-}
-
-async function waitStats(b: BridgeProcess, ok: (s: any) => boolean, timeoutMs = 10_000): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await stats(b);
-    if (ok(s) || Date.now() > deadline) return s;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function bridgeWithSink(args: string[], env: Record<string, string> = {}): Promise<{ bridge: BridgeProcess; sink: OtlpSink }> {
   const sink = await startOtlpSink();
@@ -84,7 +73,7 @@ describe('source allow-list', () => {
     await send(outside, 'garbage from outside', bridge.udpPort);
     await send(inside, attempt(), bridge.udpPort);
     await send(inside, call(), bridge.udpPort);
-    const s = await waitStats(bridge, (x) => x.datagrams.received >= 28);
+    const s = await waitStats(bridge, (x) => x.datagrams.received >= 28, 'every datagram read');
     expect(s.datagrams).toMatchObject({ received: 28, accepted: 2, dropped: { source_not_allowed: 26 } });
     expect(Object.values(s.datagrams.rejected).reduce((a: number, b) => a + (b as number), 0)).toBe(0);
     await sink.waitFor(() => sink.spans.length >= 2);
@@ -127,7 +116,7 @@ describe('secrets never leave the process', () => {
       Buffer.from(attempt({ SessionToken: token, Pad: 'p'.repeat(64_000) })), // valid, 64 KB
     ];
     for (const d of datagrams) await send(s, d, bridge.udpPort);
-    const st = await waitStats(bridge, (x) => x.datagrams.received >= datagrams.length);
+    const st = await waitStats(bridge, (x) => x.datagrams.received >= datagrams.length, 'every datagram read');
     expect(st.datagrams.received).toBe(datagrams.length);
     const statsText = JSON.stringify(st);
     const health = await (await fetch(`${bridge.adminUrl}/healthz`)).text();

@@ -12,7 +12,7 @@ import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { Correlator } from '../../src/correlate/correlator.js';
 import type { Correlated } from '../../src/correlate/types.js';
 import { decodeDatagram, MAX_LATENCY_MS, MAX_TIMESTAMP_MS } from '../../src/decode/decoder.js';
-import type { CsmEvent, DecodeResult, RejectReason } from '../../src/decode/types.js';
+import type { CsmAttempt, CsmEvent, DecodeResult, RejectReason } from '../../src/decode/types.js';
 import { createLogger, MAX_LIMITED_KEYS } from '../../src/log.js';
 import { bindPolicyError, isLoopbackHost, parseCidr, SourceFilter } from '../../src/receive/source-filter.js';
 import { Pipeline, pipelineOptions } from '../../src/pipeline.js';
@@ -20,6 +20,7 @@ import { newStats } from '../../src/stats.js';
 import { translate } from '../../src/translate/translate.js';
 import type { SpanRecord, Translation } from '../../src/translate/types.js';
 import { DEFAULT_DECODER, parseSource, readCapture, scenarios } from '../helpers/captures.js';
+import { apiCallAttempt } from '../helpers/events.js';
 
 const REASONS: readonly RejectReason[] = ['oversize', 'malformed_json', 'not_object', 'unknown_type', 'missing_field', 'bad_field'];
 /** The stages as users get them. */
@@ -311,11 +312,11 @@ describe('fuzz: the pipeline decode → correlate → translate', () => {
 // ------------------------------------------------------------ bounded state
 
 function attempt(i: number, over: Partial<CsmEvent> = {}): CsmEvent {
-  return {
-    type: 'ApiCallAttempt', clientId: `c${i}`, service: `Svc${i % 97}`, api: `Api${i}`, timestamp: NOW + i, attemptLatency: 3,
-    timestampMarksEnd: false, sdk: 'botocore', source: { address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 1000 + (i % 50_000) }, receivedAt: NOW + i,
-    ...over,
-  } as CsmEvent;
+  return apiCallAttempt({
+    clientId: `c${i}`, service: `Svc${i % 97}`, api: `Api${i}`, timestamp: NOW + i, attemptLatency: 3,
+    source: { address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 1000 + (i % 50_000) }, receivedAt: NOW + i,
+    ...(over as Partial<CsmAttempt>),
+  });
 }
 
 describe('correlator state is bounded and freed', () => {

@@ -1,26 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { Correlator } from '../../src/correlate/correlator.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import type { Correlated } from '../../src/correlate/types.js';
 import { newStats } from '../../src/stats.js';
-import { translate, type TranslateOptions } from '../../src/translate/translate.js';
+import { createLogger } from '../../src/log.js';
+import { Pipeline, pipelineOptions } from '../../src/pipeline.js';
+import { translate } from '../../src/translate/translate.js';
+import type { Translation } from '../../src/translate/types.js';
 import { isThrottle, OTHER_ROW, RateRing, ViewModel } from '../../src/ui/model.js';
 import { clean, exportHealth, render, type Header } from '../../src/ui/render.js';
 import { bucketOf, LatencySketch, SKETCH_BUCKETS } from '../../src/ui/sketch.js';
-import { decodeCapture, scenarios } from '../helpers/captures.js';
+import { parseSource, readCapture, scenarios } from '../helpers/captures.js';
 
-const OPTS: TranslateOptions = { attemptSpanKind: 'client', rpcSemconv: 'old', jsInstrumentationKeys: false };
+const OPTS = pipelineOptions(DEFAULT_CONFIG, '').translate;
 
-/** Every capture, correlated and translated as the bridge does, fed to one model. */
+/** Every capture through the bridge's Pipeline with the shipped defaults, fed to one model. */
 function modelOf(names: string[]): { model: ViewModel; outs: Correlated[] } {
   const model = new ViewModel();
   const outs: Correlated[] = [];
   for (const s of names) {
-    const c = new Correlator({ attemptHoldMs: 300_000, callHoldMs: 3_000, maxPending: 100_000, toleranceMs: 50 }, (x) => {
-      outs.push(x);
-      model.add(x, translate(x, OPTS), 1_000_000);
-    });
-    for (const { event } of decodeCapture(s)) c.add(event);
-    c.flush();
+    const sink = { write: (c: Correlated, t: Translation) => (outs.push(c), model.add(c, t, 1_000_000)) };
+    const p = new Pipeline(pipelineOptions(DEFAULT_CONFIG, ''), sink, newStats(0), createLogger('error', () => {}));
+    for (const l of readCapture(s)) p.ingest(Buffer.from(l.raw), parseSource(l.src), Math.floor(l.recv_ns / 1e6));
+    p.flush();
   }
   return { model, outs };
 }

@@ -3,43 +3,25 @@ import type { Correlated } from '../../src/correlate/types.js';
 import type { CsmApiCall, CsmAttempt, CsmEvent } from '../../src/decode/types.js';
 import { sanitiseErrorType, truncate } from '../../src/translate/error-type.js';
 import { normaliseApi, normaliseService } from '../../src/translate/names.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
+import { pipelineOptions } from '../../src/pipeline.js';
 import { METRIC_INSTRUMENTS } from '../../src/translate/instruments.js';
 import { translate, type TranslateOptions } from '../../src/translate/translate.js';
 import type { MetricPoint, SpanRecord, Translation } from '../../src/translate/types.js';
 import { decodeCapture, readTruth, scenarios } from '../helpers/captures.js';
+import { apiCall as call, apiCallAttempt as attempt } from '../helpers/events.js';
 
 // ---------------------------------------------------------------------------
 // Builders: plain objects shaped like decode's output, values from the real
 // captures in test/fixtures (line numbers noted per test).
 
-const OLD: TranslateOptions = { attemptSpanKind: 'client', rpcSemconv: 'old', jsInstrumentationKeys: false };
-const SRC = { address: '127.0.0.1', port: 40000 };
+/** The shipped defaults (the old RPC semconv, CLIENT attempts, no JS keys). */
+const OLD: TranslateOptions = pipelineOptions(DEFAULT_CONFIG, '').translate;
 
 const BOTO_UA = 'aws-cli/1.45.11 md/Botocore#1.43.11 ua/2.1 os/linux#6.18 md/arch#x86_64 lang/python#3.11.7';
 const JS_UA = 'aws-sdk-nodejs/2.1693.0 linux/v20.20.2 promise';
 const GO_UA = 'aws-sdk-go/1.44.133 (go1.19.8; linux; amd64)';
 const RUBY_UA = 'aws-sdk-ruby3/3.168.1 ruby/3.1.2 x86_64-linux-gnu aws-sdk-s3/1.119.0';
-
-type CallIn = Partial<CsmApiCall> & Pick<CsmApiCall, 'service' | 'api' | 'timestamp'>;
-type AttemptIn = Partial<CsmAttempt> & Pick<CsmAttempt, 'service' | 'api' | 'timestamp'>;
-
-/** The fields every capture-shaped event shares; `p` overrides them. */
-const base = (timestamp: number) => ({
-  clientId: 'corpus',
-  region: 'us-east-1',
-  timestampMarksEnd: false,
-  sdk: 'botocore' as const,
-  source: SRC,
-  receivedAt: timestamp + 1000,
-});
-
-function call(p: CallIn): CsmApiCall {
-  return { type: 'ApiCall', ...base(p.timestamp), ...p };
-}
-
-function attempt(p: AttemptIn): CsmAttempt {
-  return { type: 'ApiCallAttempt', ...base(p.timestamp), ...p };
-}
 
 function run(c: CsmApiCall, attempts: CsmAttempt[], missingAttempts = 0, opts: TranslateOptions = OLD): Translation {
   return translate({ kind: 'call', call: c, attempts, missingAttempts }, opts);
