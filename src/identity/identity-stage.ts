@@ -10,7 +10,8 @@
 import type { Correlated } from '../correlate/types.js';
 import type { Source } from '../net/address.js';
 import type { Logger } from '../log.js';
-import type { CallSink } from '../pipeline.js';
+import type { SourceObserver } from '../decode/stage.js';
+import type { CallSink } from '../translate/stage.js';
 import type { Translation } from '../translate/types.js';
 import type { ProcessIdentity, ProcessIdentityResolver } from './resolver.js';
 
@@ -19,7 +20,7 @@ export interface IdentifiedCallSink {
   write(t: Translation, identity?: ProcessIdentity): void;
 }
 
-export class IdentityStage implements CallSink {
+export class IdentityStage implements CallSink, SourceObserver {
   /** Calls waiting for their sender's identity (bounded by the resolver's maxWaitMs). */
   private readonly waiting = new Set<Promise<void>>();
 
