@@ -6,6 +6,7 @@ import { ConfigError, helpText, loadConfig } from './config/load.js';
 import { createLogger } from './log.js';
 import { Recorder } from './record/recorder.js';
 import { runReplayCommand } from './record/replay-command.js';
+import { runPolicyCommand } from './policy/policy-command.js';
 import { exportEndpoint, startView, wantsView } from './ui/attach.js';
 import type { LiveView } from './ui/live-view.js';
 
@@ -32,6 +33,8 @@ async function main(): Promise<number> {
   }
   const config = command.config;
   const sub = command.subcommand;
+  // Reads a file and prints: no logger, no bridge.
+  if (sub?.name === 'policy') return runPolicyCommand(sub.file, config);
   // While the live view owns the terminal, log lines go into its log area instead.
   let view: LiveView | undefined;
   const log = createLogger(config.logLevel, (line) => (view?.isActive ? view.log(line) : process.stderr.write(line)));

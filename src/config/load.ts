@@ -6,8 +6,8 @@ import { configSchema, OPTIONS, type Config, type OptionKey } from './schema.js'
 /** A config problem the user must fix; the message says what and where. */
 export class ConfigError extends Error {}
 
-/** `record FILE` / `replay FILE`; absent: run the bridge. */
-export type Subcommand = { name: 'record' | 'replay'; file: string };
+/** `record FILE` / `replay FILE` / `policy FILE`; absent: run the bridge. */
+export type Subcommand = { name: 'record' | 'replay' | 'policy'; file: string };
 
 export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: Config; subcommand?: Subcommand };
 
@@ -18,8 +18,13 @@ const KEYS = Object.keys(OPTIONS) as OptionKey[];
 const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 const FLAGS = new Map(KEYS.map((k) => [flagName(k), k]));
 /** Short spellings: `replay FILE --speed N`. */
-const ALIASES = new Map<string, OptionKey>([['--speed', 'replaySpeed']]);
-const SUBCOMMANDS = new Set(['record', 'replay']);
+const ALIASES = new Map<string, OptionKey>([
+  ['--speed', 'replaySpeed'],
+  ['--client', 'policyClient'],
+  ['--fails-only', 'policyFailsOnly'],
+  ['--include-possible', 'policyIncludePossible'],
+]);
+const SUBCOMMANDS = new Set(['record', 'replay', 'policy']);
 
 /** Flags > environment > config file > defaults. */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
@@ -176,6 +181,7 @@ OpenTelemetry traces and metrics over OTLP/HTTP.
 Usage: aws-csm-bridge [--config FILE] [--SETTING VALUE ...]
        aws-csm-bridge record FILE [--SETTING VALUE ...]
        aws-csm-bridge replay FILE [--speed N] [--SETTING VALUE ...]
+       aws-csm-bridge policy FILE [--client ID] [--fails-only] [--include-possible]
 
 Commands:
   (none)         Run the bridge. On a terminal it shows the live view (calls per
@@ -187,6 +193,11 @@ Commands:
   replay FILE    Feed a recording (or a test/fixtures capture) through decode,
                  correlate, translate and export, keeping the recorded sources and
                  gaps (divided by --speed; 0 = at once), then flush and exit.
+  policy FILE    Print the least-privilege IAM policy of each application in a
+                 recording or capture (JSON, keyed by client); with --client ID
+                 exactly one policy document. Unmapped calls, left-out possible
+                 actions and AccessDenied explanations go to stderr. The running
+                 bridge serves the same as GET /policy[?client=ID].
 
 Turn CSM on in an application: AWS_CSM_ENABLED=true (and AWS_CSM_PORT if not 31000).
 Precedence: flags > environment > config file (YAML, same keys) > defaults.

@@ -247,6 +247,38 @@ export const OPTIONS = {
     'replay FILE: divides the recorded gaps between datagrams (2 = twice as fast); 0 = as fast as possible. Also --speed.',
     ['AWS_CSM_BRIDGE_REPLAY_SPEED'],
   ),
+  policyFile: opt(
+    z.string().min(1).optional(),
+    'string',
+    'Keep the observed calls behind each application\'s IAM policy in this file: loaded at start (observation accumulates across restarts), written atomically when it changes (at most every policyWriteDelayMs), on SIGHUP and at shutdown. A file that cannot be read or parsed stops the bridge (exit 2); it is never overwritten.',
+    ['AWS_CSM_BRIDGE_POLICY_FILE'],
+    'none (memory only)',
+  ),
+  policyWriteDelayMs: opt(
+    ms(100).default(5_000),
+    'int',
+    'With policyFile: how long a change waits before the file is written (changes in that time are written together).',
+    ['AWS_CSM_BRIDGE_POLICY_WRITE_DELAY_MS'],
+  ),
+  policyClient: opt(
+    z.string().optional(),
+    'string',
+    'policy FILE: print exactly one IAM policy document, for this ClientId (or "ClientId [process]" label); without it every client\'s policy, keyed by client. Also --client.',
+    [],
+    'none (every client)',
+  ),
+  policyFailsOnly: opt(
+    z.boolean().default(false),
+    'bool',
+    'policy FILE: only the calls that failed (to fix an AccessDenied quickly). Also --fails-only.',
+    [],
+  ),
+  policyIncludePossible: opt(
+    z.boolean().default(false),
+    'bool',
+    'policy FILE: also the actions a call needs only with some parameters (DynamoDB TransactWriteItems, S3 CopyObject with tagging …). Also --include-possible.',
+    [],
+  ),
 } as const;
 
 export type OptionKey = keyof typeof OPTIONS;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ZodError } from 'zod';
+import { principalOf } from '../policy/access-key.js';
 import { isValidApiCall, isValidAttempt } from './fast-validate.js';
 import { apiCallAttemptSchema, apiCallSchema, type REQUIRED_FIELDS } from './schema.js';
 import type { RawApiCall, RawApiCallAttempt } from './schema.js';
@@ -241,7 +242,12 @@ function toAttempt(raw: RawApiCallAttempt, source: Source, receivedAt: number, o
     o.serverAddress = fqdnHost;
     if (fqdnPort !== undefined) o.serverPort = fqdnPort;
   }
-  if ((v = redactAccessKey(nonEmpty(raw.AccessKey), opts)) !== undefined) o.accessKey = v;
+  const accessKey = nonEmpty(raw.AccessKey);
+  if (accessKey !== undefined) {
+    if ((v = redactAccessKey(accessKey, opts)) !== undefined) o.accessKey = v;
+    // IAM policies group by key (when ClientId is empty) and scope ARNs by its account: a cached hash, never the key.
+    o.principal = principalOf(accessKey, opts.accessKeySalt);
+  }
   if ((v = nonZero(raw.HttpStatusCode)) !== undefined) o.httpStatusCode = v;
   if ((v = nonEmpty(raw.XAmznRequestId)) !== undefined) o.xAmznRequestId = v;
   if ((v = nonEmpty(raw.XAmzRequestId)) !== undefined) o.xAmzRequestId = v;

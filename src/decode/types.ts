@@ -9,6 +9,7 @@
  */
 
 import type { Source } from '../net/address.js';
+import type { Principal } from '../policy/access-key.js';
 
 /**
  * Which SDK family sent an event, from its UserAgent. Correlation uses it:
@@ -67,6 +68,8 @@ export interface CsmAttempt extends CsmCommon {
   serverPort?: number;
   /** Already redacted per config (suffix / salted hash); absent unless opted in. */
   accessKey?: string;
+  /** For IAM policies only, never exported: a salted hash of AccessKey and the account it encodes (src/policy/access-key.ts). */
+  principal?: Principal;
   httpStatusCode?: number;
   xAmznRequestId?: string;
   xAmzRequestId?: string;

@@ -1,0 +1,134 @@
+/**
+ * `aws-csm-bridge policy FILE [--client ID] [--fails-only] [--include-possible]`: reads a
+ * recording (`record FILE`) or a capture (test/fixtures/*.jsonl, the same line format), runs
+ * it through decode and correlate on the recording's clock, and prints the IAM policies on
+ * stdout: with --client exactly one policy document, without it every client's, keyed by
+ * client. What a policy cannot say (unmapped calls, possible actions left out, AccessDenied
+ * explanations) goes to stderr. Exit 2 for an unreadable file or an unknown client.
+ */
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { Config } from '../config/schema.js';
+import { Correlator } from '../correlate/correlator.js';
+import { decodeDatagram } from '../decode/decoder.js';
+import { parseSource } from '../net/address.js';
+import { parseLine } from '../record/format.js';
+import { PolicyBuilder, subjectLabel, type SubjectReport } from './document.js';
+import { PolicyObserver } from './observer.js';
+
+/** Lines longer than this are skipped (a 64 KiB datagram, JSON-escaped, fits easily). */
+const MAX_LINE_CHARS = 1024 * 1024;
+/** The live bridge's expiry cadence, on the recording's clock. */
+const EXPIRE_EVERY_MS = 1_000;
+
+export interface RecordingRead {
+  observer: PolicyObserver;
+  lines: number;
+  datagrams: number;
+  badLines: number;
+  rejected: number;
+}
+
+/** Observes every call of a recording. Throws when the file cannot be opened. */
+export async function observeRecording(file: string, config: Config): Promise<RecordingRead> {
+  const observer = new PolicyObserver();
+  const correlator = new Correlator(
+    { attemptHoldMs: config.attemptHoldMs, callHoldMs: config.callHoldMs, maxPending: config.maxPending, toleranceMs: config.matchToleranceMs },
+    (c) => observer.observe(c),
+  );
+  const decoder = { maxDatagramBytes: config.maxDatagramBytes, accessKey: 'drop' as const, accessKeySalt: config.accessKeySalt, timestampSemantics: config.timestampSemantics };
+  const input = createReadStream(file, { encoding: 'utf8' });
+  await new Promise<void>((resolve, reject) => {
+    input.once('ready', () => resolve());
+    input.once('error', reject);
+  });
+  const read: RecordingRead = { observer, lines: 0, datagrams: 0, badLines: 0, rejected: 0 };
+  const rl = createInterface({ input, crlfDelay: Infinity });
+  let last = 0;
+  let nextExpire = 0;
+  try {
+    for await (const line of rl) {
+      read.lines++;
+      if (line.trim() === '') continue;
+      let rec;
+      try {
+        if (line.length > MAX_LINE_CHARS) throw new Error('line too long');
+        rec = parseLine(line);
+      } catch {
+        read.badLines++;
+        continue;
+      }
+      const at = Math.max(Number(rec.recvNs / 1_000_000n), last);
+      if (nextExpire === 0) nextExpire = at + EXPIRE_EVERY_MS;
+      last = at;
+      for (; nextExpire <= at; nextExpire += EXPIRE_EVERY_MS) correlator.expire(nextExpire);
+      const r = decodeDatagram(rec.raw, parseSource(rec.src), at, decoder);
+      read.datagrams++;
+      if (r.ok) correlator.add(r.event);
+      else read.rejected++;
+    }
+  } finally {
+    rl.close();
+    input.destroy();
+  }
+  correlator.flush();
+  return read;
+}
+
+export async function runPolicyCommand(
+  file: string,
+  config: Config,
+  out: (s: string) => void = (s) => process.stdout.write(s),
+  err: (s: string) => void = (s) => process.stderr.write(s),
+): Promise<number> {
+  let read: RecordingRead;
+  try {
+    read = await observeRecording(file, config);
+  } catch (e) {
+    err(`aws-csm-bridge: cannot read ${file}: ${(e as Error).message}\n`);
+    return 2;
+  }
+  if (read.datagrams === 0 && read.badLines > 0) {
+    err(`aws-csm-bridge: ${file} is not a recording: none of its ${read.lines} lines is a recorded datagram (record FILE writes them).\n`);
+    return 2;
+  }
+  const state = read.observer.state();
+  const builder = new PolicyBuilder();
+  const opts = { failsOnly: config.policyFailsOnly, includePossible: config.policyIncludePossible };
+  let reports: SubjectReport[];
+  if (config.policyClient !== undefined) {
+    const subjects = builder.select(state, config.policyClient);
+    if (subjects.length === 0) {
+      const known = state.subjects.map((s) => JSON.stringify(subjectLabel(s)));
+      err(`aws-csm-bridge: no client ${JSON.stringify(config.policyClient)} in ${file}. Clients: ${known.length ? [...new Set(known)].join(', ') : 'none'}\n`);
+      return 2;
+    }
+    const r = await builder.report(subjects, config.policyClient, opts);
+    out(`${JSON.stringify(r.policy, null, 2)}\n`);
+    reports = [r];
+  } else {
+    reports = await builder.reports(state, opts);
+    const keyed: Record<string, unknown> = {};
+    for (const r of reports) keyed[r.label] = r.policy;
+    out(`${JSON.stringify(keyed, null, 2)}\n`);
+  }
+  for (const r of reports) for (const line of notes(r, opts.includePossible)) err(`${line}\n`);
+  if (read.badLines > 0 || read.rejected > 0) err(`note: ${read.badLines} lines skipped, ${read.rejected} datagrams rejected by the decoder\n`);
+  return 0;
+}
+
+/** What the policy of one subject leaves out, as lines for stderr. */
+export function notes(r: SubjectReport, includedPossible: boolean): string[] {
+  const lines: string[] = [];
+  const who = r.label;
+  for (const u of r.unmapped) lines.push(`${who}: ${u.call} (${u.calls} calls) is not in the mapping: add its actions by hand`);
+  if (!includedPossible) for (const p of r.possible) lines.push(`${who}: ${p.call} may also need ${p.actions.join(', ')} depending on its parameters (--include-possible adds them)`);
+  for (const m of r.missing) {
+    const what = m.action ?? `the permissions of ${m.call}`;
+    const on = m.resource ? ` on ${m.resource}` : '';
+    const why = m.explicitDeny ? ` (${m.reason ?? 'explicit deny'}: an Allow will not fix this)` : m.reason ? ` (${m.reason})` : '';
+    const kind = m.dependent ? 'dependent permission missing' : 'missing';
+    lines.push(`${who}: ${m.call} was denied ${m.calls}×: ${kind}: ${what}${on}${why}${m.named ? '' : ' [the message names no action]'}`);
+  }
+  return lines;
+}
