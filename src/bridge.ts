@@ -8,7 +8,8 @@ import { AdminServer } from './admin/server.js';
 import type { Config } from './config/schema.js';
 import type { Source } from './net/address.js';
 import { OtelExporter } from './export/otel-exporter.js';
-import { IdentityStage } from './identity/identity-stage.js';
+import { PolicyService } from './policy/policy-service.js';
+import { IdentityStage, type IdentifiedCallSink } from './identity/identity-stage.js';
 import { ProcessIdentityResolver } from './identity/resolver.js';
 import type { Logger } from './log.js';
 import { MemoryGuard } from './memory-guard.js';
@@ -37,6 +38,8 @@ export class Bridge {
   private readonly admin: AdminServer | undefined;
   private readonly exporter: OtelExporter;
   private readonly identity: IdentityStage | undefined;
+  /** IAM policies per application (GET /policy, the live view, --policy-file); not for replays. */
+  readonly policy: PolicyService | undefined;
   private readonly memory: MemoryGuard;
   private readonly bindError: string | undefined;
   private expireTimer: NodeJS.Timeout | undefined;
@@ -68,24 +71,36 @@ export class Bridge {
       log,
       env,
     );
+    // Loads --policy-file: throws PolicyFileError (exit 2) when it exists but cannot be used.
+    const policy = (this.policy =
+      intake === 'replay' ? undefined : new PolicyService({ writeDelayMs: config.policyWriteDelayMs, ...(config.policyFile ? { file: config.policyFile } : {}) }, this.stats.policy, log));
+    const exporter = this.exporter;
+    // A call with its sender goes to the exporter and to the policy observer (which splits by process).
+    const next: IdentifiedCallSink = policy
+      ? {
+          write: (t, id, c) => {
+            exporter.write(t, id);
+            policy.observe(c, id);
+          },
+        }
+      : exporter;
     // processIdentity: the sending process of loopback datagrams (never for replays).
     this.identity =
       config.processIdentity === 'off' || intake === 'replay'
         ? undefined
         : new IdentityStage(
             new ProcessIdentityResolver({ mode: config.processIdentity, commandLine: config.processCommandLine }, log, this.stats.identity),
-            this.exporter,
+            next,
             this.stats,
             log,
           );
-    const exporter = this.exporter;
-    const sink: CallSink = this.identity ?? { write: (_c, t) => exporter.write(t) };
+    const sink: CallSink = this.identity ?? { write: (c, t) => next.write(t, undefined, c) };
     this.pipeline = new Pipeline(this.options, sink, this.stats, log);
     this.memory = new MemoryGuard(this.stats.memory, this.pipeline, log);
     this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
     this.bindError = bindPolicyError(config.listen, config.allowSource, config.allowAnySource);
     this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log, config.udpReceiver);
-    this.admin = config.admin === 'off' ? undefined : new AdminServer(config.admin, () => this.snapshot());
+    this.admin = config.admin === 'off' ? undefined : new AdminServer(config.admin, () => this.snapshot(), this.policy);
   }
 
   async start(): Promise<{ listen: string[]; admin?: string }> {
@@ -181,6 +196,7 @@ export class Bridge {
     this.pipeline.flush();
     await this.identity?.settled();
     this.identity?.close();
+    await this.policy?.close();
     this.snapshot();
     await this.exporter.shutdown(deadlineAt);
     await this.admin?.close();

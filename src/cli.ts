@@ -7,6 +7,7 @@ import { createLogger } from './log.js';
 import { Recorder } from './record/recorder.js';
 import { runReplayCommand } from './record/replay-command.js';
 import { runPolicyCommand } from './policy/policy-command.js';
+import { PolicyFileError } from './policy/policy-file.js';
 import { exportEndpoint, startView, wantsView } from './ui/attach.js';
 import type { LiveView } from './ui/live-view.js';
 
@@ -58,7 +59,8 @@ async function main(): Promise<number> {
   } catch (e) {
     // e.g. the spool directory cannot be created or another bridge uses it.
     log.error((e as Error).message);
-    return 1;
+    // A policy file that exists but cannot be used: the user must fix or remove it.
+    return e instanceof PolicyFileError ? 2 : 1;
   }
   let recorder: Recorder | undefined;
   if (sub?.name === 'record') {
@@ -134,6 +136,10 @@ async function main(): Promise<number> {
         },
       );
     };
+    // SIGHUP: write the policy file now (iamlive users expect the policy on a signal).
+    process.on('SIGHUP', () => {
+      void bridge.policy?.write().then(() => log.info('policy file written (SIGHUP)', { file: config.policyFile ?? 'none: set --policy-file' }));
+    });
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });

@@ -1,4 +1,5 @@
 import type { RejectReason } from './decode/types.js';
+import type { PolicyStats } from './policy/policy-service.js';
 
 /**
  * Every counter the bridge keeps, in one plain object: `/stats` serves it
@@ -79,6 +80,8 @@ export interface Stats {
   clients: { active: number; overflowed: number; evicted: number };
   /** processIdentity: sources (address:port) resolved to a process or not, and scans of /proc/*\/fd. */
   identity: { resolved: number; unresolved: number; scans: number };
+  /** IAM policy observation (src/policy): subjects kept, what the bounds dropped, policy file writes. */
+  policy: PolicyStats;
   /** Calls that failed inside the bridge (a bug): logged and counted, never fatal. */
   internalErrors: number;
 }
@@ -127,6 +130,7 @@ export function newStats(now: number): Stats {
     lastExportOkAt: { traces: null, metrics: null },
     clients: { active: 0, overflowed: 0, evicted: 0 },
     identity: { resolved: 0, unresolved: 0, scans: 0 },
+    policy: { observed: 0, subjects: 0, droppedSubjects: 0, droppedCalls: 0, droppedScopes: 0, droppedDenials: 0, fileWrites: 0, fileErrors: 0 },
     internalErrors: 0,
   };
 }

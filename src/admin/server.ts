@@ -1,10 +1,12 @@
 import { createServer, type Server } from 'node:http';
+import type { PolicyService } from '../policy/policy-service.js';
 import type { Stats } from '../stats.js';
 import { parseHostPort } from '../net/address.js';
 
 /**
- * Admin HTTP listener: GET /healthz (200 while running, 503 once stopping)
- * and GET /stats (the counters as JSON). Read-only, loopback by default.
+ * Admin HTTP listener: GET /healthz (200 while running, 503 once stopping),
+ * GET /stats (the counters as JSON) and GET /policy[?client=ID] (the IAM
+ * policies per application). Read-only, loopback by default.
  */
 export class AdminServer {
   private server: Server | undefined;
@@ -13,12 +15,14 @@ export class AdminServer {
   constructor(
     private readonly listen: string,
     private readonly snapshot: () => Stats,
+    private readonly policy?: PolicyService,
   ) {}
 
   async start(): Promise<void> {
     const { host, port } = parseHostPort(this.listen);
     const server = createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
+      const url = new URL(req.url ?? '/', 'http://admin');
+      const path = url.pathname;
       const send = (code: number, body: unknown) => {
         res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
         res.end(`${JSON.stringify(body, null, 2)}\n`);
@@ -26,7 +30,22 @@ export class AdminServer {
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'only GET' });
       if (path === '/healthz') return send(this.stopping ? 503 : 200, { status: this.stopping ? 'stopping' : 'ok' });
       if (path === '/stats') return send(200, this.snapshot());
-      return send(404, { error: 'not found', paths: ['/healthz', '/stats'] });
+      if (path === '/policy' && this.policy) {
+        const policy = this.policy;
+        const client = url.searchParams.get('client');
+        const answer =
+          client === null
+            ? policy.all().then((all) => [200, all] as const)
+            : policy.one(client).then((r) =>
+                r ? ([200, r.policy] as const) : ([404, { error: `no client ${JSON.stringify(client)} observed`, clients: policy.labels() }] as const),
+              );
+        answer.then(
+          ([code, body]) => send(code, body),
+          (e: Error) => send(500, { error: `could not build the policy: ${e.message}` }),
+        );
+        return;
+      }
+      return send(404, { error: 'not found', paths: ['/healthz', '/stats', ...(this.policy ? ['/policy', '/policy?client=ID'] : [])] });
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) =>

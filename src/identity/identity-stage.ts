@@ -15,9 +15,9 @@ import type { CallSink } from '../translate/stage.js';
 import type { Translation } from '../translate/types.js';
 import type { ProcessIdentity, ProcessIdentityResolver } from './resolver.js';
 
-/** What the stage hands on to: the exporter. */
+/** What the stage hands on to: the exporter (and the IAM policy observer, which needs the call too). */
 export interface IdentifiedCallSink {
-  write(t: Translation, identity?: ProcessIdentity): void;
+  write(t: Translation, identity: ProcessIdentity | undefined, c: Correlated): void;
 }
 
 export class IdentityStage implements CallSink, SourceObserver {
@@ -39,12 +39,12 @@ export class IdentityStage implements CallSink, SourceObserver {
     const source = c.kind === 'call' ? c.call.source : c.attempt.source;
     const identity = this.resolver.lookup(source.address, source.port);
     if (!(identity instanceof Promise)) {
-      this.next.write(t, identity);
+      this.next.write(t, identity, c);
       return;
     }
     const p = identity.then((id) => {
       try {
-        this.next.write(t, id);
+        this.next.write(t, id, c);
       } catch (e) {
         this.counters.internalErrors++;
         this.log.warnLimited('translate', 'could not export a call', { error: (e as Error).message });

@@ -81,13 +81,13 @@ export class PolicyBuilder {
   }
 
   /**
-   * The subjects a `--client` / `?client=` value names: its label exactly, or the ClientId
-   * (all its processes merged). Empty when none matches.
+   * The subjects a `--client` / `?client=` value names: every process of that ClientId merged,
+   * else the one subject with that label (`client [process]`). Empty when none matches.
    */
   select(state: PolicyState, client: string): SubjectState[] {
-    const byLabel = state.subjects.filter((s) => subjectLabel(s) === client);
-    if (byLabel.length > 0) return byLabel;
-    return state.subjects.filter((s) => s.client === client || (client === '(no ClientId)' && s.client === ''));
+    const id = client === '(no ClientId)' ? '' : client;
+    const byClient = state.subjects.filter((s) => s.client === id);
+    return byClient.length > 0 ? byClient : state.subjects.filter((s) => subjectLabel(s) === client);
   }
 
   /** The merged report of some subjects (one client's processes), shown under `label`. */
