@@ -6,7 +6,7 @@
  */
 import type { Correlated } from '../correlate/types.js';
 import type { Logger } from '../log.js';
-import { PolicyBuilder, type PolicyDocument, type SubjectReport } from './document.js';
+import { PolicyBuilder, subjectLabel, type PolicyDocument, type SubjectReport } from './document.js';
 import { IAM_MAP_COUNTS, IAM_MAP_SOURCES } from './iam-map.data.js';
 import { PolicyObserver, type PolicyCounters, type ProcessLabelSource } from './observer.js';
 import { readPolicyFile, writePolicyFile } from './policy-file.js';
@@ -71,7 +71,7 @@ export class PolicyService {
   }
 
   labels(): string[] {
-    return this.observer.state().subjects.map((s) => (s.process === undefined ? s.client : `${s.client} [${s.process}]`));
+    return this.observer.state().subjects.map(subjectLabel);
   }
 
   /** Writes the policy file now if anything changed since the last write (SIGHUP, shutdown). */

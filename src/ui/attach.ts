@@ -1,6 +1,8 @@
 import type { Bridge } from '../bridge.js';
 import type { Config } from '../config/schema.js';
-import { LiveView } from './live-view.js';
+import { notes } from '../policy/policy-command.js';
+import type { PolicyService } from '../policy/policy-service.js';
+import { LiveView, type PolicyPane } from './live-view.js';
 
 /** The live view is shown when asked for (ui, the default) and stdout is a terminal. */
 export function wantsView(config: Config, out: NodeJS.WriteStream = process.stdout): boolean {
@@ -35,8 +37,21 @@ export function startView(
     input: process.stdin,
     onQuit: () => process.kill(process.pid, 'SIGINT'),
     ...(info.extra ? { extra: info.extra } : {}),
+    ...(bridge.policy ? { policy: policyPane(bridge.policy) } : {}),
   });
   bridge.tapCalls((c, t) => view.onCall(c, t));
   view.start();
   return view;
+}
+
+/** The policy pane over the bridge's policy service: the document, then what it leaves out. */
+function policyPane(policy: PolicyService): PolicyPane {
+  return {
+    labels: () => policy.labels(),
+    lines: async (label) => {
+      const r = await policy.one(label);
+      if (!r) return ['(not observed)'];
+      return [...JSON.stringify(r.policy, null, 2).split('\n'), '', ...notes(r, false)];
+    },
+  };
 }

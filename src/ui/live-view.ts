@@ -7,7 +7,7 @@ import type { Correlated } from '../correlate/types.js';
 import type { Stats } from '../stats.js';
 import type { Translation } from '../translate/types.js';
 import { DEFAULT_LIMITS, ViewModel, type ViewLimits } from './model.js';
-import { render, type Header } from './render.js';
+import { clean, render, type Header } from './render.js';
 
 const ENTER = '\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J';
 const LEAVE = '\x1b[?25h\x1b[?1049l';
@@ -28,6 +28,15 @@ export interface LiveViewOptions {
   limits?: ViewLimits;
   /** Extra header lines, re-read every frame. */
   extra?: () => string[];
+  /** The IAM policies (key p shows the selected application's, n selects the next one). */
+  policy?: PolicyPane;
+}
+
+/** What the live view needs of the policy service. */
+export interface PolicyPane {
+  labels(): string[];
+  /** The policy document of one application, as lines. */
+  lines(label: string): Promise<string[]>;
 }
 
 export class LiveView {
@@ -39,7 +48,13 @@ export class LiveView {
   private readonly onKey = (d: Buffer) => {
     const s = d.toString('latin1');
     if (s.includes('q') || s.includes('Q') || s.includes('\x03')) this.opts.onQuit();
+    this.policyKey(s);
   };
+  /** Policy pane: shown or not, which application, its last rendered lines. */
+  private policyShown = false;
+  private policyIndex = 0;
+  private policyLines: string[] = [];
+  private policyLoading = false;
   private readonly restoreOnExit = () => this.close();
 
   constructor(private readonly opts: LiveViewOptions) {
@@ -94,7 +109,45 @@ export class LiveView {
     this.opts.out.write(`\x1b[H${lines.map((l) => `${l}\x1b[K`).join('\r\n')}\x1b[J`);
   }
 
+  /** p: show/hide the policy of the selected application; n: the next application. */
+  policyKey(s: string): void {
+    if (!this.opts.policy) return;
+    if (s.includes('p') || s.includes('P')) this.policyShown = !this.policyShown;
+    else if (s.includes('n') || s.includes('N')) this.policyIndex++;
+    else return;
+    this.draw();
+  }
+
+  /** The policy pane's lines (refreshed in the background; the previous ones are shown meanwhile). */
+  private policyFrame(width: number, height: number): string[] {
+    const pane = this.opts.policy!;
+    const labels = pane.labels();
+    const label = labels.length ? labels[this.policyIndex % labels.length]! : undefined;
+    if (label !== undefined && !this.policyLoading) {
+      this.policyLoading = true;
+      pane.lines(label).then(
+        (lines) => {
+          this.policyLines = lines;
+          this.policyLoading = false;
+        },
+        (e: Error) => {
+          this.policyLines = [`(could not build the policy: ${e.message})`];
+          this.policyLoading = false;
+        },
+      );
+    }
+    const head = [
+      `aws-csm-bridge ${this.opts.version} · IAM policy   p: back to calls   n: next application   q: quit`,
+      label === undefined
+        ? 'no application observed yet'
+        : `application ${clean(label)} (${(this.policyIndex % labels.length) + 1} of ${labels.length})   also: GET /policy?client=ID on the admin listener`,
+      '',
+    ];
+    return [...head, ...(label === undefined ? [] : this.policyLines.map(clean))].slice(0, Math.max(1, height)).map((l) => (l.length > width ? l.slice(0, width) : l));
+  }
+
   private frame(): string[] {
+    if (this.policyShown && this.opts.policy) return this.policyFrame(this.opts.out.columns || 120, this.opts.out.rows || 40);
     const now = Date.now();
     const s = this.opts.stats();
     this.samples.push({ at: now, datagrams: s.datagrams.received, spans: s.spans.created });
@@ -109,6 +162,7 @@ export class LiveView {
       extra: this.opts.extra?.() ?? [],
       datagramsPerSec: dt > 0 ? (s.datagrams.received - first.datagrams) / dt : 0,
       spansPerSec: dt > 0 ? (s.spans.created - first.spans) / dt : 0,
+      ...(this.opts.policy ? { policyKey: true } : {}),
     };
     const width = this.opts.out.columns || 120;
     const height = this.opts.out.rows || 40;

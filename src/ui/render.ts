@@ -17,6 +17,8 @@ export interface Header {
   /** Rates measured by the view from successive counter samples. */
   datagramsPerSec: number;
   spansPerSec: number;
+  /** The p key shows the IAM policy pane. */
+  policyKey?: boolean;
 }
 
 export type ExportHealth = 'ok' | 'failing' | 'waiting';
@@ -54,7 +56,7 @@ export function render(model: ViewModel, stats: Stats, h: Header, width: number,
   const line = (s: string) => out.push(s.length > W ? s.slice(0, W) : s);
 
   const eh = exportHealth(stats);
-  line(`aws-csm-bridge ${h.version} · live view   ${clock(nowMs)} UTC   q or Ctrl-C to quit`);
+  line(`aws-csm-bridge ${h.version} · live view   ${clock(nowMs)} UTC   q or Ctrl-C to quit${h.policyKey ? '   p: IAM policy' : ''}`);
   line(`listen   udp ${h.listen.join(', ')}   admin ${h.admin ?? 'off'}`);
   line(
     `export   ${clean(h.target)}   ${eh.health.toUpperCase()}   spans ${stats.spans.exported} exported, ${stats.spans.failed} failed, ${stats.spans.dropped} dropped   metric exports ${stats.metricExports.succeeded} ok, ${stats.metricExports.failed} failed`,

@@ -33,6 +33,7 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
   let udpPort: number;
   let during = '';
   let after = '';
+  let policyScreen = '';
   const exits: Record<string, number> = {};
 
   const aws = async (name: string, args: string[]) => {
@@ -69,6 +70,12 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
     await aws('describe-missing', ['dynamodb', 'describe-table', '--table-name', 'nope']); // 400 ResourceNotFoundException
     during = await waitScreen((s) => /DynamoDB\.DescribeTable/.test(s) && /FAILING/.test(s) && /S3\.CreateBucket +2 /.test(s));
 
+    // p: the selected application's IAM policy; p again: back to the calls.
+    tmux('send-keys', '-t', 'view', 'p');
+    policyScreen = await waitScreen((s) => s.includes('IAM policy') && s.includes('s3:ListAllMyBuckets'));
+    tmux('send-keys', '-t', 'view', 'p');
+    await waitScreen((s) => s.includes('SERVICE.API'));
+
     // Ctrl-C: the view closes, the bridge flushes and exits 0, the terminal is back.
     tmux('send-keys', '-t', 'view', 'C-c');
     after = await waitScreen((s) => s.includes('EXIT='));
@@ -97,6 +104,12 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
     const order = during.split('\n').filter((l) => /^(S3|DynamoDB)\.\S+ +\d+ /.test(l)).map((l) => l.split(/\s+/)[0]);
     expect(order[0]).toBe('S3.CreateBucket');
     expect(order).toHaveLength(4);
+  });
+
+  it('p shows the selected application\'s IAM policy', () => {
+    expect(policyScreen).toMatch(/application live-e2e/);
+    for (const a of ['s3:CreateBucket', 's3:ListAllMyBuckets', 's3:ListBucket', 'dynamodb:DescribeTable']) expect(policyScreen, policyScreen).toContain(`"${a}"`);
+    expect(policyScreen).toContain('"Version": "2012-10-17"');
   });
 
   it('shows the listen address, the target and that exports are failing, with the error', () => {
