@@ -78,10 +78,18 @@ export interface ProcessLabelSource {
   readonly attributes: Readonly<Record<string, string | number>>;
 }
 
+interface CallRecord {
+  service: string;
+  api: string;
+  calls: number;
+  failed: number;
+  scopes: Set<Scope>;
+}
+
 interface Subject {
   client: string;
   process: string | undefined;
-  calls: Map<string, { service: string; api: string; calls: number; failed: number; scopes: Set<Scope> }>;
+  calls: Map<string, CallRecord>;
   denials: Map<string, ObservedDenial>;
 }
 
@@ -102,16 +110,8 @@ export class PolicyObserver {
     const subject = this.subject(client, processLabel(process));
     if (!subject) return;
     const key = `${first.service}\0${first.api}`;
-    let rec = subject.calls.get(key);
-    if (!rec) {
-      if (subject.calls.size >= MAX_CALLS_PER_SUBJECT) {
-        this.counters.droppedCalls++;
-        return;
-      }
-      rec = { service: cut(first.service), api: cut(first.api), calls: 0, failed: 0, scopes: new Set() };
-      subject.calls.set(key, rec);
-      this.changes++;
-    }
+    const rec = this.callRecord(subject, first.service, first.api);
+    if (!rec) return;
     rec.calls++;
     const scope = scopeOf(first.region ?? attempts.find((a) => a.region)?.region, principal?.account, first.service === 'S3' ? bucketOf(attempts) : undefined);
     if (!rec.scopes.has(scope)) {
@@ -166,16 +166,8 @@ export class PolicyObserver {
       const subject = this.subject(s.client, s.process);
       if (!subject) continue;
       for (const c of s.calls) {
-        const key = `${c.service}\0${c.api}`;
-        let rec = subject.calls.get(key);
-        if (!rec) {
-          if (subject.calls.size >= MAX_CALLS_PER_SUBJECT) {
-            this.counters.droppedCalls++;
-            continue;
-          }
-          rec = { service: c.service, api: c.api, calls: 0, failed: 0, scopes: new Set() };
-          subject.calls.set(key, rec);
-        }
+        const rec = this.callRecord(subject, c.service, c.api);
+        if (!rec) continue;
         rec.calls += c.calls;
         rec.failed += c.failed;
         for (const sc of c.scopes) {
@@ -192,6 +184,22 @@ export class PolicyObserver {
       }
     }
     this.changes++;
+  }
+
+  /** The subject's record of one Service.Api, made if there is room (else counted and undefined). */
+  private callRecord(subject: Subject, service: string, api: string): CallRecord | undefined {
+    const key = `${service}\0${api}`;
+    let rec = subject.calls.get(key);
+    if (!rec) {
+      if (subject.calls.size >= MAX_CALLS_PER_SUBJECT) {
+        this.counters.droppedCalls++;
+        return undefined;
+      }
+      rec = { service: cut(service), api: cut(api), calls: 0, failed: 0, scopes: new Set() };
+      subject.calls.set(key, rec);
+      this.changes++;
+    }
+    return rec;
   }
 
   private subject(client: string, process: string | undefined): Subject | undefined {
