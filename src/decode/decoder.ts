@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ZodError } from 'zod';
-import { principalOf } from '../policy/access-key.js';
+import { principalOf } from './access-key.js';
 import { isValidApiCall, isValidAttempt } from './fast-validate.js';
 import { apiCallAttemptSchema, apiCallSchema, type REQUIRED_FIELDS } from './schema.js';
 import type { RawApiCall, RawApiCallAttempt } from './schema.js';

@@ -9,7 +9,7 @@
  */
 
 import type { Source } from '../net/address.js';
-import type { Principal } from '../policy/access-key.js';
+import type { Principal } from './access-key.js';
 
 /**
  * Which SDK family sent an event, from its UserAgent. Correlation uses it:

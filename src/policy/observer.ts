@@ -12,7 +12,7 @@
  */
 import type { Correlated } from '../correlate/types.js';
 import type { CsmAttempt } from '../decode/types.js';
-import type { Principal } from './access-key.js';
+import type { Principal } from '../decode/access-key.js';
 import { isDenied, parseDenial } from './denial.js';
 
 export const MAX_SUBJECTS = 500;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Correlated } from '../../src/correlate/types.js';
 import type { CsmApiCall, CsmAttempt } from '../../src/decode/types.js';
-import { accountFromAccessKeyId, principalOf } from '../../src/policy/access-key.js';
+import { accountFromAccessKeyId, principalOf } from '../../src/decode/access-key.js';
 import { isDenied, parseDenial } from '../../src/policy/denial.js';
 import { PolicyBuilder } from '../../src/policy/document.js';
 import { MAX_CALLS_PER_SUBJECT, MAX_SUBJECTS, PolicyObserver } from '../../src/policy/observer.js';

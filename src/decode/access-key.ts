@@ -3,7 +3,8 @@
  * that signed the request) — never the key itself:
  *  - `id`: a salted SHA-256 (16 hex) that groups the calls of one key when ClientId is empty;
  *  - `account`: the 12-digit account id the key id encodes, for resource ARNs.
- * Computed at decode (src/decode/decoder.ts), so the raw key goes no further than it did before.
+ * Computed at decode (decoder.ts), the only stage that sees the raw key, so it goes no further than
+ * it did before; used by the IAM-policy observer (src/policy/).
  *
  * The account decode is the documented trick (Aidan Steele 2020, Tal Be'ery 2023): after the
  * 4-character prefix (AKIA long-term, ASIA temporary) the key id is base32; bits 1..40 of the
