@@ -158,6 +158,12 @@ export class Bridge {
     this.pipeline.expire(now);
   }
 
+  /** Spans made and not yet delivered, failed or dropped (a fast replay waits on it). */
+  spansInFlight(): number {
+    const s = this.stats.spans;
+    return s.created - s.exported - s.failed - s.dropped;
+  }
+
   private onDatagram(bytes: Buffer, from: Source): void {
     this.memory.note(bytes.length);
     try {

@@ -6,20 +6,13 @@
  * client. What a policy cannot say (unmapped calls, possible actions left out, AccessDenied
  * explanations) goes to stderr. Exit 2 for an unreadable file or an unknown client.
  */
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import type { Config } from '../config/schema.js';
-import { Correlator } from '../correlate/correlator.js';
-import { decodeDatagram } from '../decode/decoder.js';
-import { parseSource } from '../net/address.js';
-import { parseLine } from '../record/format.js';
+import { createLogger } from '../log.js';
+import { Pipeline, pipelineOptions } from '../pipeline.js';
+import { replay } from '../record/replay.js';
+import { newStats } from '../stats.js';
 import { PolicyBuilder, subjectLabel, type SubjectReport } from './document.js';
 import { PolicyObserver } from './observer.js';
-
-/** Lines longer than this are skipped (a 64 KiB datagram, JSON-escaped, fits easily). */
-const MAX_LINE_CHARS = 1024 * 1024;
-/** The live bridge's expiry cadence, on the recording's clock. */
-const EXPIRE_EVERY_MS = 1_000;
 
 export interface RecordingRead {
   observer: PolicyObserver;
@@ -29,50 +22,21 @@ export interface RecordingRead {
   rejected: number;
 }
 
-/** Observes every call of a recording. Throws when the file cannot be opened. */
+/**
+ * Observes every call of a recording: the bridge's own Pipeline (decode → correlate →
+ * translate), fed by the replayer on the recording's clock as fast as it reads. Throws when
+ * the file cannot be opened.
+ */
 export async function observeRecording(file: string, config: Config): Promise<RecordingRead> {
   const observer = new PolicyObserver();
-  const correlator = new Correlator(
-    { attemptHoldMs: config.attemptHoldMs, callHoldMs: config.callHoldMs, maxPending: config.maxPending, toleranceMs: config.matchToleranceMs },
-    (c) => observer.observe(c),
-  );
-  const decoder = { maxDatagramBytes: config.maxDatagramBytes, accessKey: 'drop' as const, accessKeySalt: config.accessKeySalt, timestampSemantics: config.timestampSemantics };
-  const input = createReadStream(file, { encoding: 'utf8' });
-  await new Promise<void>((resolve, reject) => {
-    input.once('ready', () => resolve());
-    input.once('error', reject);
-  });
-  const read: RecordingRead = { observer, lines: 0, datagrams: 0, badLines: 0, rejected: 0 };
-  const rl = createInterface({ input, crlfDelay: Infinity });
-  let last = 0;
-  let nextExpire = 0;
-  try {
-    for await (const line of rl) {
-      read.lines++;
-      if (line.trim() === '') continue;
-      let rec;
-      try {
-        if (line.length > MAX_LINE_CHARS) throw new Error('line too long');
-        rec = parseLine(line);
-      } catch {
-        read.badLines++;
-        continue;
-      }
-      const at = Math.max(Number(rec.recvNs / 1_000_000n), last);
-      if (nextExpire === 0) nextExpire = at + EXPIRE_EVERY_MS;
-      last = at;
-      for (; nextExpire <= at; nextExpire += EXPIRE_EVERY_MS) correlator.expire(nextExpire);
-      const r = decodeDatagram(rec.raw, parseSource(rec.src), at, decoder);
-      read.datagrams++;
-      if (r.ok) correlator.add(r.event);
-      else read.rejected++;
-    }
-  } finally {
-    rl.close();
-    input.destroy();
-  }
-  correlator.flush();
-  return read;
+  const stats = newStats(Date.now());
+  // Quiet: what the recording held is summed up on stderr at the end instead.
+  const log = createLogger('error', (line) => process.stderr.write(line));
+  const pipeline = new Pipeline(pipelineOptions(config, config.accessKeySalt), { write: (c) => observer.observe(c) }, stats, log);
+  const progress = await replay(file, pipeline, { speed: 0, log });
+  pipeline.flush();
+  const rejected = Object.values(stats.datagrams.rejected).reduce((a, b) => a + b, 0);
+  return { observer, lines: progress.lines, datagrams: progress.fed, badLines: progress.badLines, rejected };
 }
 
 export async function runPolicyCommand(

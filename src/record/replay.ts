@@ -9,9 +9,8 @@
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { Bridge } from '../bridge.js';
 import type { Logger } from '../log.js';
-import { parseSource } from '../net/address.js';
+import { parseSource, type Source } from '../net/address.js';
 import { parseLine } from './format.js';
 
 /** Same cadence as the live bridge's expiry timer. */
@@ -28,11 +27,19 @@ export interface ReplayProgress {
   done: boolean;
 }
 
+/** What a replay feeds: the bridge (`replay FILE`) or a bare Pipeline (`policy FILE`). */
+export interface ReplayTarget {
+  ingest(bytes: Buffer, from: Source, receivedAt: number): void;
+  expire(now: number): void;
+  /** Spans made but not yet delivered: a fast replay pauses while there are too many. Absent: never pauses. */
+  spansInFlight?(): number;
+}
+
 export interface ReplayOptions {
   speed: number;
   log: Logger;
   /** Spans in flight above which feeding pauses (speed 0), so the export spool does not overflow. */
-  maxInFlightSpans: number;
+  maxInFlightSpans?: number;
   /** Set to stop early (SIGINT). */
   stopped?: () => boolean;
   progress?: ReplayProgress;
@@ -40,7 +47,7 @@ export interface ReplayOptions {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export async function replay(file: string, bridge: Bridge, opts: ReplayOptions): Promise<ReplayProgress> {
+export async function replay(file: string, target: ReplayTarget, opts: ReplayOptions): Promise<ReplayProgress> {
   const p: ReplayProgress = opts.progress ?? { lines: 0, fed: 0, badLines: 0, done: false };
   const input = createReadStream(file, { encoding: 'utf8' });
   // Open errors (no such file) surface here rather than as an unhandled stream error.
@@ -82,10 +89,10 @@ export async function replay(file: string, bridge: Bridge, opts: ReplayOptions):
         if (wait > 1) await sleep(wait);
       } else if (p.fed % YIELD_EVERY === 0) {
         await new Promise<void>((r) => setImmediate(r));
-        await backpressure(bridge, opts);
+        await backpressure(target, opts);
       }
-      for (; nextExpire <= at; nextExpire += EXPIRE_EVERY_MS) bridge.expire(nextExpire);
-      bridge.ingest(rec.raw, parseSource(rec.src), at);
+      for (; nextExpire <= at; nextExpire += EXPIRE_EVERY_MS) target.expire(nextExpire);
+      target.ingest(rec.raw, parseSource(rec.src), at);
       p.fed++;
     }
   } finally {
@@ -97,8 +104,9 @@ export async function replay(file: string, bridge: Bridge, opts: ReplayOptions):
 }
 
 /** Waits (bounded: 30 s) while more spans are in flight than the export queue should hold. */
-async function backpressure(bridge: Bridge, opts: ReplayOptions): Promise<void> {
-  const s = bridge.stats.spans;
-  const inFlight = () => s.created - s.exported - s.failed - s.dropped;
-  for (let i = 0; i < 600 && inFlight() > opts.maxInFlightSpans && !opts.stopped?.(); i++) await sleep(50);
+async function backpressure(target: ReplayTarget, opts: ReplayOptions): Promise<void> {
+  const inFlight = target.spansInFlight;
+  const max = opts.maxInFlightSpans;
+  if (inFlight === undefined || max === undefined) return;
+  for (let i = 0; i < 600 && inFlight.call(target) > max && !opts.stopped?.(); i++) await sleep(50);
 }
