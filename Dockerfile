@@ -38,10 +38,13 @@ COPY config ./config
 # default allows the private ranges (RFC 1918) that container networks use;
 # narrow it to your network's CIDR (--allow-source / AWS_CSM_BRIDGE_ALLOW_SOURCE),
 # or --allow-any-source on a network you trust. The admin endpoint listens on
-# every interface too, for the health check and for `docker exec`/probes.
+# every interface too, for the health check and for `docker exec`/probes, which
+# a non-loopback HTTP listener must opt into (AWS_CSM_BRIDGE_ALLOW_REMOTE_HTTP);
+# publish its port only where you want /stats readable.
 ENV AWS_CSM_HOST=0.0.0.0 \
     AWS_CSM_PORT=31000 \
     AWS_CSM_BRIDGE_ADMIN=0.0.0.0:31001 \
+    AWS_CSM_BRIDGE_ALLOW_REMOTE_HTTP=true \
     AWS_CSM_BRIDGE_ALLOW_SOURCE=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16 \
     AWS_CSM_BRIDGE_UI=false
 

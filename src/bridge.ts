@@ -5,8 +5,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { AdminServer } from './admin/server.js';
+import type { OtelSettings } from './config/otel-env.js';
 import type { Config } from './config/schema.js';
-import type { Source } from './net/address.js';
+import { parseHostPort, type Source } from './net/address.js';
 import { OtelExporter } from './export/otel-exporter.js';
 import { PolicyService } from './policy/policy-service.js';
 import { IdentityStage, type IdentifiedCallSink } from './identity/identity-stage.js';
@@ -15,7 +16,7 @@ import type { Logger } from './log.js';
 import { MemoryGuard } from './memory-guard.js';
 import { Pipeline, pipelineOptions, type CallSink, type CallTap, type DatagramTap, type PipelineOptions } from './pipeline.js';
 import { UdpReceiver } from './receive/udp-receiver.js';
-import { bindPolicyError } from './receive/source-filter.js';
+import { bindPolicyError, httpBindPolicyError } from './receive/source-filter.js';
 import { newStats, type Stats } from './stats.js';
 import { warmUp } from './warm-up.js';
 
@@ -48,16 +49,15 @@ export class Bridge {
     config: Config,
     private readonly log: Logger,
     version: string,
-    env: NodeJS.ProcessEnv = process.env,
+    otel: OtelSettings,
     private readonly intake: Intake = 'udp',
   ) {
     // A per-process random salt still hides the key; a configured one keeps hashes stable across restarts.
     this.options = pipelineOptions(config, config.accessKeySalt || randomBytes(16).toString('hex'));
     this.exporter = new OtelExporter(
       {
-        ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}),
+        otel,
         ...(config.serviceNamespace ? { serviceNamespace: config.serviceNamespace } : {}),
-        otlpProtocol: config.otlpProtocol,
         defaultServiceName: config.defaultServiceName,
         maxClients: config.maxClients,
         exportDelayMs: config.exportDelayMs,
@@ -69,7 +69,6 @@ export class Bridge {
       },
       this.stats,
       log,
-      env,
     );
     // Loads --policy-file: throws PolicyFileError (exit 2) when it exists but cannot be used.
     const policy = (this.policy =
@@ -98,7 +97,9 @@ export class Bridge {
     this.pipeline = new Pipeline(this.options, sink, this.stats, log);
     this.memory = new MemoryGuard(this.stats.memory, this.pipeline, log);
     this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
-    this.bindError = bindPolicyError(config.listen, config.allowSource, config.allowAnySource);
+    this.bindError =
+      bindPolicyError(config.listen, config.allowSource, config.allowAnySource) ??
+      httpBindPolicyError(config.admin === 'off' ? [] : [{ what: 'admin listener', host: parseHostPort(config.admin).host, setting: '--admin' }], config.allowRemoteHttp);
     this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log, config.udpReceiver);
     this.admin = config.admin === 'off' ? undefined : new AdminServer(config.admin, () => this.snapshot(), this.policy);
   }

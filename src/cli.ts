@@ -8,7 +8,8 @@ import { Recorder } from './record/recorder.js';
 import { runReplayCommand } from './record/replay-command.js';
 import { runPolicyCommand } from './policy/policy-command.js';
 import { PolicyFileError } from './policy/policy-file.js';
-import { exportEndpoint, startView, wantsView } from './ui/attach.js';
+import { startView, wantsView } from './ui/attach.js';
+import { describeTargets } from './config/otel-env.js';
 import type { LiveView } from './ui/live-view.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -32,7 +33,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const config = command.config;
+  const { config, otel } = command;
   const sub = command.subcommand;
   // Reads a file and prints: no logger, no bridge.
   if (sub?.name === 'policy') return runPolicyCommand(sub.file, config);
@@ -51,11 +52,11 @@ async function main(): Promise<number> {
     DiagLogLevel.WARN,
   );
 
-  if (sub?.name === 'replay') return runReplayCommand(sub.file, config, log, VERSION, (v) => (view = v));
+  if (sub?.name === 'replay') return runReplayCommand(sub.file, config, otel, log, VERSION, (v) => (view = v));
 
   let bridge: Bridge;
   try {
-    bridge = new Bridge(config, log, VERSION);
+    bridge = new Bridge(config, log, VERSION, otel);
   } catch (e) {
     // e.g. the spool directory cannot be created or another bridge uses it.
     log.error((e as Error).message);
@@ -82,7 +83,7 @@ async function main(): Promise<number> {
   }
   if (wantsView(config)) {
     const rec = recorder;
-    view = startView(bridge, config, {
+    view = startView(bridge, config, otel, {
       version: VERSION,
       listen: addresses.listen,
       ...(addresses.admin ? { admin: addresses.admin } : {}),
@@ -101,8 +102,9 @@ async function main(): Promise<number> {
     listen: addresses.listen,
     udpReceiver: bridge.udpReceiver,
     admin: addresses.admin ?? 'off',
-    otlpProtocol: config.otlpProtocol,
-    otlpEndpoint: exportEndpoint(config),
+    export: describeTargets(otel),
+    otlpProtocol: otel.traces.protocol,
+    otlpEndpoint: otel.traces.url,
   });
 
   return new Promise<number>((resolve) => {

@@ -5,8 +5,9 @@
  * 8-bit CSI), the Unicode line/paragraph separators and the bidi overrides. So
  * values that came off the wire cannot inject terminal escapes or fake log lines.
  */
-export type Level = 'debug' | 'info' | 'warn' | 'error';
-const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+export type Level = 'debug' | 'info' | 'warn' | 'error' | 'none';
+/** `none` (OTEL_LOG_LEVEL=none) is above every level a line can have: nothing is written. */
+const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40, none: 100 };
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -35,7 +36,7 @@ export function createLogger(
 ): Logger {
   const min = RANK[level];
   const limited = new Map<string, { until: number; suppressed: number }>();
-  const emit = (lvl: Level, msg: string, fields?: Record<string, unknown>) => {
+  const emit = (lvl: Exclude<Level, 'none'>, msg: string, fields?: Record<string, unknown>) => {
     if (RANK[lvl] < min) return;
     write(`${safeLine(JSON.stringify({ time: new Date(now()).toISOString(), level: lvl, msg, ...fields }))}\n`);
   };

@@ -69,8 +69,17 @@ export interface Stats {
     /** Found in spoolDir at start, left by an earlier run. */
     recoveredSpans: number;
     recoveredMetricExports: number;
-    /** spoolDir write/read/delete failures (a batch that cannot be written stays in memory). */
+    /** spoolDir write/read/delete failures (a batch that cannot be written stays in memory and is written when space frees). */
     diskErrors: number;
+    /** Of the queued: in spoolDir files now (kept for the next start); the rest is in memory. */
+    onDiskSpans: number;
+    onDiskMetricExports: number;
+    onDiskBytes: number;
+    /** Undelivered at shutdown and not on disk: lost (spans are also in spans.dropped). */
+    lostSpans: number;
+    lostMetricExports: number;
+    /** Sends that failed in the TLS handshake or a certificate check (also in retries). */
+    tlsErrors: number;
   };
   /** Newest failed export per signal (epoch ms, exporter message cut to 300 chars); null until one fails. */
   lastExportError: { traces: ExportError | null; metrics: ExportError | null };
@@ -125,6 +134,12 @@ export function newStats(now: number): Stats {
       recoveredSpans: 0,
       recoveredMetricExports: 0,
       diskErrors: 0,
+      onDiskSpans: 0,
+      onDiskMetricExports: 0,
+      onDiskBytes: 0,
+      lostSpans: 0,
+      lostMetricExports: 0,
+      tlsErrors: 0,
     },
     lastExportError: { traces: null, metrics: null },
     lastExportOkAt: { traces: null, metrics: null },

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { formatHostPort } from '../net/address.js';
+import { OTEL_VARIABLES, resolveOtelEnv, type OtelSettings } from './otel-env.js';
 import { configSchema, OPTIONS, type Config, type OptionKey } from './schema.js';
 
 /** A config problem the user must fix; the message says what and where. */
@@ -9,7 +10,8 @@ export class ConfigError extends Error {}
 /** `record FILE` / `replay FILE` / `policy FILE`; absent: run the bridge. */
 export type Subcommand = { name: 'record' | 'replay' | 'policy'; file: string };
 
-export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: Config; subcommand?: Subcommand };
+/** `otel`: the OTEL_* variables, resolved once (otel-env.ts); nothing else reads them. */
+export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: Config; otel: OtelSettings; subcommand?: Subcommand };
 
 type Source = { desc: string; raw: unknown };
 type Layer = Partial<Record<OptionKey, Source>>;
@@ -35,7 +37,19 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Com
   const input: Record<string, unknown> = {};
   for (const [k, s] of Object.entries(merged)) input[k] = s.raw;
   const r = configSchema.safeParse(input);
-  if (r.success) return subcommand ? { kind: 'run', config: r.data, subcommand } : { kind: 'run', config: r.data };
+  if (r.success) {
+    const config = r.data;
+    let otel: OtelSettings;
+    try {
+      otel = resolveOtelEnv(env, { otlpEndpoint: config.otlpEndpoint, otlpProtocol: config.otlpProtocol });
+    } catch (e) {
+      const lines = (e as Error).message.split('\n').map((l) => `  ${l}`);
+      throw new ConfigError(`invalid OpenTelemetry environment:\n${lines.join('\n')}\nRun with --help to see every variable.`);
+    }
+    // --log-level / AWS_CSM_BRIDGE_LOG_LEVEL / the file win; else OTEL_LOG_LEVEL.
+    if (merged.logLevel === undefined && otel.logLevel !== undefined) config.logLevel = otel.logLevel;
+    return subcommand ? { kind: 'run', config, otel, subcommand } : { kind: 'run', config, otel };
+  }
   const lines = r.error.issues.map((issue) => {
     const key = String(issue.path[0] ?? '');
     const src = merged[key as OptionKey];
@@ -176,7 +190,7 @@ export function helpText(version: string): string {
   });
   return `aws-csm-bridge ${version}
 Receives AWS SDK Client-Side Monitoring (CSM) datagrams and exports them as
-OpenTelemetry traces and metrics over OTLP/HTTP.
+OpenTelemetry traces and metrics over OTLP (HTTP or gRPC) or a Prometheus endpoint.
 
 Usage: aws-csm-bridge [--config FILE] [--SETTING VALUE ...]
        aws-csm-bridge record FILE [--SETTING VALUE ...]
@@ -201,14 +215,16 @@ Commands:
 
 Turn CSM on in an application: AWS_CSM_ENABLED=true (and AWS_CSM_PORT if not 31000).
 Precedence: flags > environment > config file (YAML, same keys) > defaults.
-Standard OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout,
-compression, per-signal variants), OTEL_SERVICE_NAME and
-OTEL_RESOURCE_ATTRIBUTES are honoured.
+The standard OpenTelemetry variables (below) are honoured; a bad value stops
+the bridge with a message naming it.
 
 Options:
   --config FILE
       YAML config file (env AWS_CSM_BRIDGE_CONFIG); see config/aws-csm-bridge.example.yaml.
 ${rows.join('\n')}
   --help, --version
+
+OpenTelemetry environment variables (empty = unset):
+${OTEL_VARIABLES.map((v) => `  ${v.name}\n      ${v.help}`).join('\n')}
 `;
 }

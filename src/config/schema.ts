@@ -79,15 +79,30 @@ export const OPTIONS = {
   otlpEndpoint: opt(
     z.string().url().optional(),
     'string',
-    'OTLP/HTTP base URL; /v1/traces and /v1/metrics are appended. Without it the standard OTEL_EXPORTER_OTLP_*ENDPOINT variables apply (default http://localhost:4318).',
+    'OTLP base URL for both signals, over every OTEL_EXPORTER_OTLP_*ENDPOINT variable. http/*: /v1/traces and /v1/metrics are appended; grpc: scheme://host:port. Without it the standard variables apply (default http://localhost:4318, grpc http://localhost:4317).',
     ['AWS_CSM_BRIDGE_OTLP_ENDPOINT'],
     'from OTEL_EXPORTER_OTLP_ENDPOINT',
   ),
   otlpProtocol: opt(
-    z.enum(['http/protobuf', 'http/json']).default('http/protobuf'),
+    z.enum(['http/protobuf', 'http/json', 'grpc']).default('http/protobuf'),
     'string',
-    'OTLP encoding.',
+    'OTLP transport and encoding; OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / _METRICS_PROTOCOL override it per signal.',
     ['OTEL_EXPORTER_OTLP_PROTOCOL'],
+  ),
+  sampleKeep: opt(
+    z
+      .array(z.string().regex(/^(errors|retries|none|slow:\d+(ms|s))$/, 'expected errors, retries, slow:DURATION (e.g. slow:2000ms or slow:2s) or none'))
+      .refine((a) => !(a.includes('none') && a.length > 1), 'none cannot be combined with other rules')
+      .default(['errors', 'retries']),
+    'list',
+    'With sampling on (OTEL_TRACES_SAMPLER below 100 %): calls always kept whatever the sampler says: errors (a failed call), retries (more than one attempt), slow:DURATION (slower than that); none = the sampler alone decides. Metrics always count every call.',
+    ['AWS_CSM_BRIDGE_SAMPLE_KEEP'],
+  ),
+  allowRemoteHttp: opt(
+    z.boolean().default(false),
+    'bool',
+    'Let the admin listener and the Prometheus endpoint bind a non-loopback address (both answer without authentication: counters, client names and metrics). Without it the bridge refuses to start with one.',
+    ['AWS_CSM_BRIDGE_ALLOW_REMOTE_HTTP'],
   ),
   attemptHoldMs: opt(
     ms(0).default(300_000),
@@ -224,9 +239,9 @@ export const OPTIONS = {
     ['AWS_CSM_BRIDGE_SHUTDOWN_TIMEOUT_MS'],
   ),
   logLevel: opt(
-    z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    z.enum(['debug', 'info', 'warn', 'error', 'none']).default('info'),
     'string',
-    'Least severe log level written (JSON lines on stderr).',
+    'Least severe log level written (JSON lines on stderr); none = no log. When unset, OTEL_LOG_LEVEL applies.',
     ['AWS_CSM_BRIDGE_LOG_LEVEL'],
   ),
   ui: opt(

@@ -1,21 +1,22 @@
-import { defaultResource, detectResources, envDetector, type Resource } from '@opentelemetry/resources';
+import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader, type MetricProducer } from '@opentelemetry/sdk-metrics';
 import { join } from 'node:path';
 import { ClientRegistry } from './clients.js';
 import { MetricAggregator } from './metric-aggregator.js';
 import { bridgeResource, registerSelfMetrics } from './self-metrics.js';
 import { SpanBatcher } from './span-batcher.js';
-import { SpoolingMetricExporter, SpoolingSpanExporter } from './spooling-exporter.js';
+import type { SpoolContent } from './spool.js';
+import { encodingOf, SpoolingMetricExporter, SpoolingSpanExporter } from './spooling-exporter.js';
 import { METRIC_INSTRUMENTS } from '../translate/instruments.js';
 import type { Translation } from '../translate/types.js';
 import type { ProcessIdentity } from '../identity/resolver.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats.js';
+import type { OtelSettings } from '../config/otel-env.js';
 
 export interface ExportOptions {
-  /** Base URL; when absent the exporters read the standard OTEL_EXPORTER_OTLP_* variables. */
-  otlpEndpoint?: string;
-  otlpProtocol: 'http/protobuf' | 'http/json';
+  /** The OTEL_* variables, resolved once (config/otel-env.ts): targets, temporality, resource. */
+  otel: OtelSettings;
   defaultServiceName: string;
   serviceNamespace?: string;
   maxClients: number;
@@ -60,25 +61,21 @@ export class OtelExporter {
     private readonly opts: ExportOptions,
     private readonly stats: Stats,
     private readonly log: Logger,
-    env: NodeJS.ProcessEnv = process.env,
   ) {
-    const traceProtocol = env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ?? opts.otlpProtocol;
-    const metricProtocol = env['OTEL_EXPORTER_OTLP_METRICS_PROTOCOL'] ?? opts.otlpProtocol;
-    const url = (signal: string) => (opts.otlpEndpoint ? `${opts.otlpEndpoint.replace(/\/+$/, '')}/v1/${signal}` : undefined);
-    // Batches → spool (accepts at once, bounded) → OTLP/HTTP, oldest first, retried (spool.ts).
+    // Batches → spool (accepts at once, bounded) → OTLP, oldest first, retried (spool.ts).
     const metricsSpoolBytes = Math.floor(opts.spoolMaxBytes / 8);
     const spoolDir = (signal: string) => (opts.spoolDir ? join(opts.spoolDir, signal) : undefined);
-    this.traceEncoding = traceProtocol === 'http/json' ? 'json' : 'protobuf';
+    this.traceEncoding = encodingOf(opts.otel.traces);
     this.spanExporter = new SpoolingSpanExporter(
-      { encoding: this.traceEncoding, url: url('traces'), maxBytes: opts.spoolMaxBytes - metricsSpoolBytes, dir: spoolDir('traces') },
+      { target: opts.otel.traces, maxBytes: opts.spoolMaxBytes - metricsSpoolBytes, dir: spoolDir('traces') },
       stats,
       log,
     );
     this.metricExporter = new SpoolingMetricExporter(
-      { encoding: metricProtocol === 'http/json' ? 'json' : 'protobuf', url: url('metrics'), maxBytes: metricsSpoolBytes, dir: spoolDir('metrics') },
+      { target: opts.otel.metrics, maxBytes: metricsSpoolBytes, dir: spoolDir('metrics') },
       stats,
       log,
-      env,
+      opts.otel.temporality,
     );
     const scope = { name: 'aws-csm-bridge', version: opts.version };
     this.spans = new SpanBatcher(
@@ -91,12 +88,12 @@ export class OtelExporter {
         defaultServiceName: opts.defaultServiceName,
         ...(opts.serviceNamespace ? { serviceNamespace: opts.serviceNamespace } : {}),
         // The merge order keeps telemetry.sdk.* and lets OTEL_RESOURCE_ATTRIBUTES add to every resource (§3.1).
-        baseResource: defaultResource().merge(detectResources({ detectors: [envDetector] })),
+        baseResource: defaultResource().merge(resourceFromAttributes(opts.otel.resourceAttributes)),
         createMetrics: (resource) => this.createMetrics(resource),
       },
       stats.clients,
     );
-    this.bridgeMeterProvider = new MeterProvider({ resource: bridgeResource(opts.version), readers: [this.reader()] });
+    this.bridgeMeterProvider = new MeterProvider({ resource: bridgeResource(opts.version, opts.otel), readers: [this.reader()] });
     registerSelfMetrics(this.bridgeMeterProvider.getMeter('aws-csm-bridge', opts.version), stats);
   }
 
@@ -151,19 +148,26 @@ export class OtelExporter {
     this.spans.flush();
     await Promise.all(this.meterProviders().map((p) => p.shutdown().catch((e: Error) => this.log.warn('shutdown failed', { error: e.message }))));
     await Promise.all([this.spanExporter.drain(deadlineAt), this.metricExporter.drain(deadlineAt)]);
-    const spans = this.spanExporter.queued;
-    const metrics = this.metricExporter.queued;
-    if (spans.items + metrics.items > 0) {
-      const fields = {
-        spans: spans.items,
-        metricExports: metrics.items,
-        bytes: spans.bytes + metrics.bytes,
-        ...(this.opts.spoolDir ? { spoolDir: this.opts.spoolDir } : {}),
-      };
-      if (spans.keptOnDisk) this.log.warn('OTLP endpoint unavailable at shutdown: undelivered data kept in the spool directory for the next start', fields);
-      else this.log.error('OTLP endpoint unavailable at shutdown: undelivered data is lost (no spoolDir)', fields);
-    }
     // A request still in flight is abandoned at the deadline (a disk spool sends it again next time).
-    await Promise.all([this.spanExporter.close(deadlineAt), this.metricExporter.close(deadlineAt)]);
+    const [spans, metrics] = await Promise.all([this.spanExporter.close(deadlineAt), this.metricExporter.close(deadlineAt)]);
+    logUndelivered(this.log, spans, metrics, this.stats, this.opts.spoolDir);
   }
+}
+
+/**
+ * The shutdown truth: what is on disk for the next start, and what was lost
+ * (counted in stats.spool.lostSpans / lostMetricExports and spans.dropped).
+ */
+export function logUndelivered(log: Logger, spans: SpoolContent, metrics: SpoolContent, stats: Stats, spoolDir: string | undefined): void {
+  const keptItems = spans.onDisk.items + metrics.onDisk.items;
+  const lost = { spans: stats.spool.lostSpans, metricExports: stats.spool.lostMetricExports };
+  if (keptItems === 0 && lost.spans + lost.metricExports === 0) return;
+  const fields = {
+    keptOnDisk: { spans: spans.onDisk.items, metricExports: metrics.onDisk.items, bytes: spans.onDisk.bytes + metrics.onDisk.bytes },
+    lost,
+    ...(spoolDir ? { spoolDir } : {}),
+  };
+  if (lost.spans + lost.metricExports === 0) log.warn('OTLP endpoint unavailable at shutdown: undelivered data kept in the spool directory for the next start', fields);
+  else if (keptItems > 0) log.error('OTLP endpoint unavailable at shutdown: some undelivered data kept in the spool directory, the rest (not on disk) is lost', fields);
+  else log.error(`OTLP endpoint unavailable at shutdown: undelivered data is lost${spoolDir ? ' (the spool directory took none of it)' : ' (no spoolDir)'}`, fields);
 }

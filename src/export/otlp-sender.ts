@@ -1,5 +1,5 @@
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
+import { createOtlpHttpExportDelegate, httpAgentFactoryFromOptions } from '@opentelemetry/otlp-exporter-base/node-http';
 import {
   JsonMetricsSerializer,
   JsonTraceSerializer,
@@ -8,9 +8,32 @@ import {
   type IExporterMetricsHelper,
   type ISerializer,
 } from '@opentelemetry/otlp-transformer';
+import type { OtlpTarget, Signal } from '../config/otel-env.js';
+import { createGrpcSender } from './otlp-grpc-sender.js';
 import type { Encoding, SendResult } from './spool.js';
 
-export type Signal = 'traces' | 'metrics';
+export type { Signal };
+
+/** Sends one already-serialized OTLP request body; the spool owns retries across calls. */
+export interface OtlpSender {
+  send(body: Uint8Array, items: number): Promise<SendResult>;
+  /** Waits for the request in flight, if any, then closes the connection(s). */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * The sender for a target's protocol. `encoding` is the stored body's: a
+ * spool file from a run with another protocol is sent with its own
+ * Content-Type over HTTP; a JSON body cannot go over gRPC (rejected, counted).
+ */
+export function createOtlpSender(target: OtlpTarget, encoding: Encoding): OtlpSender {
+  if (target.protocol !== 'grpc') return createHttpSender(target, encoding);
+  if (encoding === 'protobuf') return createGrpcSender(target);
+  return {
+    send: () => Promise.resolve({ ok: false, kind: 'rejected', error: 'an OTLP/JSON batch (spooled by an earlier run with http/json) cannot be sent over gRPC' }),
+    shutdown: () => Promise.resolve(),
+  };
+}
 
 /** A request body serialized ahead of time (by the spooling exporters), with its item count. */
 interface Prepared {
@@ -18,37 +41,39 @@ interface Prepared {
   items: number;
 }
 
-export interface OtlpSender {
-  send(body: Uint8Array, items: number): Promise<SendResult>;
-  /** Waits for the request in flight, if any, then closes the HTTP agent. */
-  shutdown(): Promise<void>;
-}
-
 /**
- * Sends already-serialized OTLP request bodies with the OTLP exporters' own
- * HTTP delegate (`@opentelemetry/otlp-exporter-base`): the same endpoint
- * resolution (`url` or OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]ENDPOINT), headers,
- * compression, timeout, TLS files, keep-alive agent and in-timeout retries as
- * `OTLPTraceExporter`/`OTLPMetricExporter`, and the same Content-Type per
- * encoding. Only serialization moved earlier, so a body can wait in the spool
- * (memory or disk) as the exact bytes that will go on the wire.
+ * OTLP/HTTP through the OTLP exporters' own HTTP delegate
+ * (`@opentelemetry/otlp-exporter-base`), given every option explicitly from
+ * the resolved settings (so it reads no environment): keep-alive agent with
+ * the TLS files, headers, gzip, timeout and its in-timeout retries on
+ * 429/502/503/504 and network errors, the same Content-Type per encoding as
+ * `OTLPTraceExporter`/`OTLPMetricExporter`. Only serialization moved earlier,
+ * so a body can wait in the spool as the exact bytes that go on the wire.
  */
-export function createOtlpSender(signal: Signal, encoding: Encoding, url?: string): OtlpSender {
-  const real = serializerFor(signal, encoding) as ISerializer<unknown, unknown>;
+function createHttpSender(target: OtlpTarget, encoding: Encoding): OtlpSender {
+  const real = serializerFor(target.signal, encoding) as ISerializer<unknown, unknown>;
   const serializer: ISerializer<Prepared, unknown> = {
     serializeRequest: (p) => p.body,
     deserializeResponse: (data) => real.deserializeResponse(data),
   };
   const helper: IExporterMetricsHelper<Prepared> = {
-    name: signal === 'traces' ? 'span' : 'metric_data_point',
+    name: target.signal === 'traces' ? 'span' : 'metric_data_point',
     countItems: (p) => p.items,
   };
+  const headers = { ...target.headers, 'Content-Type': encoding === 'json' ? 'application/json' : 'application/x-protobuf' };
+  const { ca, cert, key } = target.tls;
   const delegate = createOtlpHttpExportDelegate(
-    convertLegacyHttpOptions(url ? { url } : {}, signal === 'traces' ? 'TRACES' : 'METRICS', `v1/${signal}`, {
-      'Content-Type': encoding === 'json' ? 'application/json' : 'application/x-protobuf',
-    }),
+    {
+      url: target.url,
+      headers: () => Promise.resolve({ ...headers }),
+      compression: target.compression,
+      timeoutMillis: target.timeoutMs,
+      // The spool sends one request at a time; the delegate's bound only needs to admit it.
+      concurrencyLimit: 2,
+      agentFactory: httpAgentFactoryFromOptions({ keepAlive: true, ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) }),
+    },
     serializer,
-    signal === 'traces' ? 'otlp_http_span_exporter' : 'otlp_http_metric_exporter',
+    target.signal === 'traces' ? 'otlp_http_span_exporter' : 'otlp_http_metric_exporter',
     helper,
     undefined,
   );
@@ -63,17 +88,23 @@ export function serializerFor(signal: Signal, encoding: Encoding): ISerializer<n
   return encoding === 'json' ? JsonMetricsSerializer : ProtobufMetricsSerializer;
 }
 
+/** Node's codes for a failed TLS handshake or certificate check (the server's, or ours refused). */
+const TLS_ERROR = /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|EPROTO$|HOSTNAME_MISMATCH$)/;
+
 /**
  * The delegate reports an HTTP answer it will not retry as an OTLPExporterError
  * carrying the status code; everything else that fails (connection refused or
- * reset, timeout, 429/502/503/504 still failing at the end of its timeout) has
- * no status code and is worth retrying later.
+ * reset, timeout, 429/502/503/504 still failing at the end of its timeout, a
+ * TLS failure) has no status code and is worth retrying later: a certificate
+ * can be fixed on either side without a restart, and the batch waits in the
+ * spool meanwhile (counted in spool.tlsErrors, said in lastExportError).
  */
 export function classify(r: ExportResult): SendResult {
   if (r.code === ExportResultCode.SUCCESS) return { ok: true };
   const e = r.error as (Error & { code?: unknown }) | undefined;
   const error = e?.message || String(e ?? 'export failed');
   const status = e?.name === 'OTLPExporterError' && typeof e.code === 'number' ? e.code : undefined;
+  if (typeof e?.code === 'string' && TLS_ERROR.test(e.code)) return { ok: false, kind: 'transient', error: `TLS: ${error} (${e.code})`, tls: true };
   if (status === undefined || status === 408 || status === 429 || status === 502 || status === 503 || status === 504) {
     return { ok: false, kind: 'transient', error };
   }

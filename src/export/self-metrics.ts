@@ -8,7 +8,8 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Meter, ObservableResult } from '@opentelemetry/api';
-import { defaultResource, detectResources, envDetector, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import type { OtelSettings } from '../config/otel-env.js';
 import type { Stats } from '../stats.js';
 
 type Kind = 'counter' | 'updown' | 'gauge';
@@ -131,8 +132,8 @@ export function registerSelfMetrics(meter: Meter, stats: Stats): void {
   }
 }
 
-/** The bridge's own resource; OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override its defaults. */
-export function bridgeResource(version: string): Resource {
+/** The bridge's own resource; OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME (resolved in config/otel-env.ts) override its defaults. */
+export function bridgeResource(version: string, otel: Pick<OtelSettings, 'resourceAttributes' | 'serviceName'>): Resource {
   return defaultResource()
     .merge(
       resourceFromAttributes({
@@ -143,5 +144,5 @@ export function bridgeResource(version: string): Resource {
         'process.pid': process.pid,
       }),
     )
-    .merge(detectResources({ detectors: [envDetector] }));
+    .merge(resourceFromAttributes({ ...otel.resourceAttributes, ...(otel.serviceName ? { 'service.name': otel.serviceName } : {}) }));
 }

@@ -1,23 +1,28 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { constants as zlib, gunzipSync, gzipSync } from 'node:zlib';
+import { MemoryStorage, type BatchKey, type Encoding, type SpoolStorage } from './spool-storage.js';
+
+export type { Encoding };
+export { DiskStorage, MemoryStorage, type SpoolStorage } from './spool-storage.js';
 
 /**
  * A bounded spool of serialized OTLP request bodies between the span batch /
  * metric readers and the OTLP endpoint.
  *
  * `push()` accepts a batch at once (so nothing queues in front of it while
- * the endpoint is away and UDP intake never waits); one sender
- * loop sends the oldest batch first, and retries it with capped exponential
- * backoff while the endpoint is unreachable or answers "try later". The
- * bound is in bytes of request body: when a new batch does not fit, the
- * oldest batches are dropped (never the one in flight) and counted.
+ * the endpoint is away and UDP intake never waits); one sender loop sends the
+ * oldest batch first, and retries it with capped exponential backoff while
+ * the endpoint is unreachable or answers "try later". Two bounds, both in
+ * bytes of stored request body: `maxBytes` for everything waiting, and
+ * `maxMemoryBytes` for what is held in memory (all of a memory spool; the
+ * batches a disk refused). When a batch does not fit, the oldest batches go
+ * (never the one in flight), and every item is counted.
  *
- * Storage: memory by default; with `dir`, every batch is a file written
- * atomically (tmp + rename), the in-memory index only holds names and sizes,
- * and files left by an earlier run are sent first at the next start.
- * Delivery is at least once: a batch whose request was in flight at exit is
- * sent again at the next start.
+ * Storage (spool-storage.ts): memory, or one file per batch in a directory.
+ * A batch the disk refuses (full, gone) stays in memory and is written to
+ * disk as soon as space frees (a stored batch is delivered or dropped, or a
+ * later write succeeds), oldest first. `close()` says exactly what is on disk
+ * for the next start and counts the rest as lost (`dropped(..., 'shutdown')`):
+ * a memory spool's content, and what the disk never took.
  *
  * A batch that arrives behind a backlog (GZIP_WHEN_WAITING batches already
  * queued) is stored gzipped: OTLP bodies of CSM spans repeat the same keys and
@@ -26,40 +31,58 @@ import { constants as zlib, gunzipSync, gzipSync } from 'node:zlib';
  * the previous request is in flight, and gzipping those cost 2.5 % of the CPU.
  */
 
-export type Encoding = 'protobuf' | 'json';
-
 /** A backlog of this many batches means the endpoint is down or slow: later batches are gzipped. */
 export const GZIP_WHEN_WAITING = 4;
+/** The longest wait a server's RetryInfo / Retry-After may impose on the spool. */
+export const MAX_RETRY_AFTER_MS = 60_000;
 
 export type SendResult =
   | { ok: true }
   /**
-   * transient: unreachable, timed out, 429/502/503/504 after the inner retries: retry, no limit
-   * (the spool bound limits what waits). server_error: another 5xx: retried a few times, then
-   * rejected, so one batch the endpoint chokes on cannot block the queue for ever. rejected: the
-   * endpoint refused this request (4xx): retrying the same bytes cannot help.
+   * transient: unreachable, timed out, 429/502/503/504 after the inner retries, a retryable gRPC
+   * code: retry, no limit (the spool bound limits what waits). server_error: another 5xx, gRPC
+   * UNKNOWN/INTERNAL: retried a few times, then rejected, so one batch the endpoint chokes on cannot
+   * block the queue for ever. rejected: the endpoint refused this request (4xx, a non-retryable gRPC
+   * code): retrying the same bytes cannot help.
    */
-  | { ok: false; kind: 'transient' | 'server_error' | 'rejected'; error: string };
+  | {
+      ok: false;
+      kind: 'transient' | 'server_error' | 'rejected';
+      error: string;
+      /** The server said when to come back (gRPC RetryInfo). */
+      retryAfterMs?: number;
+      /** The TLS handshake or a certificate check failed. */
+      tls?: boolean;
+    };
 
 export type Sender = (body: Uint8Array, encoding: Encoding, items: number) => Promise<SendResult>;
 
-export type DropReason = 'spool_full' | 'unreadable' | 'shutdown';
+/**
+ * spool_full: the bound was reached (oldest first). disk_full: the disk refused the batch and the
+ * memory bound could not hold it either. unreadable: its file could not be read back. shutdown:
+ * still undelivered at exit and not on disk.
+ */
+export type DropReason = 'spool_full' | 'disk_full' | 'unreadable' | 'shutdown';
 
 /** What the spool reports; the owner turns it into counters and logs. */
 export interface SpoolEvents {
   queued(itemsDelta: number, bytesDelta: number): void;
+  /** Items and bytes of the queue that are on disk (a durable storage) changed. */
+  onDisk(itemsDelta: number, bytesDelta: number): void;
   delivered(items: number): void;
   rejected(items: number, error: string): void;
   dropped(items: number, reason: DropReason): void;
-  retrying(error: string, delayMs: number): void;
+  retrying(error: string, delayMs: number, tls: boolean): void;
   recovered(items: number, bytes: number, batches: number): void;
   diskError(op: string, error: string): void;
 }
 
 export interface SpoolOptions {
   maxBytes: number;
-  /** Disk spool directory (created if missing); memory when absent. */
-  dir?: string | undefined;
+  /** Bound on bytes held in memory (default maxBytes); the bridge derives it from memoryCeilingMb. */
+  maxMemoryBytes?: number;
+  /** Where batches wait (default memory). */
+  storage?: SpoolStorage;
   send: Sender;
   events: SpoolEvents;
   initialBackoffMs?: number;
@@ -70,27 +93,33 @@ export interface SpoolOptions {
   gzipWhenWaiting?: number;
 }
 
-interface Entry {
-  seq: number;
-  items: number;
-  /** Stored size (compressed when `gzipped`): what the bound counts. */
+interface Entry extends BatchKey {
+  /** Stored size (compressed when `gzipped`): what the bounds count. */
   bytes: number;
-  encoding: Encoding;
-  gzipped: boolean;
-  /** Memory spool, or a disk spool whose write failed. */
-  body: Uint8Array | undefined;
-  file: string | undefined;
+  /** In the storage (for a disk storage: in its file). */
+  stored: boolean;
+  /** The bytes, when the durable storage refused them. */
+  held: Uint8Array | undefined;
   serverErrors: number;
 }
 
-const FILE_RE = /^(\d{12})-(\d+)\.(pb|json)(\.gz)?$/;
-const TMP_SUFFIX = '.tmp';
-const LOCK = '.lock';
+/** What waits in the spool: on disk for the next start, and in memory (lost at exit). */
+export interface SpoolContent {
+  onDisk: { items: number; bytes: number; batches: number };
+  inMemory: { items: number; bytes: number; batches: number };
+}
 
 export class Spool {
   private readonly queue: Entry[] = [];
+  private readonly storage: SpoolStorage;
+  /** Everything waiting (a memory storage: the smaller of both bounds). */
+  private readonly maxBytes: number;
+  private readonly maxMemoryBytes: number;
   private bytes = 0;
   private items = 0;
+  private memoryBytes = 0;
+  /** Entries whose bytes the durable storage refused (held in memory). */
+  private heldCount = 0;
   private nextSeq = 1;
   private inflight: Entry | undefined;
   private running = false;
@@ -99,20 +128,18 @@ export class Spool {
   private sleepTimer: NodeJS.Timeout | undefined;
   private wakeUp: (() => void) | undefined;
   private readonly idleWaiters = new Set<() => void>();
-  private readonly lockFile: string | undefined;
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly maxServerErrorAttempts: number;
 
   constructor(private readonly opts: SpoolOptions) {
+    this.storage = opts.storage ?? new MemoryStorage();
+    this.maxMemoryBytes = opts.maxMemoryBytes ?? opts.maxBytes;
+    this.maxBytes = this.storage.durable ? opts.maxBytes : Math.min(opts.maxBytes, this.maxMemoryBytes);
     this.initialBackoffMs = opts.initialBackoffMs ?? 500;
     this.maxBackoffMs = opts.maxBackoffMs ?? 5_000;
     this.maxServerErrorAttempts = opts.maxServerErrorAttempts ?? 5;
-    if (opts.dir) {
-      mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
-      this.lockFile = lockDir(opts.dir);
-      this.recover(opts.dir);
-    }
+    this.recover();
     this.kick();
   }
 
@@ -128,8 +155,17 @@ export class Spool {
     return this.queue.length;
   }
 
-  get onDisk(): boolean {
-    return this.opts.dir !== undefined;
+  /** Bytes this spool holds in memory now (for the memory ceiling). */
+  get heldInMemoryBytes(): number {
+    return this.memoryBytes;
+  }
+
+  get durable(): boolean {
+    return this.storage.durable;
+  }
+
+  get where(): string {
+    return this.storage.where;
   }
 
   /** Takes a serialized request; never blocks, never throws. */
@@ -143,38 +179,26 @@ export class Spool {
     const gzipped = this.queue.length >= (this.opts.gzipWhenWaiting ?? GZIP_WHEN_WAITING);
     if (gzipped) body = gzipSync(body, { level: zlib.Z_BEST_SPEED });
     const size = body.byteLength;
-    if (size > this.opts.maxBytes) {
+    if (size > this.maxBytes) {
       ev.dropped(items, 'spool_full');
       return;
     }
     // Oldest first, never the batch in flight (so only that one batch can take the spool past its bound).
-    while (this.bytes + size > this.opts.maxBytes) {
-      const victim = this.queue.find((e) => e !== this.inflight);
-      if (!victim) break;
-      this.remove(victim);
-      ev.dropped(victim.items, 'spool_full');
-    }
-    // The serializer may return a view into a larger buffer: keep only the bytes that are counted.
-    if (!this.opts.dir && body.buffer.byteLength > size) body = body.slice();
-    const entry: Entry = { seq: this.nextSeq++, items, bytes: size, encoding, gzipped, body, file: undefined, serverErrors: 0 };
-    if (this.opts.dir) {
-      const name = `${String(entry.seq).padStart(12, '0')}-${items}.${encoding === 'json' ? 'json' : 'pb'}${gzipped ? '.gz' : ''}`;
-      const file = join(this.opts.dir, name);
-      try {
-        writeFileSync(file + TMP_SUFFIX, body, { mode: 0o600 });
-        renameSync(file + TMP_SUFFIX, file);
-        entry.file = file;
-        entry.body = undefined;
-      } catch (e) {
-        // Disk full or gone: keep the batch in memory (same bound) rather than lose it.
-        rmSync(file + TMP_SUFFIX, { force: true });
-        ev.diskError('write', (e as Error).message);
-      }
-    }
+    while (this.bytes + size > this.maxBytes && this.dropOldest(() => true, 'spool_full'));
+    const entry: Entry = { seq: this.nextSeq++, items, bytes: size, encoding, gzipped, stored: false, held: undefined, serverErrors: 0 };
     this.queue.push(entry);
     this.bytes += size;
     this.items += items;
     ev.queued(items, size);
+    if (!this.store(entry, body)) {
+      // Kept in memory until the disk takes it; the oldest held batches go when memory is full too.
+      entry.held = body.buffer.byteLength > size ? body.slice() : body;
+      this.heldCount++;
+      this.memoryBytes += size;
+      while (this.memoryBytes > this.maxMemoryBytes && this.dropOldest((e) => e.held !== undefined, 'disk_full'));
+    } else if (this.heldCount > 0) {
+      this.spill();
+    }
     this.kick();
   }
 
@@ -201,14 +225,84 @@ export class Spool {
   }
 
   /**
-   * Stops sending. A disk spool keeps its files (and the one in flight) for the next start;
-   * a memory spool's content is gone: `queuedItems` says how much.
+   * Stops sending. What the disk refused gets one more try; what is still only in memory is
+   * lost and counted (`dropped(..., 'shutdown')`), except the batch in flight, which counts when
+   * its answer comes (delivered, or lost) or at `abandon()`. Returns what is left.
    */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.wake();
-    if (this.lockFile) rmSync(this.lockFile, { force: true });
+  close(): SpoolContent {
+    if (!this.closed) {
+      this.closed = true;
+      this.wake();
+      if (this.heldCount > 0) this.spill();
+      for (const e of [...this.queue]) {
+        if (e !== this.inflight && this.inMemory(e)) {
+          this.remove(e);
+          this.opts.events.dropped(e.items, 'shutdown');
+        }
+      }
+      this.storage.close();
+    }
+    return this.content();
+  }
+
+  /** After close: the request still in flight is given up; when only in memory it is lost, counted. */
+  abandon(): SpoolContent {
+    const e = this.inflight;
+    if (this.closed && e && this.inMemory(e) && this.queue.includes(e)) {
+      this.remove(e);
+      this.opts.events.dropped(e.items, 'shutdown');
+    }
+    return this.content();
+  }
+
+  content(): SpoolContent {
+    const c: SpoolContent = { onDisk: { items: 0, bytes: 0, batches: 0 }, inMemory: { items: 0, bytes: 0, batches: 0 } };
+    for (const e of this.queue) {
+      const where = this.inMemory(e) ? c.inMemory : c.onDisk;
+      where.items += e.items;
+      where.bytes += e.bytes;
+      where.batches++;
+    }
+    return c;
+  }
+
+  private inMemory(e: Entry): boolean {
+    return !this.storage.durable || !e.stored;
+  }
+
+  /** Puts a batch in the storage; false (and a disk error) when it refuses. */
+  private store(e: Entry, body: Uint8Array): boolean {
+    try {
+      this.storage.put(e, body);
+    } catch (err) {
+      this.opts.events.diskError('write', (err as Error).message);
+      return false;
+    }
+    e.stored = true;
+    if (this.storage.durable) this.opts.events.onDisk(e.items, e.bytes);
+    else this.memoryBytes += e.bytes;
+    return true;
+  }
+
+  /** Writes held batches to disk, oldest first, until the disk refuses one. */
+  private spill(): void {
+    for (const e of this.queue) {
+      if (this.heldCount === 0) return;
+      if (!e.held) continue;
+      if (!this.store(e, e.held)) return;
+      this.memoryBytes -= e.bytes;
+      this.heldCount--;
+      e.held = undefined;
+    }
+  }
+
+  /** Drops the oldest entry that `which` selects and that is not in flight; false when there is none. */
+  private dropOldest(which: (e: Entry) => boolean, reason: DropReason): boolean {
+    const victim = this.queue.find((e) => e !== this.inflight && which(e));
+    if (!victim) return false;
+    this.remove(victim);
+    this.opts.events.dropped(victim.items, reason);
+    return true;
   }
 
   private kick(): void {
@@ -241,7 +335,7 @@ export class Spool {
       } finally {
         this.inflight = undefined;
       }
-      // The entry may have been removed meanwhile only by a failed read; guard anyway.
+      // Removed meanwhile by abandon() (a memory batch given up at exit): already counted.
       if (!this.queue.includes(entry)) continue;
       if (r.ok) {
         this.failures = 0;
@@ -254,26 +348,32 @@ export class Spool {
         ev.rejected(entry.items, r.error);
         continue;
       }
-      if (this.closed) return;
+      if (this.closed) {
+        // The last answer after close: on disk it waits for the next start; in memory it is lost.
+        if (this.inMemory(entry)) {
+          this.remove(entry);
+          ev.dropped(entry.items, 'shutdown');
+        }
+        return;
+      }
       this.failures++;
       const base = Math.min(this.maxBackoffMs, this.initialBackoffMs * 2 ** Math.min(this.failures - 1, 20));
-      const delay = Math.round(base * (0.8 + Math.random() * 0.4));
-      ev.retrying(r.error, delay);
+      const jittered = Math.round(base * (0.8 + Math.random() * 0.4));
+      const delay = r.retryAfterMs !== undefined ? Math.min(MAX_RETRY_AFTER_MS, Math.max(r.retryAfterMs, 0)) : jittered;
+      ev.retrying(r.error, delay, r.tls === true);
       await this.sleep(delay);
     }
   }
 
   private load(e: Entry): Uint8Array | undefined {
-    let stored: Uint8Array | undefined = e.body;
-    if (!stored && e.file) {
-      try {
-        stored = readFileSync(e.file);
-      } catch (err) {
-        this.opts.events.diskError('read', (err as Error).message);
-        return undefined;
-      }
+    let stored: Uint8Array;
+    try {
+      stored = e.held ?? this.storage.get(e);
+    } catch (err) {
+      this.opts.events.diskError('read', (err as Error).message);
+      return undefined;
     }
-    if (!stored || !e.gzipped) return stored;
+    if (!e.gzipped) return stored;
     try {
       return gunzipSync(stored);
     } catch (err) {
@@ -288,15 +388,23 @@ export class Spool {
     this.queue.splice(i, 1);
     this.bytes -= e.bytes;
     this.items -= e.items;
-    if (e.file) {
+    if (this.inMemory(e)) this.memoryBytes -= e.bytes;
+    if (e.held) {
+      e.held = undefined;
+      this.heldCount--;
+    }
+    if (e.stored) {
       try {
-        rmSync(e.file, { force: true });
+        this.storage.delete(e);
       } catch (err) {
         this.opts.events.diskError('delete', (err as Error).message);
       }
+      if (this.storage.durable) this.opts.events.onDisk(-e.items, -e.bytes);
     }
     this.opts.events.queued(-e.items, -e.bytes);
     if (this.queue.length === 0) for (const w of [...this.idleWaiters]) w();
+    // Space freed on disk: what it refused may fit now.
+    else if (e.stored && this.storage.durable && this.heldCount > 0 && !this.closed) this.spill();
   }
 
   private sleep(ms: number): Promise<void> {
@@ -315,88 +423,23 @@ export class Spool {
     w?.();
   }
 
-  /** Indexes the files an earlier run left, oldest first; removes half-written ones. */
-  private recover(dir: string): void {
-    const found: Entry[] = [];
-    for (const name of readdirSync(dir)) {
-      if (name.endsWith(TMP_SUFFIX)) {
-        // A write interrupted by a crash: its batch was never acknowledged as spooled.
-        rmSync(join(dir, name), { force: true });
-        continue;
-      }
-      const m = FILE_RE.exec(name);
-      if (!m) continue;
-      const file = join(dir, name);
-      let size: number;
-      try {
-        size = statSync(file).size;
-      } catch (e) {
-        this.opts.events.diskError('stat', (e as Error).message);
-        continue;
-      }
-      found.push({
-        seq: Number(m[1]),
-        items: Number(m[2]),
-        bytes: size,
-        encoding: m[3] === 'json' ? 'json' : 'protobuf',
-        gzipped: m[4] !== undefined,
-        body: undefined,
-        file,
-        serverErrors: 0,
-      });
-    }
-    found.sort((a, b) => a.seq - b.seq);
+  /** Indexes the batches an earlier run left, oldest first; a smaller bound than last time drops the oldest. */
+  private recover(): void {
+    const ev = this.opts.events;
+    const found = this.storage.recover((op, error) => ev.diskError(op, error));
     let items = 0;
     let bytes = 0;
-    for (const e of found) {
-      this.queue.push(e);
-      this.bytes += e.bytes;
-      this.items += e.items;
-      items += e.items;
-      bytes += e.bytes;
-      this.opts.events.queued(e.items, e.bytes);
-      this.nextSeq = Math.max(this.nextSeq, e.seq + 1);
+    for (const b of found) {
+      this.queue.push({ ...b, stored: true, held: undefined, serverErrors: 0 });
+      this.bytes += b.bytes;
+      this.items += b.items;
+      items += b.items;
+      bytes += b.bytes;
+      ev.queued(b.items, b.bytes);
+      ev.onDisk(b.items, b.bytes);
+      this.nextSeq = Math.max(this.nextSeq, b.seq + 1);
     }
-    if (found.length > 0) this.opts.events.recovered(items, bytes, found.length);
-    // A smaller bound than last time: the oldest go.
-    while (this.bytes > this.opts.maxBytes) {
-      const victim = this.queue[0];
-      if (!victim) break;
-      this.remove(victim);
-      this.opts.events.dropped(victim.items, 'spool_full');
-    }
-  }
-}
-
-/** One process per spool directory: two would send (and delete) the same files. */
-function lockDir(dir: string): string {
-  const lock = join(dir, LOCK);
-  for (let i = 0; i < 3; i++) {
-    try {
-      writeFileSync(lock, String(process.pid), { flag: 'wx', mode: 0o600 });
-      return lock;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let pid = 0;
-    try {
-      pid = Number(readFileSync(lock, 'utf8').trim());
-    } catch {
-      /* removed meanwhile */
-    }
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-      throw new Error(`spool directory ${dir} is in use by process ${pid} (${lock})`);
-    }
-    rmSync(lock, { force: true }); // stale: its process is gone
-  }
-  throw new Error(`could not lock spool directory ${dir}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if (found.length > 0) ev.recovered(items, bytes, found.length);
+    while (this.bytes > this.maxBytes && this.dropOldest(() => true, 'spool_full'));
   }
 }

@@ -5,26 +5,114 @@ import {
   LowMemoryTemporalitySelector,
 } from '@opentelemetry/exporter-metrics-otlp-http';
 import type { AggregationTemporality, PushMetricExporter, ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import type { OtlpTarget, Signal, TemporalityPreference } from '../config/otel-env.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats.js';
-import { createOtlpSender, serializerFor, type OtlpSender, type Signal } from './otlp-sender.js';
-import { Spool, type Encoding, type SpoolEvents } from './spool.js';
+import { createOtlpSender, serializerFor, type OtlpSender } from './otlp-sender.js';
+import { DiskStorage, Spool, type Encoding, type SpoolContent, type SpoolEvents } from './spool.js';
 
 export interface SpoolingOptions {
-  encoding: Encoding;
-  /** Full per-signal URL; absent: the OTEL_EXPORTER_OTLP_* variables decide. */
-  url?: string | undefined;
+  /** Where and how this signal goes (resolved from the OTEL_* variables, config/otel-env.ts). */
+  target: OtlpTarget;
   maxBytes: number;
+  /** Bound on what is held in memory (memory spool, or batches the disk refused); default maxBytes. */
+  maxMemoryBytes?: number | undefined;
   dir?: string | undefined;
   /** For tests. */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
 }
 
-export interface Undelivered {
-  items: number;
-  bytes: number;
-  keptOnDisk: boolean;
+/** The body encoding a protocol sends: JSON for http/json, protobuf for http/protobuf and gRPC. */
+export const encodingOf = (t: OtlpTarget): Encoding => (t.protocol === 'http/json' ? 'json' : 'protobuf');
+
+/**
+ * The one table of what each signal's spool events do to /stats and the log:
+ * spans count per span, metrics per export request.
+ */
+const SIGNALS = {
+  traces: {
+    noun: 'spans',
+    queued: 'queuedSpans',
+    onDisk: 'onDiskSpans',
+    dropped: 'droppedSpans',
+    lost: 'lostSpans',
+    recovered: 'recoveredSpans',
+    delivered: (s: Stats, n: number) => (s.spans.exported += n),
+    rejected: (s: Stats, n: number) => (s.spans.failed += n),
+    gone: (s: Stats, n: number) => (s.spans.dropped += n),
+  },
+  metrics: {
+    noun: 'metric exports',
+    queued: 'queuedMetricExports',
+    onDisk: 'onDiskMetricExports',
+    dropped: 'droppedMetricExports',
+    lost: 'lostMetricExports',
+    recovered: 'recoveredMetricExports',
+    delivered: (s: Stats) => s.metricExports.succeeded++,
+    rejected: (s: Stats) => s.metricExports.failed++,
+    gone: () => {},
+  },
+} as const;
+
+export function spoolEvents(signal: Signal, stats: Stats, log: Logger, dir: string | undefined): SpoolEvents {
+  const t = SIGNALS[signal];
+  const sp = stats.spool;
+  return {
+    queued: (n, b) => {
+      sp[t.queued] += n;
+      sp.queuedBytes += b;
+    },
+    onDisk: (n, b) => {
+      sp[t.onDisk] += n;
+      sp.onDiskBytes += b;
+    },
+    delivered: (n) => {
+      t.delivered(stats, n);
+      stats.lastExportOkAt[signal] = Date.now();
+    },
+    rejected: (n, error) => {
+      t.rejected(stats, n);
+      stats.lastExportError[signal] = exportError(error);
+      log.warnLimited(`${signal}-export`, `the OTLP endpoint refused ${t.noun}; they are lost`, { [t.noun]: n, error });
+    },
+    dropped: (n, reason) => {
+      t.gone(stats, n);
+      if (reason === 'shutdown') {
+        sp[t.lost] += n;
+        return; // said once, in the shutdown summary
+      }
+      sp[t.dropped] += n;
+      log.warnLimited(`${signal}-spool-${reason}`, `${t.noun} dropped from the export spool`, {
+        [t.noun]: n,
+        reason,
+        droppedSoFar: sp[t.dropped],
+        ...(reason === 'disk_full' ? { dir, hint: 'the spool directory is full and the memory bound too: free space or raise the bound' } : {}),
+      });
+    },
+    retrying: (error, delayMs, tls) => {
+      sp.retries++;
+      if (tls) sp.tlsErrors++;
+      stats.lastExportError[signal] = exportError(error);
+      log.warnLimited(
+        `${signal}-export-retry`,
+        tls ? `TLS with the OTLP endpoint failed (check the certificate variables); ${t.noun} wait in the spool` : `OTLP endpoint unavailable; ${t.noun} wait in the spool`,
+        { error, retryInMs: delayMs, [t.queued]: sp[t.queued], queuedBytes: sp.queuedBytes },
+      );
+    },
+    recovered: (n, bytes, batches) => {
+      sp[t.recovered] += n;
+      log.info(`spool: ${t.noun} from an earlier run will be sent first`, { [t.noun]: n, bytes, batches, dir });
+    },
+    diskError: (op, error) => {
+      sp.diskErrors++;
+      log.warnLimited(`spool-disk-${op}`, op === 'write' ? 'spool directory refused a batch: it stays in memory until there is space' : 'spool directory error', {
+        op,
+        error,
+        dir,
+      });
+    },
+  };
 }
 
 /**
@@ -34,28 +122,32 @@ export interface Undelivered {
  */
 abstract class SpoolingExporter {
   protected readonly spool: Spool;
+  protected readonly encoding: Encoding;
   private readonly senders = new Map<Encoding, OtlpSender>();
 
   constructor(
     private readonly signal: Signal,
     protected readonly opts: SpoolingOptions,
-    events: SpoolEvents,
+    stats: Stats,
+    log: Logger,
   ) {
+    this.encoding = encodingOf(opts.target);
     this.spool = new Spool({
       maxBytes: opts.maxBytes,
-      dir: opts.dir,
-      events,
+      ...(opts.maxMemoryBytes !== undefined ? { maxMemoryBytes: opts.maxMemoryBytes } : {}),
+      ...(opts.dir ? { storage: new DiskStorage(opts.dir) } : {}),
+      events: spoolEvents(signal, stats, log, opts.dir),
       send: (body, encoding, items) => this.sender(encoding).send(body, items),
       ...(opts.initialBackoffMs !== undefined ? { initialBackoffMs: opts.initialBackoffMs } : {}),
       ...(opts.maxBackoffMs !== undefined ? { maxBackoffMs: opts.maxBackoffMs } : {}),
     });
   }
 
-  /** Files from a run with the other protocol are sent with that protocol's Content-Type. */
+  /** Files from a run with the other encoding are sent with that encoding's Content-Type. */
   private sender(encoding: Encoding): OtlpSender {
     let s = this.senders.get(encoding);
     if (!s) {
-      s = createOtlpSender(this.signal, encoding, this.opts.url);
+      s = createOtlpSender(this.opts.target, encoding);
       this.senders.set(encoding, s);
     }
     return s;
@@ -64,18 +156,24 @@ abstract class SpoolingExporter {
   protected accept(request: unknown, items: number, done: (r: ExportResult) => void, onSerializeError: (e: Error) => void): void {
     let body: Uint8Array | undefined;
     try {
-      body = (serializerFor(this.signal, this.opts.encoding) as { serializeRequest(r: unknown): Uint8Array | undefined }).serializeRequest(request);
+      body = (serializerFor(this.signal, this.encoding) as { serializeRequest(r: unknown): Uint8Array | undefined }).serializeRequest(request);
     } catch (e) {
       onSerializeError(e as Error);
       done({ code: ExportResultCode.FAILED, error: e as Error });
       return;
     }
-    if (body && body.byteLength > 0) this.spool.push(body, items, this.opts.encoding);
+    if (body && body.byteLength > 0) this.spool.push(body, items, this.encoding);
     done({ code: ExportResultCode.SUCCESS });
   }
 
-  get queued(): Undelivered {
-    return { items: this.spool.queuedItems, bytes: this.spool.queuedBytes, keptOnDisk: this.spool.onDisk };
+  /** What waits now: on disk (kept for the next start) and in memory. */
+  get queued(): SpoolContent {
+    return this.spool.content();
+  }
+
+  /** Bytes held in memory (for the memory ceiling). */
+  get heldInMemoryBytes(): number {
+    return this.spool.heldInMemoryBytes;
   }
 
   /** Sends what is spooled until `deadlineAt`; true when nothing is left. */
@@ -83,8 +181,12 @@ abstract class SpoolingExporter {
     return this.spool.drain(deadlineAt);
   }
 
-  /** Stops the spool, then closes the HTTP agents, waiting for a request in flight no later than `deadlineAt`. */
-  async close(deadlineAt = Date.now() + 1_000): Promise<void> {
+  /**
+   * Stops the spool, closes the senders (waiting for a request in flight no later than
+   * `deadlineAt`), and says what is left: on disk for the next start; what was only in
+   * memory is lost and counted (stats.spool.lost*).
+   */
+  async close(deadlineAt = Date.now() + 1_000): Promise<SpoolContent> {
     this.spool.close();
     const closing = Promise.all([...this.senders.values()].map((s) => s.shutdown().catch(() => undefined)));
     let timer: NodeJS.Timeout | undefined;
@@ -94,6 +196,7 @@ abstract class SpoolingExporter {
     });
     await Promise.race([closing, late]);
     clearTimeout(timer);
+    return this.spool.abandon();
   }
 
   /** Per-provider shutdown/flush calls: the spool already holds everything; the bridge drains and closes it. */
@@ -109,114 +212,30 @@ abstract class SpoolingExporter {
 /** Trace side: takes request bodies the TraceBatch already encoded (trace-batch.ts). */
 export class SpoolingSpanExporter extends SpoolingExporter {
   constructor(opts: SpoolingOptions, stats: Stats, log: Logger) {
-    super('traces', opts, {
-      queued: (n, b) => {
-        stats.spool.queuedSpans += n;
-        stats.spool.queuedBytes += b;
-      },
-      delivered: (n) => {
-        stats.spans.exported += n;
-        stats.lastExportOkAt.traces = Date.now();
-      },
-      rejected: (n, error) => {
-        stats.spans.failed += n;
-        stats.lastExportError.traces = exportError(error);
-        log.warnLimited('span-export', 'the OTLP endpoint refused a span batch; these spans are lost', { spans: n, error });
-      },
-      dropped: (n, reason) => {
-        stats.spans.dropped += n;
-        stats.spool.droppedSpans += n;
-        log.warnLimited(`span-spool-${reason}`, 'spans dropped from the export spool', {
-          spans: n,
-          reason,
-          droppedSoFar: stats.spool.droppedSpans,
-        });
-      },
-      retrying: (error, delayMs) => {
-        stats.spool.retries++;
-        stats.lastExportError.traces = exportError(error);
-        log.warnLimited('span-export-retry', 'OTLP endpoint unavailable; spans wait in the spool', {
-          error,
-          retryInMs: delayMs,
-          queuedSpans: stats.spool.queuedSpans,
-          queuedBytes: stats.spool.queuedBytes,
-        });
-      },
-      recovered: (n, bytes, batches) => {
-        stats.spool.recoveredSpans += n;
-        log.info('spool: spans from an earlier run will be sent first', { spans: n, bytes, batches, dir: opts.dir });
-      },
-      diskError: (op, error) => {
-        stats.spool.diskErrors++;
-        log.warnLimited(`spool-disk-${op}`, 'spool directory error', { op, error, dir: opts.dir });
-      },
-    });
+    super('traces', opts, stats, log);
   }
 
   /** Queues one encoded ExportTraceServiceRequest of `spans` spans; never blocks, never throws. */
   push(body: Uint8Array, spans: number): void {
-    this.spool.push(body, spans, this.opts.encoding);
+    this.spool.push(body, spans, this.encoding);
   }
 }
 
+const TEMPORALITY = { cumulative: CumulativeTemporalitySelector, delta: DeltaTemporalitySelector, lowmemory: LowMemoryTemporalitySelector } as const;
+
 export class SpoolingMetricExporter extends SpoolingExporter implements PushMetricExporter {
   private readonly temporality: (kind: Parameters<NonNullable<PushMetricExporter['selectAggregationTemporality']>>[0]) => AggregationTemporality;
+  private readonly onSerializeError: (e: Error) => void;
 
-  constructor(opts: SpoolingOptions, stats: Stats, log: Logger, env: NodeJS.ProcessEnv) {
-    super('metrics', opts, {
-      queued: (n, b) => {
-        stats.spool.queuedMetricExports += n;
-        stats.spool.queuedBytes += b;
-      },
-      delivered: () => {
-        stats.metricExports.succeeded++;
-        stats.lastExportOkAt.metrics = Date.now();
-      },
-      rejected: (_n, error) => {
-        stats.metricExports.failed++;
-        stats.lastExportError.metrics = exportError(error);
-        log.warnLimited('metric-export', 'the OTLP endpoint refused a metric export', { error });
-      },
-      dropped: (n, reason) => {
-        stats.spool.droppedMetricExports += n;
-        log.warnLimited(`metric-spool-${reason}`, 'metric exports dropped from the export spool', {
-          exports: n,
-          reason,
-          droppedSoFar: stats.spool.droppedMetricExports,
-        });
-      },
-      retrying: (error, delayMs) => {
-        stats.spool.retries++;
-        stats.lastExportError.metrics = exportError(error);
-        log.warnLimited('metric-export-retry', 'OTLP endpoint unavailable; metric exports wait in the spool', {
-          error,
-          retryInMs: delayMs,
-          queuedMetricExports: stats.spool.queuedMetricExports,
-        });
-      },
-      recovered: (n, bytes) => {
-        stats.spool.recoveredMetricExports += n;
-        log.info('spool: metric exports from an earlier run will be sent first', { exports: n, bytes, dir: opts.dir });
-      },
-      diskError: (op, error) => {
-        stats.spool.diskErrors++;
-        log.warnLimited(`spool-disk-${op}`, 'spool directory error', { op, error, dir: opts.dir });
-      },
-    });
-    // Same rule and variable as OTLPMetricExporter (exporter-metrics-otlp-http).
-    const pref = (env['OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE'] ?? 'cumulative').trim().toLowerCase();
-    this.temporality =
-      pref === 'delta' ? DeltaTemporalitySelector : pref === 'lowmemory' ? LowMemoryTemporalitySelector : CumulativeTemporalitySelector;
-    if (!['cumulative', 'delta', 'lowmemory'].includes(pref)) {
-      log.warn('OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE is not cumulative, delta or lowmemory; using cumulative', { value: pref });
-    }
+  /** `temporality`: OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, with OTLPMetricExporter's selectors. */
+  constructor(opts: SpoolingOptions, stats: Stats, log: Logger, temporality: TemporalityPreference = 'cumulative') {
+    super('metrics', opts, stats, log);
+    this.temporality = TEMPORALITY[temporality];
     this.onSerializeError = (e) => {
       stats.metricExports.failed++;
       log.warnLimited('metric-serialize', 'could not serialize metrics; this export is lost', { error: e.message });
     };
   }
-
-  private readonly onSerializeError: (e: Error) => void;
 
   export(metrics: ResourceMetrics, done: (r: ExportResult) => void): void {
     this.accept(metrics, 1, done, this.onSerializeError);

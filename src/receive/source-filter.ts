@@ -95,3 +95,19 @@ export function bindPolicyError(listen: readonly string[], allowSource: readonly
     'or, if the network is trusted, --allow-any-source (env AWS_CSM_BRIDGE_ALLOW_ANY_SOURCE=true).'
   );
 }
+
+/**
+ * The same rule for the HTTP listeners (the admin listener, the Prometheus endpoint): loopback
+ * unless `allowRemoteHttp`. They answer anyone who can connect, without authentication, with the
+ * bridge's counters, client names and metrics. Returns why the bridge must not start, or undefined.
+ */
+export function httpBindPolicyError(listeners: readonly { what: string; host: string; setting: string }[], allowRemoteHttp: boolean): string | undefined {
+  if (allowRemoteHttp) return undefined;
+  const open = listeners.filter((l) => !isLoopbackHost(l.host));
+  if (open.length === 0) return undefined;
+  return (
+    `refusing to serve ${open.map((l) => `the ${l.what} on non-loopback address ${l.host} (${l.setting})`).join(' and ')}: ` +
+    'it answers anyone who can connect, without authentication. Bind a loopback address, or, on a network you trust, ' +
+    'add --allow-remote-http (env AWS_CSM_BRIDGE_ALLOW_REMOTE_HTTP=true).'
+  );
+}

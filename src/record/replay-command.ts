@@ -1,8 +1,9 @@
 /** `aws-csm-bridge replay FILE [--speed N]`: the command around `replay`. */
 import { Bridge } from '../bridge.js';
+import { describeTargets, type OtelSettings } from '../config/otel-env.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import { exportTarget, startView, wantsView } from '../ui/attach.js';
+import { startView, wantsView } from '../ui/attach.js';
 import type { LiveView } from '../ui/live-view.js';
 import { replay, type ReplayProgress } from './replay.js';
 
@@ -12,19 +13,20 @@ const REPLAY_IN_FLIGHT_BATCHES = 8;
 export async function runReplayCommand(
   file: string,
   config: Config,
+  otel: OtelSettings,
   log: Logger,
   version: string,
   /** Lets the caller route log lines into the view while it is up. */
   onView: (v: LiveView | undefined) => void,
 ): Promise<number> {
   // No sockets, no admin server: a replay can run next to a live bridge.
-  const bridge = new Bridge({ ...config, admin: 'off' }, log, version, process.env, 'replay');
+  const bridge = new Bridge({ ...config, admin: 'off' }, log, version, otel, 'replay');
   await bridge.start();
   const progress: ReplayProgress = { lines: 0, fed: 0, badLines: 0, done: false };
   const speed = config.replaySpeed === 0 ? 'as fast as possible' : `${config.replaySpeed}x`;
   let view: LiveView | undefined;
   if (wantsView(config)) {
-    view = startView(bridge, config, {
+    view = startView(bridge, config, otel, {
       version,
       listen: [`(replay of ${file})`],
       extra: () => [
@@ -33,7 +35,7 @@ export async function runReplayCommand(
     });
     onView(view);
   }
-  log.info('replay started', { version, file, speed: config.replaySpeed, otlpEndpoint: exportTarget(config) });
+  log.info('replay started', { version, file, speed: config.replaySpeed, export: describeTargets(otel) });
 
   let interrupted = false;
   const onSignal = (signal: string) => {

@@ -1,4 +1,5 @@
 import type { Bridge } from '../bridge.js';
+import { describeTargets, type OtelSettings } from '../config/otel-env.js';
 import type { Config } from '../config/schema.js';
 import { notes } from '../policy/policy-command.js';
 import type { PolicyService } from '../policy/policy-service.js';
@@ -9,29 +10,18 @@ export function wantsView(config: Config, out: NodeJS.WriteStream = process.stdo
   return config.ui && out.isTTY === true;
 }
 
-/** Where spans go, as shown to the user (the start log line, the live view, replay). */
-export function exportEndpoint(config: Config, env: NodeJS.ProcessEnv = process.env): string {
-  const base = config.otlpEndpoint ?? env['OTEL_EXPORTER_OTLP_ENDPOINT'] ?? 'http://localhost:4318';
-  const traces = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'];
-  return traces && !config.otlpEndpoint ? traces : base;
-}
-
-/** The export target with its protocol. */
-export function exportTarget(config: Config, env: NodeJS.ProcessEnv = process.env): string {
-  return `${exportEndpoint(config, env)} (${config.otlpProtocol})`;
-}
-
 /** Starts the live view on the bridge's translated calls. q / Ctrl-C send SIGINT, the normal stop path. */
 export function startView(
   bridge: Bridge,
   config: Config,
+  otel: OtelSettings,
   info: { version: string; listen: string[]; admin?: string; extra?: () => string[] },
 ): LiveView {
   const view = new LiveView({
     version: info.version,
     listen: info.listen,
     ...(info.admin ? { admin: info.admin } : {}),
-    target: exportTarget(config),
+    target: describeTargets(otel),
     stats: () => bridge.snapshot(),
     out: process.stdout,
     input: process.stdin,

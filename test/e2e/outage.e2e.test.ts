@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
-import { waitStats } from '../helpers/stats.js';
+import { waitStats, type Stats } from '../helpers/stats.js';
 import { readCapture } from '../helpers/captures.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
 import { freePort } from '../helpers/tools.js';
@@ -280,8 +280,13 @@ describe('shutdown during an outage', () => {
     expect(ms).toBeLessThan(2000 + 1500); // the deadline plus process start-up/exit slack
     const lost = b.logs.find((l) => l['msg'] === 'OTLP endpoint unavailable at shutdown: undelivered data is lost (no spoolDir)');
     expect(lost, b.stderr()).toBeDefined();
-    expect(lost!['spans']).toBe(200);
-    expect(lost!['metricExports']).toBeGreaterThan(0); // the final metric collection at least
+    const lostCounts = lost!['lost'] as { spans: number; metricExports: number };
+    expect(lostCounts.spans).toBe(200);
+    expect(lostCounts.metricExports).toBeGreaterThan(0); // the final metric collection at least
+    expect(lost!['keptOnDisk']).toEqual({ spans: 0, metricExports: 0, bytes: 0 });
+    // ... and counted: the final stats say the same.
+    const stopped = b.logs.find((l) => l['msg'] === 'stopped')!['stats'] as Stats;
+    expect([stopped.spool.lostSpans, stopped.spans.dropped, stopped.spool.queuedSpans]).toEqual([200, 200, 0]);
     expect(b.stderr()).not.toContain(SESSION_TOKEN);
   });
 
@@ -296,7 +301,8 @@ describe('shutdown during an outage', () => {
     expect(ms).toBeLessThan(2000 + 1500);
     const kept = first.logs.find((l) => l['msg'] === 'OTLP endpoint unavailable at shutdown: undelivered data kept in the spool directory for the next start');
     expect(kept, first.stderr()).toBeDefined();
-    expect(kept!['spans']).toBe(300);
+    expect((kept!['keptOnDisk'] as { spans: number })['spans']).toBe(300);
+    expect(kept!['lost']).toEqual({ spans: 0, metricExports: 0 });
 
     // Batches that waited behind another are stored gzipped (.pb.gz).
     const files = readdirSync(join(dir, 'traces')).filter((f) => /^\d{12}-\d+\.pb(\.gz)?$/.test(f));

@@ -1,4 +1,5 @@
 import { createSocket, type Socket } from 'node:dgram';
+import { resolveOtelEnv } from '../../src/config/otel-env.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -308,8 +309,7 @@ describe('OtelExporter: one provider per (ClientId, process)', () => {
     const stats = newStats(Date.now());
     const exporter = new OtelExporter(
       {
-        otlpEndpoint: sink.url,
-        otlpProtocol: 'http/protobuf',
+        otel: resolveOtelEnv({}, { otlpEndpoint: sink.url, otlpProtocol: 'http/protobuf' }),
         defaultServiceName: 'unknown_service:aws-csm',
         maxClients: 3,
         exportDelayMs: 60_000,
@@ -320,7 +320,6 @@ describe('OtelExporter: one provider per (ClientId, process)', () => {
       },
       stats,
       quiet().log,
-      {},
     );
     try {
       const first = { alive: true };

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { classify } from '../../src/export/otlp-sender.js';
-import { GZIP_WHEN_WAITING, Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
+import { DiskStorage, GZIP_WHEN_WAITING, Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
+import { resolveOtelEnv } from '../../src/config/otel-env.js';
 import { SpoolingSpanExporter } from '../../src/export/spooling-exporter.js';
 import { prepareResource, TraceBatch } from '../../src/export/trace-batch.js';
 import type { SpanRecord } from '../../src/translate/types.js';
@@ -20,6 +21,8 @@ function recorder() {
   const r = {
     queuedItems: 0,
     queuedBytes: 0,
+    onDiskItems: 0,
+    onDiskBytes: 0,
     delivered: [] as number[],
     rejected: [] as { items: number; error: string }[],
     dropped: [] as { items: number; reason: DropReason }[],
@@ -31,6 +34,10 @@ function recorder() {
     queued: (n, b) => {
       r.queuedItems += n;
       r.queuedBytes += b;
+    },
+    onDisk: (n, b) => {
+      r.onDiskItems += n;
+      r.onDiskBytes += b;
     },
     delivered: (n) => r.delivered.push(n),
     rejected: (items, error) => r.rejected.push({ items, error }),
@@ -174,7 +181,7 @@ describe('Spool (disk)', () => {
     const dir = tempDir();
     const down = async (): Promise<SendResult> => ({ ok: false, kind: 'transient', error: 'ECONNREFUSED' });
     const a = recorder();
-    const first = new Spool({ maxBytes: 100_000, dir, send: down, events: a.events, initialBackoffMs: 1, maxBackoffMs: 5, gzipWhenWaiting: Infinity });
+    const first = new Spool({ maxBytes: 100_000, storage: new DiskStorage(dir), send: down, events: a.events, initialBackoffMs: 1, maxBackoffMs: 5, gzipWhenWaiting: Infinity });
     first.push(body(300, 7), 3, 'protobuf');
     first.push(body(200, 8), 2, 'json');
     const files = readdirSync(dir).filter((f) => !f.startsWith('.'));
@@ -191,7 +198,7 @@ describe('Spool (disk)', () => {
     const b = recorder();
     const second = new Spool({
       maxBytes: 100_000,
-      dir,
+      storage: new DiskStorage(dir),
       events: b.events,
       send: async (bytes, encoding, items) => {
         got.push({ items, encoding, bytes: Buffer.from(bytes) });
@@ -214,11 +221,11 @@ describe('Spool (disk)', () => {
   it('a smaller bound at the next start drops the oldest files, counted', async () => {
     const dir = tempDir();
     const down = async (): Promise<SendResult> => ({ ok: false, kind: 'transient', error: 'down' });
-    const first = new Spool({ maxBytes: 100_000, dir, send: down, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 5, gzipWhenWaiting: Infinity });
+    const first = new Spool({ maxBytes: 100_000, storage: new DiskStorage(dir), send: down, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 5, gzipWhenWaiting: Infinity });
     for (let i = 1; i <= 5; i++) first.push(body(1_000), i, 'protobuf');
     first.close();
     const b = recorder();
-    const second = new Spool({ maxBytes: 2_500, dir, send: down, events: b.events, initialBackoffMs: 1, maxBackoffMs: 5 });
+    const second = new Spool({ maxBytes: 2_500, storage: new DiskStorage(dir), send: down, events: b.events, initialBackoffMs: 1, maxBackoffMs: 5 });
     expect(b.r.dropped).toEqual([1, 2, 3].map((items) => ({ items, reason: 'spool_full' })));
     expect(second.queuedItems).toBe(4 + 5);
     expect(readdirSync(dir).filter((f) => f.endsWith('.pb'))).toEqual(['000000000004-4.pb', '000000000005-5.pb']);
@@ -230,7 +237,7 @@ describe('Spool (disk)', () => {
     const down = async (): Promise<SendResult> => ({ ok: false, kind: 'transient', error: 'down' });
     // Repetitive, like OTLP bodies of similar spans.
     const original = (n: number) => Buffer.from(`{"name":"S3.ListBuckets","attrs":{"rpc.system":"aws-api","n":${n}}}`.repeat(200));
-    const first = new Spool({ maxBytes: 100_000, dir, send: down, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 5 });
+    const first = new Spool({ maxBytes: 100_000, storage: new DiskStorage(dir), send: down, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 5 });
     const n = GZIP_WHEN_WAITING + 2;
     for (let i = 1; i <= n; i++) first.push(original(i), i, 'json');
     const files = readdirSync(dir).filter((f) => !f.startsWith('.'));
@@ -241,7 +248,7 @@ describe('Spool (disk)', () => {
     first.close();
 
     const got: Buffer[] = [];
-    const second = new Spool({ maxBytes: 100_000, dir, events: recorder().events, send: async (b) => (got.push(Buffer.from(b)), { ok: true }) });
+    const second = new Spool({ maxBytes: 100_000, storage: new DiskStorage(dir), events: recorder().events, send: async (b) => (got.push(Buffer.from(b)), { ok: true }) });
     await until(() => got.length === n, 'replay');
     expect(got).toEqual(Array.from({ length: n }, (_, i) => original(i + 1)));
     second.close();
@@ -264,10 +271,10 @@ describe('Spool (disk)', () => {
   it('refuses a directory another live process spools into', () => {
     const dir = tempDir();
     writeFileSync(join(dir, '.lock'), String(process.ppid));
-    expect(() => new Spool({ maxBytes: 1_000, dir, send: async () => ({ ok: true }), events: recorder().events })).toThrow(/in use by process/);
+    expect(() => new Spool({ maxBytes: 1_000, storage: new DiskStorage(dir), send: async () => ({ ok: true }), events: recorder().events })).toThrow(/in use by process/);
     // A lock left by a dead process (SIGKILL) is taken over.
     writeFileSync(join(dir, '.lock'), '999999999');
-    const s = new Spool({ maxBytes: 1_000, dir, send: async () => ({ ok: true }), events: recorder().events });
+    const s = new Spool({ maxBytes: 1_000, storage: new DiskStorage(dir), send: async () => ({ ok: true }), events: recorder().events });
     expect(readFileSync(join(dir, '.lock'), 'utf8')).toBe(String(process.pid));
     s.close();
     expect(existsSync(join(dir, '.lock'))).toBe(false);
@@ -289,17 +296,15 @@ describe('classify: what the OTLP delegate reports', () => {
 
 describe('SpoolingSpanExporter with the real OTLP HTTP delegate', () => {
   let sink: OtlpSink;
-  const saved = process.env['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT'];
   beforeEach(async () => {
     sink = await startOtlpSink();
-    // The delegate's own retries end within this timeout; the spool then takes over.
-    process.env['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT'] = '300';
   });
   afterEach(async () => {
-    if (saved === undefined) delete process.env['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT'];
-    else process.env['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT'] = saved;
     await sink.close();
   });
+  // The delegate's own retries end within this timeout; the spool then takes over.
+  const target = (encoding: Encoding) =>
+    resolveOtelEnv({ OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: '300' }, { otlpEndpoint: sink.url, otlpProtocol: encoding === 'json' ? 'http/json' : 'http/protobuf' }).traces;
 
   for (const encoding of ['protobuf', 'json'] as const) {
     it(`${encoding}: acknowledges at once during a 503 outage, then delivers every span in order, counted`, async () => {
@@ -307,7 +312,7 @@ describe('SpoolingSpanExporter with the real OTLP HTTP delegate', () => {
       const lines: string[] = [];
       const log = createLogger('warn', (l) => lines.push(l));
       const exporter = new SpoolingSpanExporter(
-        { encoding, url: `${sink.url}/v1/traces`, maxBytes: 1_000_000, initialBackoffMs: 20, maxBackoffMs: 50 },
+        { target: target(encoding), maxBytes: 1_000_000, initialBackoffMs: 20, maxBackoffMs: 50 },
         stats,
         log,
       );
@@ -342,7 +347,7 @@ describe('SpoolingSpanExporter with the real OTLP HTTP delegate', () => {
   it('a batch the endpoint refuses with 400 is counted as failed, not retried for ever', async () => {
     const stats = newStats(0);
     const exporter = new SpoolingSpanExporter(
-      { encoding: 'protobuf', url: `${sink.url}/v1/traces`, maxBytes: 1_000_000, initialBackoffMs: 20, maxBackoffMs: 50 },
+      { target: target('protobuf'), maxBytes: 1_000_000, initialBackoffMs: 20, maxBackoffMs: 50 },
       stats,
       createLogger('error', () => {}),
     );

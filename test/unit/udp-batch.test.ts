@@ -1,6 +1,7 @@
 // The two UDP receivers (src/receive/udp-receiver.ts): node:dgram and the recvmmsg addon
 // (native/udp_batch.c) must hand the pipeline the same (bytes, address, port) sequences.
 import { createSocket, type Socket } from 'node:dgram';
+import { resolveOtelEnv } from '../../src/config/otel-env.js';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Bridge } from '../../src/bridge.js';
@@ -247,7 +248,7 @@ describe.runIf(!!addon)('BatchSocket (the addon itself)', () => {
 describe.runIf(!!addon)('the bridge with the recvmmsg receiver', () => {
   it('gives datagram taps their own copy of each datagram (the receive buffer is reused)', async () => {
     const config = configSchema.parse({ listen: ['127.0.0.1:0'], admin: 'off', udpReceiver: 'recvmmsg', processIdentity: 'off', otlpEndpoint: 'http://127.0.0.1:9' });
-    const bridge = new Bridge(config, log, 'test', {});
+    const bridge = new Bridge(config, log, 'test', resolveOtelEnv({}, config));
     const kept: Buffer[] = [];
     bridge.tapDatagrams((bytes) => kept.push(bytes));
     const { listen } = await bridge.start();

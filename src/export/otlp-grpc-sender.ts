@@ -1,0 +1,161 @@
+import { ChannelCredentials, Client, Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import type { OtlpTarget } from '../config/otel-env.js';
+import type { OtlpSender } from './otlp-sender.js';
+import type { SendResult } from './spool.js';
+
+/**
+ * OTLP/gRPC: one unary call per spooled request body to the collector's
+ * `TraceService/Export` or `MetricsService/Export`.
+ *
+ * The body already is the serialized `Export*ServiceRequest` (the same bytes
+ * http/protobuf POSTs), so the call's serializer passes it through and no
+ * proto file is loaded at run time. `@grpc/grpc-js` is the client the OTel
+ * gRPC exporters use: pure JavaScript, TLS and mutual TLS, metadata, gzip,
+ * deadlines. One channel per signal, kept open (HTTP/2, reconnects by itself).
+ *
+ * Outcomes follow the OTLP specification's retryable codes: UNAVAILABLE,
+ * CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, DATA_LOSS, and
+ * RESOURCE_EXHAUSTED only when the server sent a RetryInfo (its delay is
+ * honoured) are `transient` (the spool retries them without limit); UNKNOWN
+ * and INTERNAL are `server_error` (the analogue of an HTTP 500: retried a few
+ * times, then rejected); every other code (INVALID_ARGUMENT, UNAUTHENTICATED,
+ * UNIMPLEMENTED, RESOURCE_EXHAUSTED without RetryInfo, ...) is `rejected`.
+ */
+const METHODS = {
+  traces: '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
+  metrics: '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export',
+} as const;
+
+const RETRYABLE = new Set<number>([Status.CANCELLED, Status.DEADLINE_EXCEEDED, Status.ABORTED, Status.OUT_OF_RANGE, Status.UNAVAILABLE, Status.DATA_LOSS]);
+const SERVER_ERROR = new Set<number>([Status.UNKNOWN, Status.INTERNAL]);
+/** grpc-js CompressionAlgorithms: identity 0, deflate 1, gzip 2. */
+const GZIP = 2;
+const RETRY_INFO_TYPE = 'type.googleapis.com/google.rpc.RetryInfo';
+
+const passThrough = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+const keepBytes = (b: Buffer): Buffer => b;
+
+export function createGrpcSender(target: OtlpTarget): OtlpSender {
+  const host = new URL(target.url).host;
+  const credentials = target.secure
+    ? ChannelCredentials.createSsl(target.tls.ca ?? null, target.tls.key ?? null, target.tls.cert ?? null)
+    : ChannelCredentials.createInsecure();
+  const client = new Client(host, credentials, {
+    ...(target.compression === 'gzip' ? { 'grpc.default_compression_algorithm': GZIP } : {}),
+    // The collector's default receive limit is 4 MiB; the bridge's batches are far below it.
+    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    'grpc.primary_user_agent': 'aws-csm-bridge',
+  });
+  const metadata = new Metadata();
+  for (const [k, v] of Object.entries(target.headers)) metadata.set(k.toLowerCase(), v);
+  const method = METHODS[target.signal];
+  const inflight = new Set<Promise<SendResult>>();
+
+  const send = (body: Uint8Array): Promise<SendResult> => {
+    const p = new Promise<SendResult>((resolve) => {
+      try {
+        client.makeUnaryRequest(method, passThrough, keepBytes, body, metadata.clone(), { deadline: Date.now() + target.timeoutMs }, (err) =>
+          resolve(err ? classifyGrpc(err) : { ok: true }),
+        );
+      } catch (e) {
+        // e.g. the channel was closed: nothing went out.
+        resolve({ ok: false, kind: 'transient', error: `gRPC: ${(e as Error).message}` });
+      }
+    });
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
+    return p;
+  };
+  return {
+    send,
+    async shutdown() {
+      await Promise.all(inflight);
+      client.close();
+    },
+  };
+}
+
+/** A failed call as the spool sees it. */
+export function classifyGrpc(err: ServiceError): SendResult {
+  const name = Status[err.code] ?? String(err.code);
+  const detail = err.details || err.message;
+  const error = `gRPC ${name}: ${detail}`;
+  const tls = isTlsFailure(detail);
+  if (RETRYABLE.has(err.code)) return { ok: false, kind: 'transient', error, ...(tls ? { tls } : {}) };
+  if (err.code === Status.RESOURCE_EXHAUSTED) {
+    const delay = retryInfoDelayMs(err.metadata?.get('grpc-status-details-bin')[0]);
+    return delay === undefined ? { ok: false, kind: 'rejected', error } : { ok: false, kind: 'transient', error, retryAfterMs: delay };
+  }
+  if (SERVER_ERROR.has(err.code)) return { ok: false, kind: 'server_error', error };
+  return { ok: false, kind: 'rejected', error };
+}
+
+/** grpc-js reports a failed handshake as UNAVAILABLE with the TLS library's words in the details. */
+function isTlsFailure(detail: string): boolean {
+  return /certificate|SSL|TLS|handshake|self.signed|CERT_/i.test(detail);
+}
+
+/**
+ * The RetryInfo delay in `grpc-status-details-bin` (a google.rpc.Status:
+ * 3 = repeated Any details; Any: 1 = type_url, 2 = value; RetryInfo: 1 =
+ * retry_delay; Duration: 1 = seconds, 2 = nanos), or undefined when absent or
+ * unreadable.
+ */
+export function retryInfoDelayMs(statusBytes: unknown): number | undefined {
+  if (!(statusBytes instanceof Uint8Array)) return undefined;
+  try {
+    for (const [field, any] of fields(statusBytes)) {
+      if (field !== 3 || !(any instanceof Uint8Array)) continue;
+      let typeUrl = '';
+      let value: Uint8Array | undefined;
+      for (const [f, v] of fields(any)) {
+        if (f === 1 && v instanceof Uint8Array) typeUrl = Buffer.from(v).toString('utf8');
+        if (f === 2 && v instanceof Uint8Array) value = v;
+      }
+      if (typeUrl !== RETRY_INFO_TYPE || !value) continue;
+      let ms = 0;
+      for (const [f, duration] of fields(value)) {
+        if (f !== 1 || !(duration instanceof Uint8Array)) continue;
+        for (const [g, n] of fields(duration)) {
+          if (g === 1 && typeof n === 'number') ms += n * 1000;
+          if (g === 2 && typeof n === 'number') ms += n / 1e6;
+        }
+      }
+      return Math.round(ms);
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+/** Top-level fields of a protobuf message: varints as numbers, length-delimited as bytes (others skipped). */
+function* fields(buf: Uint8Array): Generator<[number, number | Uint8Array]> {
+  let i = 0;
+  const varint = (): number => {
+    let v = 0;
+    let scale = 1;
+    for (let n = 0; n < 10; n++) {
+      if (i >= buf.length) throw new Error('truncated');
+      const b = buf[i++]!;
+      v += (b & 0x7f) * scale;
+      if (b < 0x80) return v;
+      scale *= 128;
+    }
+    throw new Error('varint too long');
+  };
+  while (i < buf.length) {
+    const tag = varint();
+    const field = Math.floor(tag / 8);
+    const wire = tag & 7;
+    if (wire === 0) yield [field, varint()];
+    else if (wire === 2) {
+      const len = varint();
+      if (i + len > buf.length) throw new Error('truncated');
+      yield [field, buf.subarray(i, i + len)];
+      i += len;
+    } else if (wire === 1) i += 8;
+    else if (wire === 5) i += 4;
+    else throw new Error(`wire type ${wire}`);
+  }
+}
