@@ -95,7 +95,6 @@ describe('OTEL_* resolution', () => {
       OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=prod,team=a%2Cb',
       OTEL_EXPORTER_PROMETHEUS_HOST: '[::1]',
       OTEL_EXPORTER_PROMETHEUS_PORT: '0',
-      OTEL_SEMCONV_STABILITY_OPT_IN: 'http,rpc',
     });
     expect(o.sampler).toEqual({ root: 'traceidratio', ratio: 0.25, name: 'parentbased_traceidratio' });
     expect([o.tracesExporters, o.metricsExporters, o.temporality, o.histogramAggregation, o.sdkDisabled]).toEqual([
@@ -105,12 +104,7 @@ describe('OTEL_* resolution', () => {
       'base2_exponential_bucket_histogram',
       true,
     ]);
-    expect([o.serviceName, o.resourceAttributes, o.prometheus, o.rpcSemconv]).toEqual([
-      'me',
-      { 'deployment.environment.name': 'prod', team: 'a,b' },
-      { host: '::1', port: 0 },
-      'stable',
-    ]);
+    expect([o.serviceName, o.resourceAttributes, o.prometheus]).toEqual(['me', { 'deployment.environment.name': 'prod', team: 'a,b' }, { host: '::1', port: 0 }]);
     expect(otel({ OTEL_TRACES_SAMPLER: 'always_off' }).sampler.ratio).toBe(0);
     // OTEL_LOG_LEVEL applies when --log-level (or its variable) does not.
     const level = (env: NodeJS.ProcessEnv, argv: string[] = []) => {
