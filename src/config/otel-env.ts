@@ -399,8 +399,15 @@ export function describeTargets(o: OtelSettings): string {
   if (o.sdkDisabled) return 'none (OTEL_SDK_DISABLED=true)';
   const parts: string[] = [];
   const otlp = (t: OtlpTarget) => `${t.url} (${t.protocol})`;
-  if (o.tracesExporters.includes('otlp')) parts.push(`traces ${otlp(o.traces)}`);
-  if (o.metricsExporters.includes('otlp')) parts.push(`metrics ${otlp(o.metrics)}`);
+  const both = o.tracesExporters.includes('otlp') && o.metricsExporters.includes('otlp');
+  const base = (t: OtlpTarget) => (t.protocol === 'grpc' ? t.url : t.url.replace(new RegExp(`/v1/${t.signal}$`), ''));
+  if (both && o.traces.protocol === o.metrics.protocol && base(o.traces) === base(o.metrics)) {
+    // The usual case: one collector for both signals.
+    parts.push(`${base(o.traces)} (${o.traces.protocol})`);
+  } else {
+    if (o.tracesExporters.includes('otlp')) parts.push(`traces ${otlp(o.traces)}`);
+    if (o.metricsExporters.includes('otlp')) parts.push(`metrics ${otlp(o.metrics)}`);
+  }
   if (o.tracesExporters.includes('console')) parts.push('traces console');
   if (o.metricsExporters.includes('console')) parts.push('metrics console');
   if (o.metricsExporters.includes('prometheus')) parts.push(`prometheus ${o.prometheus.host.includes(':') ? `[${o.prometheus.host}]` : o.prometheus.host}:${o.prometheus.port}`);
