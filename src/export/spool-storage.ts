@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -75,7 +75,7 @@ const LOCK = '.lock';
  * One file per batch, `SEQ-ITEMS.pb|json[.gz]`, written atomically (tmp +
  * rename) so a crash never leaves half a batch under a real name. One process
  * per directory (a lock file naming its pid): two would send and delete the
- * same files. Delivery is at least once: a batch in flight at exit is sent
+ * same files; a symlink, so it can be taken on a full disk. Delivery is at least once: a batch in flight at exit is sent
  * again at the next start.
  */
 export class DiskStorage implements SpoolStorage {
@@ -139,16 +139,22 @@ function lockDir(dir: string): string {
   const lock = join(dir, LOCK);
   for (let i = 0; i < 3; i++) {
     try {
-      writeFileSync(lock, String(process.pid), { flag: 'wx', mode: 0o600 });
+      // A symlink whose target is the pid: created atomically, and it needs no data block, so a
+      // bridge can still start (and send what the disk holds) when the directory's disk is full.
+      symlinkSync(String(process.pid), lock);
       return lock;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
     let pid = 0;
     try {
-      pid = Number(readFileSync(lock, 'utf8').trim());
+      pid = Number(readlinkSync(lock).trim());
     } catch {
-      /* removed meanwhile */
+      try {
+        pid = Number(readFileSync(lock, 'utf8').trim()); // a lock file written by an earlier version
+      } catch {
+        /* removed meanwhile */
+      }
     }
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
       throw new Error(`spool directory ${dir} is in use by process ${pid} (${lock})`);

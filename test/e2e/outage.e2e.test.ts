@@ -20,6 +20,7 @@ import { waitStats, type Stats } from '../helpers/stats.js';
 import { readCapture } from '../helpers/captures.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
 import { freePort } from '../helpers/tools.js';
+import { mountTmpfs, tmpfsUnavailable } from '../helpers/tmpfs.js';
 
 /** A live credential as some SDKs put it in every attempt; it must never be written anywhere. */
 const SESSION_TOKEN = 'FwoGZXIvYXdzEOUTAGE//SESSION/TOKEN/MUST/NOT/LEAK+0123456789abcdef';
@@ -356,4 +357,47 @@ describe('shutdown during an outage', () => {
     await start(['--spool-dir', dir]);
     await expect(start(['--spool-dir', dir])).rejects.toThrow(/in use by process/);
   });
+});
+
+describe.skipIf(tmpfsUnavailable !== undefined)(`spool directory on a full disk (256 KiB tmpfs)${tmpfsUnavailable ? `: skipped, ${tmpfsUnavailable}` : ''}`, () => {
+  it('40,000 spans, collector down, SIGTERM: the log and the stats say exactly what is on disk and count the rest as lost; the next start sends what was kept', async () => {
+    const fs = mountTmpfs(256);
+    try {
+      const first = await start(['--shutdown-timeout-ms', '3000', '--spool-dir', fs.dir]);
+      await sendCalls(first.udpPort, 0, 20_000);
+      const during = await waitStats(first, (s) => s.spans.created === 40_000 && s.spool.queuedSpans + s.spans.dropped === 40_000, 'spooled', 60_000);
+      expect(during.spool.diskErrors).toBeGreaterThan(0); // the disk filled up
+      expect(during.spool.onDiskSpans).toBeGreaterThan(0);
+      expect(during.spool.onDiskSpans).toBeLessThan(during.spool.queuedSpans); // the rest waits in memory
+      expect(await first.stop('SIGTERM', 20_000)).toBe(0);
+
+      const summary = first.logs.find((l) => String(l['msg']).startsWith('OTLP endpoint unavailable at shutdown'));
+      expect(summary, first.stderr()).toBeDefined();
+      const kept = (summary!['keptOnDisk'] as { spans: number }).spans;
+      const lost = (summary!['lost'] as { spans: number }).spans;
+      const onDisk = readdirSync(join(fs.dir, 'traces'))
+        .filter((f) => /^\d{12}-\d+\.pb(\.gz)?$/.test(f))
+        .reduce((n, f) => n + Number(f.split('-')[1]!.split('.')[0]), 0);
+      expect(kept).toBe(onDisk);
+      expect(kept).toBeGreaterThan(0);
+      const stopped = first.logs.find((l) => l['msg'] === 'stopped')!['stats'] as Stats;
+      expect(stopped.spool.lostSpans).toBe(lost);
+      expect([stopped.spool.onDiskSpans, stopped.spool.queuedSpans]).toEqual([kept, kept]);
+      // Every span is accounted for: delivered (none), refused (none), dropped (lost at exit included), or on disk.
+      expect(stopped.spans.exported + stopped.spans.failed + stopped.spans.dropped + kept).toBe(40_000);
+      expect(stopped.spans.dropped).toBeGreaterThanOrEqual(lost);
+
+      await proxy.up('forward');
+      const second = await start(['--spool-dir', fs.dir]);
+      const s = await waitStats(second, (x) => x.spool.queuedSpans === 0 && x.spans.exported === kept, 'replayed', 30_000);
+      expect(s.spool.recoveredSpans).toBe(kept);
+      await sink.waitFor(() => sink.spans.length >= kept, 10_000);
+      expect(sink.spans.length).toBe(kept);
+      expect(sink.errors).toEqual([]);
+      expect(await second.stop()).toBe(0);
+    } finally {
+      for (const b of bridges.splice(0)) await b.stop('SIGKILL');
+      fs.unmount();
+    }
+  }, 120_000);
 });

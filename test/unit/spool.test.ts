@@ -2,7 +2,7 @@
  * The export spool (src/export/spool.ts) on its own, and behind the spooling
  * span exporter with the real OTLP HTTP delegate against the strict test sink.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -15,6 +15,7 @@ import type { SpanRecord } from '../../src/translate/types.js';
 import { createLogger } from '../../src/log.js';
 import { newStats } from '../../src/stats.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
+import { mountTmpfs, tmpfsUnavailable } from '../helpers/tmpfs.js';
 
 /** Records every event the spool reports. */
 function recorder() {
@@ -275,9 +276,104 @@ describe('Spool (disk)', () => {
     // A lock left by a dead process (SIGKILL) is taken over.
     writeFileSync(join(dir, '.lock'), '999999999');
     const s = new Spool({ maxBytes: 1_000, storage: new DiskStorage(dir), send: async () => ({ ok: true }), events: recorder().events });
-    expect(readFileSync(join(dir, '.lock'), 'utf8')).toBe(String(process.pid));
+    expect(readlinkSync(join(dir, '.lock'))).toBe(String(process.pid));
     s.close();
     expect(existsSync(join(dir, '.lock'))).toBe(false);
+  });
+});
+
+describe.skipIf(tmpfsUnavailable !== undefined)(`Spool on a full disk (a 64 KiB tmpfs)${tmpfsUnavailable ? `: skipped, ${tmpfsUnavailable}` : ''}`, () => {
+  const down = async (): Promise<SendResult> => ({ ok: false, kind: 'transient', error: 'ECONNREFUSED' });
+  const files = (dir: string) => readdirSync(dir).filter((f) => /^\d{12}-\d+\.pb$/.test(f));
+  const itemsIn = (names: string[]) => names.reduce((n, f) => n + Number(f.split('-')[1]!.split('.')[0]), 0);
+
+  it('a batch the disk refuses stays in memory and goes to disk as space frees; all delivered in order, none lost', async () => {
+    const fs = mountTmpfs(64);
+    try {
+      const s = manualSender();
+      const { r, events } = recorder();
+      const spool = new Spool({ maxBytes: 10_000_000, storage: new DiskStorage(fs.dir), send: s.send, events, initialBackoffMs: 1, maxBackoffMs: 2, gzipWhenWaiting: Infinity });
+      for (let i = 1; i <= 20; i++) spool.push(body(8_000, i), i, 'protobuf');
+      const c = spool.content();
+      expect(r.diskErrors.length).toBeGreaterThan(0);
+      expect(r.diskErrors.every((e) => /^write: .*ENOSPC/.test(e))).toBe(true);
+      expect(c.onDisk.batches).toBeGreaterThan(0);
+      expect(c.inMemory.batches).toBeGreaterThan(0);
+      expect(c.onDisk.batches + c.inMemory.batches).toBe(20);
+      // What the spool says is on disk is what is on disk.
+      expect([files(fs.dir).length, itemsIn(files(fs.dir)), r.onDiskItems]).toEqual([c.onDisk.batches, c.onDisk.items, c.onDisk.items]);
+      expect(spool.heldInMemoryBytes).toBe(c.inMemory.bytes);
+      // The endpoint comes back: each delivery frees a file, and a held batch takes its place.
+      for (let i = 1; i <= 20; i++) {
+        const sent = await s.next();
+        expect(sent.items).toBe(i);
+        expect(sent.body[0]).toBe(i);
+        sent.answer({ ok: true });
+        await until(() => r.delivered.length === i, `delivery ${i}`);
+        if (i === 5) expect(spool.content().onDisk.batches).toBeGreaterThan(c.onDisk.batches - 5); // refilled from memory
+      }
+      expect(r.delivered).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      expect([r.dropped, spool.heldInMemoryBytes, files(fs.dir), r.onDiskItems]).toEqual([[], 0, [], 0]);
+      spool.close();
+    } finally {
+      fs.unmount();
+    }
+  });
+
+  it('at close: exactly what is on disk is kept for the next start, the rest is counted as lost', async () => {
+    const fs = mountTmpfs(64);
+    try {
+      const { r, events } = recorder();
+      const first = new Spool({ maxBytes: 10_000_000, storage: new DiskStorage(fs.dir), send: down, events, initialBackoffMs: 1, maxBackoffMs: 5, gzipWhenWaiting: Infinity });
+      for (let i = 1; i <= 20; i++) first.push(body(8_000, i), i, 'protobuf');
+      await first.drain(Date.now() + 20);
+      const left = first.close();
+      const lost = r.dropped.filter((d) => d.reason === 'shutdown').reduce((n, d) => n + d.items, 0);
+      expect(left.inMemory.items).toBe(0);
+      expect(left.onDisk.items + lost).toBe(210); // 1 + 2 + ... + 20: every item is either on disk or counted lost
+      expect(lost).toBeGreaterThan(0);
+      expect(itemsIn(files(fs.dir))).toBe(left.onDisk.items);
+
+      const b = recorder();
+      const second = new Spool({ maxBytes: 10_000_000, storage: new DiskStorage(fs.dir), send: down, events: b.events, initialBackoffMs: 1, maxBackoffMs: 5 });
+      expect(b.r.recovered).toEqual([{ items: left.onDisk.items, bytes: left.onDisk.bytes, batches: left.onDisk.batches }]);
+      second.close();
+    } finally {
+      fs.unmount();
+    }
+  });
+
+  it('the memory bound holds for what the disk refused: the oldest held batches are dropped as disk_full, counted', () => {
+    const fs = mountTmpfs(64);
+    try {
+      const { r, events } = recorder();
+      const spool = new Spool({ maxBytes: 10_000_000, maxMemoryBytes: 20_000, storage: new DiskStorage(fs.dir), send: down, events, initialBackoffMs: 1_000, gzipWhenWaiting: Infinity });
+      for (let i = 1; i <= 20; i++) spool.push(body(8_000, i), i, 'protobuf');
+      expect(spool.heldInMemoryBytes).toBeLessThanOrEqual(20_000);
+      const dropped = r.dropped.filter((d) => d.reason === 'disk_full');
+      expect(dropped.length).toBeGreaterThan(0);
+      const c = spool.content();
+      expect(c.onDisk.items + c.inMemory.items + dropped.reduce((n, d) => n + d.items, 0)).toBe(210);
+      spool.close();
+    } finally {
+      fs.unmount();
+    }
+  });
+});
+
+describe('Spool (memory): the memory bound', () => {
+  it('a memory spool is bounded by the smaller of maxBytes and maxMemoryBytes; what is left at close is counted lost', () => {
+    const { r, events } = recorder();
+    const spool = new Spool({ maxBytes: 100_000, maxMemoryBytes: 3_000, send: async () => ({ ok: false, kind: 'transient', error: 'down' }), events, initialBackoffMs: 1_000, gzipWhenWaiting: Infinity });
+    for (let i = 1; i <= 10; i++) spool.push(body(1_000), i, 'protobuf');
+    expect(spool.heldInMemoryBytes).toBeLessThanOrEqual(3_000 + 1_000); // + the batch in flight
+    expect(r.dropped.some((d) => d.reason === 'spool_full')).toBe(true);
+    const before = spool.queuedItems;
+    spool.close();
+    spool.abandon();
+    const lost = r.dropped.filter((d) => d.reason === 'shutdown').reduce((n, d) => n + d.items, 0);
+    expect(lost).toBe(before);
+    expect(spool.queuedItems).toBe(0);
   });
 });
 
