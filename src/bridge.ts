@@ -26,6 +26,8 @@ import { warmUp } from './warm-up.js';
  */
 export type Intake = 'udp' | 'replay';
 
+/** The export spools may hold at most 1/4 of memoryCeilingMb in memory (the rest is pending state, clients, series, the heap). */
+const SPOOL_SHARE_OF_MEMORY_CEILING = 4;
 /** How often pending correlation state is checked for expired holds. */
 const EXPIRE_EVERY_MS = 1_000;
 /** Made-up calls run through the datagram path before the sockets open (src/warm-up.ts). */
@@ -64,7 +66,11 @@ export class Bridge {
         exportBatchSize: config.exportBatchSize,
         metricsIntervalMs: config.metricsIntervalMs,
         version,
+        sampleKeep: config.sampleKeep,
+        maxMetricSeries: config.maxMetricSeries,
         spoolMaxBytes: config.spoolMaxBytes,
+        // What waits in memory counts against the memory ceiling: at most a quarter of it.
+        ...(config.memoryCeilingMb > 0 ? { spoolMaxMemoryBytes: Math.floor((config.memoryCeilingMb * 1024 * 1024) / SPOOL_SHARE_OF_MEMORY_CEILING) } : {}),
         ...(config.spoolDir ? { spoolDir: config.spoolDir } : {}),
       },
       this.stats,
@@ -99,19 +105,31 @@ export class Bridge {
     this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
     this.bindError =
       bindPolicyError(config.listen, config.allowSource, config.allowAnySource) ??
-      httpBindPolicyError(config.admin === 'off' ? [] : [{ what: 'admin listener', host: parseHostPort(config.admin).host, setting: '--admin' }], config.allowRemoteHttp);
+      httpBindPolicyError(
+        [
+          ...(config.admin === 'off' ? [] : [{ what: 'admin listener', host: parseHostPort(config.admin).host, setting: '--admin' }]),
+          ...(this.exporter.prometheusListen && intake === 'udp'
+            ? [{ what: 'Prometheus endpoint', host: this.exporter.prometheusListen.host, setting: 'OTEL_EXPORTER_PROMETHEUS_HOST' }]
+            : []),
+        ],
+        config.allowRemoteHttp,
+      );
+    if (otel.sdkDisabled) log.warn('OTEL_SDK_DISABLED=true: nothing is exported; datagrams are still received and counted, and the live view and /stats work');
     this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log, config.udpReceiver);
     this.admin = config.admin === 'off' ? undefined : new AdminServer(config.admin, () => this.snapshot(), this.policy);
   }
 
-  async start(): Promise<{ listen: string[]; admin?: string }> {
+  async start(): Promise<{ listen: string[]; admin?: string; prometheus?: string }> {
     if (this.intake === 'replay') return { listen: [] };
     if (this.bindError) throw new Error(this.bindError);
     this.warmUp();
     await this.receiver.start();
+    let prometheus: string | undefined;
     try {
       await this.admin?.start();
+      prometheus = (await this.exporter.start()).prometheus;
     } catch (e) {
+      await this.admin?.close();
       await this.receiver.close();
       throw e;
     }
@@ -122,7 +140,7 @@ export class Bridge {
     this.expireTimer.unref();
     this.memory.start();
     const admin = this.admin?.address();
-    return admin ? { listen: this.receiver.addresses(), admin } : { listen: this.receiver.addresses() };
+    return { listen: this.receiver.addresses(), ...(admin ? { admin } : {}), ...(prometheus ? { prometheus } : {}) };
   }
 
   /** The UDP receiver in use once started: recvmmsg (the native addon) or dgram. */

@@ -81,7 +81,10 @@ async function main(): Promise<number> {
     log.error((e as Error).message);
     return 1;
   }
-  if (wantsView(config)) {
+  // The console exporters write to stdout: the live view would share it.
+  const consoleExport = !otel.sdkDisabled && (otel.tracesExporters.includes('console') || otel.metricsExporters.includes('console'));
+  if (consoleExport && wantsView(config)) log.info('the live view is off: the console exporter writes to stdout');
+  if (wantsView(config) && !consoleExport) {
     const rec = recorder;
     view = startView(bridge, config, otel, {
       version: VERSION,
@@ -102,6 +105,7 @@ async function main(): Promise<number> {
     listen: addresses.listen,
     udpReceiver: bridge.udpReceiver,
     admin: addresses.admin ?? 'off',
+    ...(addresses.prometheus ? { prometheus: addresses.prometheus } : {}),
     export: describeTargets(otel),
     otlpProtocol: otel.traces.protocol,
     otlpEndpoint: otel.traces.url,

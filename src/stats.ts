@@ -49,6 +49,12 @@ export interface Stats {
     shedCalls: number;
   };
   spans: { created: number; exported: number; failed: number; dropped: number };
+  /**
+   * Trace sampling (OTEL_TRACES_SAMPLER, --sample-keep), per call: kept = keptBy.* summed; a call
+   * sampled out has no span at all. Metrics count every call whatever this says. All 0 without a
+   * traces exporter (OTEL_TRACES_EXPORTER=none).
+   */
+  sampling: { kept: number; sampledOut: number; keptBy: { sampled: number; error: number; retry: number; slow: number } };
   metricExports: { succeeded: number; failed: number };
   /** Metric points folded into a series with otel.metric.overflow=true: the instrument had its 500 series for that ClientId. */
   metricPoints: { overflowed: number };
@@ -122,6 +128,7 @@ export function newStats(now: number): Stats {
     },
     memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
     spans: { created: 0, exported: 0, failed: 0, dropped: 0 },
+    sampling: { kept: 0, sampledOut: 0, keptBy: { sampled: 0, error: 0, retry: 0, slow: 0 } },
     metricExports: { succeeded: 0, failed: 0 },
     metricPoints: { overflowed: 0 },
     spool: {

@@ -98,6 +98,12 @@ export const OPTIONS = {
     'With sampling on (OTEL_TRACES_SAMPLER below 100 %): calls always kept whatever the sampler says: errors (a failed call), retries (more than one attempt), slow:DURATION (slower than that); none = the sampler alone decides. Metrics always count every call.',
     ['AWS_CSM_BRIDGE_SAMPLE_KEEP'],
   ),
+  maxMetricSeries: opt(
+    z.number().int().min(100).default(20_000),
+    'int',
+    'Metric series kept across all clients and instruments (each instrument also has at most 500 per ClientId). Beyond it, new series go to the instrument\'s otel.metric.overflow series, counted in metricPoints.overflowed: memory stays bounded however many clients and APIs there are.',
+    ['AWS_CSM_BRIDGE_MAX_METRIC_SERIES'],
+  ),
   allowRemoteHttp: opt(
     z.boolean().default(false),
     'bool',

@@ -73,7 +73,19 @@ export interface MetricAggregatorOptions {
    * 'bounded': for CUMULATIVE instruments, at most `cardinalityLimit` series ever (spec behaviour).
    */
   cumulativeOverflow?: 'sdk' | 'bounded';
+  /**
+   * Series shared by every aggregator of the bridge (all clients): once `used` reaches `max`, new
+   * series of any instrument go to that instrument's overflow series, as at the per-instrument
+   * limit. The per-client limits alone would add up to clients × instruments × limit.
+   */
+  budget?: SeriesBudget;
   now?: () => number; // epoch ms, for tests
+}
+
+/** A series count shared by several aggregators (a plain object: the hot path reads one field). */
+export interface SeriesBudget {
+  used: number;
+  readonly max: number;
 }
 
 /** The SDK's default histogram boundaries (used only for a histogram without `buckets`). */
@@ -153,6 +165,7 @@ export class MetricAggregator implements MetricProducer {
   private readonly now: () => number;
   private readonly selectTemporality: (kind: InstrumentType) => AggregationTemporality;
   private readonly onOverflow: ((points: number) => void) | undefined;
+  private readonly budget: SeriesBudget;
   private epoch = 0;
   private folded = 0;
   private liveSeries = 0;
@@ -165,6 +178,7 @@ export class MetricAggregator implements MetricProducer {
     this.now = opts.now ?? Date.now;
     this.selectTemporality = opts.temporality;
     this.onOverflow = opts.onOverflow;
+    this.budget = opts.budget ?? { used: 0, max: Infinity };
     for (const i of opts.instruments) {
       if (this.byName.has(i.name)) continue;
       const histogram = i.kind === 'histogram';
@@ -255,9 +269,9 @@ export class MetricAggregator implements MetricProducer {
         }
       }
       if (s === undefined) {
-        const full = cumulativeBounded
-          ? inst.all.length - (inst.overflow ? 1 : 0) >= this.limit - 1
-          : inst.active.length >= this.limit - 1;
+        const full =
+          this.budget.used >= this.budget.max ||
+          (cumulativeBounded ? inst.all.length - (inst.overflow ? 1 : 0) >= this.limit - 1 : inst.active.length >= this.limit - 1);
         if (full) return this.fold(inst);
         s = this.create(inst, attributes);
         if (lookup(inst.root, OVERFLOW_ATTRIBUTES, OVERFLOW_NAMES) === s) inst.overflow = s;
@@ -293,6 +307,7 @@ export class MetricAggregator implements MetricProducer {
     index(inst.root, s);
     inst.all.push(s);
     this.liveSeries++;
+    this.budget.used++;
     return s;
   }
 
@@ -316,6 +331,7 @@ export class MetricAggregator implements MetricProducer {
         const forgotten = inst.all.length - reported.length;
         if (forgotten > 0) {
           this.liveSeries -= forgotten;
+          this.budget.used -= forgotten;
           if (inst.overflow !== undefined && inst.overflow.epoch !== epoch) inst.overflow = undefined;
           inst.root = new Node();
           inst.aliases = 0;

@@ -365,7 +365,9 @@ describe.skipIf(tmpfsUnavailable !== undefined)(`spool directory on a full disk 
     try {
       const first = await start(['--shutdown-timeout-ms', '3000', '--spool-dir', fs.dir]);
       await sendCalls(first.udpPort, 0, 20_000);
-      const during = await waitStats(first, (s) => s.spans.created === 40_000 && s.spool.queuedSpans + s.spans.dropped === 40_000, 'spooled', 60_000);
+      // Under load the kernel may drop a few datagrams: what counts is that every span made is accounted for.
+      const during = await waitStats(first, (s) => s.datagrams.received + s.datagrams.kernelDropped >= 40_000 && s.spool.queuedSpans + s.spans.dropped === s.spans.created, 'spooled', 60_000);
+      expect(during.spans.created).toBeGreaterThan(38_000);
       expect(during.spool.diskErrors).toBeGreaterThan(0); // the disk filled up
       expect(during.spool.onDiskSpans).toBeGreaterThan(0);
       expect(during.spool.onDiskSpans).toBeLessThan(during.spool.queuedSpans); // the rest waits in memory
@@ -384,7 +386,7 @@ describe.skipIf(tmpfsUnavailable !== undefined)(`spool directory on a full disk 
       expect(stopped.spool.lostSpans).toBe(lost);
       expect([stopped.spool.onDiskSpans, stopped.spool.queuedSpans]).toEqual([kept, kept]);
       // Every span is accounted for: delivered (none), refused (none), dropped (lost at exit included), or on disk.
-      expect(stopped.spans.exported + stopped.spans.failed + stopped.spans.dropped + kept).toBe(40_000);
+      expect(stopped.spans.exported + stopped.spans.failed + stopped.spans.dropped + kept).toBe(stopped.spans.created);
       expect(stopped.spans.dropped).toBeGreaterThanOrEqual(lost);
 
       await proxy.up('forward');

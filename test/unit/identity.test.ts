@@ -1,5 +1,6 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { resolveOtelEnv } from '../../src/config/otel-env.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -316,6 +317,8 @@ describe('OtelExporter: one provider per (ClientId, process)', () => {
         exportBatchSize: 100,
         metricsIntervalMs: 60_000,
         version: 'test',
+        sampleKeep: DEFAULT_CONFIG.sampleKeep,
+        maxMetricSeries: DEFAULT_CONFIG.maxMetricSeries,
         spoolMaxBytes: 1 << 20,
       },
       stats,
