@@ -116,6 +116,37 @@ export const SELF_METRICS: readonly SelfMetric[] = [
     description: 'Dropped oldest-first because the export spool was full.',
     observe: (s, r) => byKey(r, 'csm.signal', { traces: s.spool.droppedSpans, metrics: s.spool.droppedMetricExports }),
   },
+  {
+    name: 'csm.bridge.spool.lost',
+    kind: 'counter',
+    unit: '{item}',
+    description: 'Undelivered at shutdown and not in the spool directory: lost.',
+    observe: (s, r) => byKey(r, 'csm.signal', { traces: s.spool.lostSpans, metrics: s.spool.lostMetricExports }),
+  },
+  {
+    name: 'csm.bridge.export.retries',
+    kind: 'counter',
+    unit: '{request}',
+    description: 'OTLP sends that failed and wait to be retried (endpoint down, timed out, 429/5xx, retryable gRPC codes), by csm.reason (tls: the handshake or a certificate check failed).',
+    observe: (s, r) => byKey(r, 'csm.reason', { unavailable: s.spool.retries - s.spool.tlsErrors, tls: s.spool.tlsErrors }),
+  },
+  {
+    name: 'csm.bridge.metric_exports',
+    kind: 'counter',
+    unit: '{request}',
+    description: 'OTLP metric export requests, by outcome.',
+    observe: (s, r) => byKey(r, 'csm.outcome', { succeeded: s.metricExports.succeeded, failed: s.metricExports.failed }),
+  },
+  {
+    name: 'csm.bridge.calls.sampled',
+    kind: 'counter',
+    unit: '{call}',
+    description: 'Calls whose spans were kept (by csm.reason: sampled, error, retry, slow) or sampled out (OTEL_TRACES_SAMPLER, --sample-keep). Metrics count every call.',
+    observe: (s, r) => {
+      for (const [reason, n] of Object.entries(s.sampling.keptBy)) r.observe(n, { 'csm.outcome': 'kept', 'csm.reason': reason });
+      r.observe(s.sampling.sampledOut, { 'csm.outcome': 'sampled_out' });
+    },
+  },
 ];
 
 /** Registers every row of SELF_METRICS on `meter`, read from `stats` at each collection. */
