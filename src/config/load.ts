@@ -101,7 +101,8 @@ function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string
     const prev = flags[key];
     flags[key] =
       o.kind === 'list'
-        ? { desc: name, raw: [...((prev?.raw as string[] | undefined) ?? []), value] }
+        ? // Repeatable, and a comma list as in the environment: --sample-keep errors,retries.
+          { desc: name, raw: [...((prev?.raw as string[] | undefined) ?? []), ...(fromString('list', value) as string[])] }
         : { desc: name, raw: fromString(o.kind, value) };
   }
   if (subName !== undefined && subFile === undefined) {

@@ -237,13 +237,13 @@ export class OtelExporter {
     return this.pushExporters().map(
       (exporter) =>
         new PeriodicExportingMetricReader({
-          exporter,
+          // The reader takes its aggregation from the exporter's selectAggregation, not from an option.
+          exporter: exponential ? withAggregation(exporter, exponentialHistograms) : exporter,
           metricProducers: producers(exporter),
           exportIntervalMillis: this.opts.metricsIntervalMs,
           exportTimeoutMillis: Math.min(30_000, this.opts.metricsIntervalMs),
           // The aggregators cap their own series (§2.2); this caps the SDK instruments' (self-metrics, exponential histograms).
           cardinalityLimits: { default: METRIC_CARDINALITY_LIMIT },
-          ...(exponential ? { aggregationSelector: exponentialHistograms } : {}),
         } as ConstructorParameters<typeof PeriodicExportingMetricReader>[0]),
     );
   }
@@ -330,4 +330,15 @@ export function logUndelivered(log: Logger, spans: SpoolContent, metrics: SpoolC
   if (lost.spans + lost.metricExports === 0) log.warn('OTLP endpoint unavailable at shutdown: undelivered data kept in the spool directory for the next start', fields);
   else if (keptItems > 0) log.error('OTLP endpoint unavailable at shutdown: some undelivered data kept in the spool directory, the rest (not on disk) is lost', fields);
   else log.error(`OTLP endpoint unavailable at shutdown: undelivered data is lost${spoolDir ? ' (the spool directory took none of it)' : ' (no spoolDir)'}`, fields);
+}
+
+/** `exporter` with another aggregation per instrument type (exponential histograms). */
+function withAggregation(exporter: PushMetricExporter, selectAggregation: NonNullable<PushMetricExporter['selectAggregation']>): PushMetricExporter {
+  return {
+    export: (metrics, done) => exporter.export(metrics, done),
+    forceFlush: () => exporter.forceFlush(),
+    shutdown: () => exporter.shutdown(),
+    selectAggregation,
+    ...(exporter.selectAggregationTemporality ? { selectAggregationTemporality: (kind) => exporter.selectAggregationTemporality!(kind) } : {}),
+  };
 }

@@ -24,7 +24,7 @@
  *    (an empty AnyValue is only accepted as an array element, where it maps to
  *    null), profiling-only `*_strindex` fields absent, sum/histogram temporality
  *    not UNSPECIFIED, histogram buckets consistent with bounds and count, and
- *    only gauge/sum/histogram metric types (the bridge never emits others).
+ *    only gauge/sum/histogram/exponentialHistogram metric types (the bridge never emits summaries).
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -75,7 +75,7 @@ export interface SinkMetricPoint {
   name: string;
   unit: string;
   description: string;
-  type: 'sum' | 'gauge' | 'histogram';
+  type: 'sum' | 'gauge' | 'histogram' | 'exponentialHistogram';
   resource: Record<string, unknown>;
   scope: { name: string; version: string };
   attributes: Record<string, unknown>;
@@ -89,6 +89,10 @@ export interface SinkMetricPoint {
   max?: number;
   bucketCounts?: number[];
   explicitBounds?: number[];
+  /** exponentialHistogram: scale, zero bucket and the positive buckets (the bridge records no negative values). */
+  scale?: number;
+  zeroCount?: number;
+  positive?: { offset: number; bucketCounts: number[] };
   isMonotonic?: boolean;
   /** 1 delta, 2 cumulative (sum and histogram only) */
   aggregationTemporality?: number;
@@ -837,8 +841,37 @@ function normaliseMetrics(req: JMetricsRequest, requestIndex: number, problems: 
             if (dp.max !== undefined) p.max = toDouble(dp.max);
             points.push(p);
           });
+        } else if (m.exponentialHistogram) {
+          const aggregationTemporality = temporality(m.exponentialHistogram.aggregationTemporality);
+          (m.exponentialHistogram.dataPoints ?? []).forEach((dp, di) => {
+            const w = `${where}.dataPoints[${di}]`;
+            const count = toNum(dp.count ?? 0);
+            const zeroCount = toNum(dp.zeroCount ?? 0);
+            const positive = { offset: dp.positive?.offset ?? 0, bucketCounts: (dp.positive?.bucketCounts ?? []).map(toNum) };
+            const negative = (dp.negative?.bucketCounts ?? []).map(toNum);
+            const inBuckets = zeroCount + positive.bucketCounts.reduce((a, b) => a + b, 0) + negative.reduce((a, b) => a + b, 0);
+            if (inBuckets !== count) problems.push(`${w}: zeroCount + bucket counts ${inBuckets} != count ${count}`);
+            const scale = dp.scale ?? 0;
+            if (scale < -10 || scale > 20) problems.push(`${w}: scale ${scale} outside -10..20`);
+            const p: SinkMetricPoint = {
+              ...base,
+              type: 'exponentialHistogram',
+              attributes: convertAttributes(dp.attributes, w, problems),
+              ...times(dp, w),
+              count,
+              scale,
+              zeroCount,
+              positive,
+              aggregationTemporality,
+              flags: dp.flags ?? 0,
+            };
+            if (dp.sum !== undefined) p.sum = toDouble(dp.sum);
+            if (dp.min !== undefined) p.min = toDouble(dp.min);
+            if (dp.max !== undefined) p.max = toDouble(dp.max);
+            points.push(p);
+          });
         } else {
-          problems.push(`${where}: metric type '${m.exponentialHistogram ? 'exponentialHistogram' : 'summary'}' is not supported by the test sink`);
+          problems.push(`${where}: metric type 'summary' is not supported by the test sink`);
         }
       });
     });
