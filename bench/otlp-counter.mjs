@@ -2,8 +2,11 @@
 // bodies by walking the wire format (no full decode), and, for every root span whose
 // aws.request_id was written by bench/gen.c ("b<seq>-<send monotonic ns>"), records the
 // datagram-send → span-arrival latency in a 1 ms histogram. /v1/metrics is accepted and counted.
-// Prints {"port":N} on stdout once listening; GET /count returns the totals.
+// With --grpc it also serves OTLP/gRPC (TraceService/Export, MetricsService/Export, grpc-js,
+// raw bodies counted the same way) on a second port.
+// Prints {"port":N} (and "grpcPort") on stdout once listening; GET /count returns the totals.
 import http from 'node:http';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { gunzipSync } from 'node:zlib';
 
 const HIST_MS = 120_000; // latencies above 120 s land in the last bucket
@@ -159,6 +162,39 @@ const server = http.createServer((req, res) => {
   });
 });
 server.keepAliveTimeout = 60_000;
-server.listen(0, '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`));
+
+/** OTLP/gRPC: the request body is the same ExportTraceServiceRequest bytes http/protobuf POSTs. */
+function startGrpc() {
+  const grpc = new Server();
+  const raw = (path) => ({
+    Export: { path, requestStream: false, responseStream: false, requestSerialize: (b) => b, requestDeserialize: (b) => b, responseSerialize: (b) => b, responseDeserialize: (b) => b },
+  });
+  grpc.addService(raw('/opentelemetry.proto.collector.trace.v1.TraceService/Export'), {
+    Export: (call, done) => {
+      const arrivalNs = process.hrtime.bigint();
+      state.bytes += call.request.length;
+      try {
+        state.traceRequests++;
+        countTraces(call.request, arrivalNs);
+      } catch (e) {
+        state.badRequests++;
+        done({ code: 3, details: String(e.message) });
+        return;
+      }
+      done(null, Buffer.alloc(0));
+    },
+  });
+  grpc.addService(raw('/opentelemetry.proto.collector.metrics.v1.MetricsService/Export'), {
+    Export: (call, done) => {
+      state.bytes += call.request.length;
+      state.metricRequests++;
+      done(null, Buffer.alloc(0));
+    },
+  });
+  return new Promise((resolve, reject) => grpc.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, port) => (e ? reject(e) : resolve(port))));
+}
+
+const grpcPort = process.argv.includes('--grpc') ? await startGrpc() : undefined;
+server.listen(0, '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ port: server.address().port, ...(grpcPort ? { grpcPort } : {}) })}\n`));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
 process.on('disconnect', () => process.exit(0));

@@ -5,7 +5,10 @@
 //   node bench/run.mjs [--quick] [--rates 10000,100000] [--duration 20] [--repeat 3]
 //                      [--repeat-rate 100000] [--idle 10] [--no-raw] [--no-bridge]
 //                      [--cpu-prof DIR] [--node-arg ARG]... [--cli dist/cli.js] [--label L] [--out FILE]
-//                      [-- extra bridge flags...]
+//                      [--grpc] [--env NAME=VALUE]... [-- extra bridge flags...]
+//
+// --grpc: the bridge exports over OTLP/gRPC (the counter serves grpc-js too) instead of http/protobuf.
+// --env: environment for the bridge, e.g. --env OTEL_TRACES_SAMPLER=traceidratio --env OTEL_TRACES_SAMPLER_ARG=0.1.
 //
 // Processes: the bridge (or the raw receiver) is pinned to core 1 (`taskset -c 1`, when present);
 // the C load generator (bench/gen.c, sendmmsg) and the OTLP counting receiver run on core 0.
@@ -46,6 +49,8 @@ function parseArgs(argv) {
     fixture: 'boto3_threads_standard',
     bridgeArgs: [],
     nodeArgs: [],
+    grpc: false,
+    env: {},
     label: '',
   };
   for (let i = 0; i < argv.length; i++) {
@@ -74,6 +79,13 @@ function parseArgs(argv) {
     else if (a === '--fixture') o.fixture = next();
     else if (a === '--label') o.label = next();
     else if (a === '--node-arg') o.nodeArgs.push(next());
+    else if (a === '--grpc') o.grpc = true;
+    else if (a === '--env') {
+      const kv = next();
+      const eq = kv.indexOf('=');
+      if (eq <= 0) throw new Error(`--env wants NAME=VALUE, got ${kv}`);
+      o.env[kv.slice(0, eq)] = kv.slice(eq + 1);
+    }
     else if (a === '--cli') CLI = next();
     else if (a === '--help' || a === '-h') {
       process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 10).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
@@ -260,6 +272,8 @@ async function runRaw(gen, rate, o, templates) {
   await stop(rx);
   return {
     rate,
+    ...(o.grpc ? { protocol: 'grpc' } : {}),
+    ...(stats.sampling?.sampledOut ? { sampling: { keptCalls: stats.sampling.kept, sampledOutCalls: stats.sampling.sampledOut } } : {}),
     sent: g.sent,
     achievedRate: Math.round(g.sent / (g.elapsedMs / 1000)),
     received,
@@ -279,8 +293,11 @@ async function getJson(url) {
 }
 
 async function runBridge(gen, rate, o, templates, measureIdle) {
-  const counter = start(0, process.execPath, [join(HERE, 'otlp-counter.mjs')]);
-  const { port: otlpPort } = await waitLine(counter, 'stdout', (r) => 'port' in r);
+  const counter = start(0, process.execPath, [join(HERE, 'otlp-counter.mjs'), ...(o.grpc ? ['--grpc'] : [])]);
+  const { port: otlpPort, grpcPort } = await waitLine(counter, 'stdout', (r) => 'port' in r);
+  const exportArgs = o.grpc
+    ? ['--otlp-protocol', 'grpc', '--otlp-endpoint', `http://127.0.0.1:${grpcPort}`]
+    : ['--otlp-endpoint', `http://127.0.0.1:${otlpPort}`];
   const countUrl = `http://127.0.0.1:${otlpPort}/count`;
   const nodeArgs = [...o.nodeArgs];
   if (o.cpuProf) {
@@ -290,8 +307,8 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
   const bridge = start(
     1,
     process.execPath,
-    [...nodeArgs, CLI, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--otlp-endpoint', `http://127.0.0.1:${otlpPort}`, ...o.bridgeArgs],
-    { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' } },
+    [...nodeArgs, CLI, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', ...exportArgs, ...o.bridgeArgs],
+    { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...o.env } },
   );
   const started = await waitLine(bridge, 'stderr', (r) => r.msg === 'aws-csm-bridge started');
   const listen = started.listen[0];
@@ -348,11 +365,15 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
   await stop(counter);
 
   const expectedSpans = g.groups * templates.spansPerGroup;
-  const lost = expectedSpans - count.spans;
+  // With sampling (--env OTEL_TRACES_SAMPLER=...), sampled-out calls have no spans: `lost` counts
+  // spans missing beyond what the bridge says it created, so sampling is not loss.
+  const lost = (stats.sampling?.sampledOut ? stats.spans.created : expectedSpans) - count.spans;
   const rej = Object.values(stats.datagrams.rejected).reduce((a, b) => a + b, 0);
   const counted = kernelDrops + rej + stats.spans.dropped + stats.spans.failed; // losses the bridge/kernel account for
   return {
     rate,
+    ...(o.grpc ? { protocol: 'grpc' } : {}),
+    ...(stats.sampling?.sampledOut ? { sampling: { keptCalls: stats.sampling.kept, sampledOutCalls: stats.sampling.sampledOut } } : {}),
     sent: g.sent,
     achievedRate: Math.round(g.sent / (g.elapsedMs / 1000)),
     received: stats.datagrams.received,
