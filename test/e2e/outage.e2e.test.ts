@@ -367,7 +367,7 @@ describe.skipIf(tmpfsUnavailable !== undefined)(`spool directory on a full disk 
       await sendCalls(first.udpPort, 0, 20_000);
       // Under load the kernel may drop a few datagrams: what counts is that every span made is accounted for.
       const during = await waitStats(first, (s) => s.datagrams.received + s.datagrams.kernelDropped >= 40_000 && s.spool.queuedSpans + s.spans.dropped === s.spans.created, 'spooled', 60_000);
-      expect(during.spans.created).toBeGreaterThan(38_000);
+      expect(during.spans.created).toBeGreaterThan(20_000); // far more than 256 KiB hold
       expect(during.spool.diskErrors).toBeGreaterThan(0); // the disk filled up
       expect(during.spool.onDiskSpans).toBeGreaterThan(0);
       expect(during.spool.onDiskSpans).toBeLessThan(during.spool.queuedSpans); // the rest waits in memory
