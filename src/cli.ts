@@ -99,18 +99,6 @@ async function main(): Promise<number> {
         : {}),
     });
   }
-  log.info('aws-csm-bridge started', {
-    ...(recorder ? { recording: recorder.path } : {}),
-    version: VERSION,
-    listen: addresses.listen,
-    udpReceiver: bridge.udpReceiver,
-    admin: addresses.admin ?? 'off',
-    ...(addresses.prometheus ? { prometheus: addresses.prometheus } : {}),
-    export: describeTargets(otel),
-    otlpProtocol: otel.traces.protocol,
-    otlpEndpoint: otel.traces.url,
-  });
-
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -148,6 +136,19 @@ async function main(): Promise<number> {
     });
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    // Only now: a SIGTERM that follows this line at once must find the handler installed (until
+    // then the kernel's default action applies, and the process would die without flushing).
+    log.info('aws-csm-bridge started', {
+      ...(recorder ? { recording: recorder.path } : {}),
+      version: VERSION,
+      listen: addresses.listen,
+      udpReceiver: bridge.udpReceiver,
+      admin: addresses.admin ?? 'off',
+      ...(addresses.prometheus ? { prometheus: addresses.prometheus } : {}),
+      export: describeTargets(otel, addresses.prometheus),
+      otlpProtocol: otel.traces.protocol,
+      otlpEndpoint: otel.traces.url,
+    });
   });
 }
 

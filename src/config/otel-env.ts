@@ -395,7 +395,7 @@ function decode(s: string): string | undefined {
 }
 
 /** The export target as shown to a person (started log, live view). */
-export function describeTargets(o: OtelSettings): string {
+export function describeTargets(o: OtelSettings, prometheusAddress?: string): string {
   if (o.sdkDisabled) return 'none (OTEL_SDK_DISABLED=true)';
   const parts: string[] = [];
   const otlp = (t: OtlpTarget) => `${t.url} (${t.protocol})`;
@@ -410,6 +410,8 @@ export function describeTargets(o: OtelSettings): string {
   }
   if (o.tracesExporters.includes('console')) parts.push('traces console');
   if (o.metricsExporters.includes('console')) parts.push('metrics console');
-  if (o.metricsExporters.includes('prometheus')) parts.push(`prometheus ${o.prometheus.host.includes(':') ? `[${o.prometheus.host}]` : o.prometheus.host}:${o.prometheus.port}`);
+  if (o.metricsExporters.includes('prometheus')) {
+    parts.push(`prometheus ${prometheusAddress ?? (o.prometheus.host.includes(':') ? `[${o.prometheus.host}]` : o.prometheus.host) + ':' + o.prometheus.port}`);
+  }
   return parts.length > 0 ? parts.join(', ') : 'none';
 }

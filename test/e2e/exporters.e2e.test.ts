@@ -5,7 +5,7 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
+import { runCli, startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
 import { readCapture } from '../helpers/captures.js';
 import { decodeOtlpMetrics, decodeOtlpTraces, startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
 import { waitStats } from '../helpers/stats.js';
@@ -96,5 +96,21 @@ describe('exporter selection', () => {
     expect(verbose.logs.some((l) => l['level'] === 'debug' && l['msg'] === 'warm-up done')).toBe(true);
     const plain = await start({ OTEL_LOG_LEVEL: 'debug' }, ['--log-level', 'info']);
     expect(plain.logs.some((l) => l['level'] === 'debug')).toBe(false);
+  });
+});
+
+describe('every listener under one policy: loopback unless opted in', () => {
+  it('a non-loopback admin listener or Prometheus endpoint needs --allow-remote-http', async () => {
+    const admin = await runCli(['--listen', '127.0.0.1:0', '--admin', '0.0.0.0:0', '--no-ui']);
+    expect(admin.code).toBe(1);
+    expect(admin.stderr).toMatch(/refusing to serve the admin listener on non-loopback address 0\.0\.0\.0 \(--admin\).*--allow-remote-http/);
+    const prom = await runCli(['--listen', '127.0.0.1:0', '--admin', 'off', '--no-ui'], { OTEL_METRICS_EXPORTER: 'prometheus', OTEL_EXPORTER_PROMETHEUS_HOST: '0.0.0.0', OTEL_EXPORTER_PROMETHEUS_PORT: '0' });
+    expect(prom.code).toBe(1);
+    expect(prom.stderr).toMatch(/the Prometheus endpoint on non-loopback address 0\.0\.0\.0 \(OTEL_EXPORTER_PROMETHEUS_HOST\)/);
+    // Opted in, it starts (and is stopped at once).
+    const b = await start({ OTEL_METRICS_EXPORTER: 'prometheus', OTEL_EXPORTER_PROMETHEUS_HOST: '0.0.0.0', OTEL_EXPORTER_PROMETHEUS_PORT: '0' }, ['--allow-remote-http']);
+    expect(String(b.started['prometheus'])).toMatch(/^0\.0\.0\.0:\d+$/);
+    // Stopped at once after its start line: the signal handler is already there (it flushes and exits 0).
+    expect(await b.stop()).toBe(0);
   });
 });

@@ -7,7 +7,8 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import { OPTIONS, type Config } from '../../src/config/schema.js';
 import { parseHostPort } from '../../src/net/address.js';
-import { bindPolicyError, SourceFilter } from '../../src/receive/source-filter.js';
+import { bindPolicyError, httpBindPolicyError, SourceFilter } from '../../src/receive/source-filter.js';
+import { OTEL_VARIABLES } from '../../src/config/otel-env.js';
 import { ROOT } from '../helpers/bridge-process.js';
 import { findTool } from '../helpers/tools.js';
 
@@ -37,7 +38,10 @@ const OTLP_HTTP_PORT = 4318;
 
 /** Every environment variable the bridge reads: the schema's, the SDK's AWS_CSM_HOST/PORT, and the OTel SDK's. */
 const KNOWN_ENV = new Set([...Object.values(OPTIONS).flatMap((o) => [...o.env]), 'AWS_CSM_HOST', 'AWS_CSM_PORT', 'AWS_CSM_BRIDGE_CONFIG']);
-const isKnownEnv = (name: string) => KNOWN_ENV.has(name) || /^OTEL_(EXPORTER_OTLP_|SERVICE_NAME$|RESOURCE_ATTRIBUTES$|SEMCONV_STABILITY_OPT_IN$)/.test(name);
+const isKnownEnv = (name: string) => KNOWN_ENV.has(name) || OTEL_VARIABLES.some((v) => v.name === name);
+/** The admin listener under the HTTP listener policy (a non-loopback one needs allowRemoteHttp). */
+const adminPolicyError = (c: Config) =>
+  httpBindPolicyError(c.admin === 'off' ? [] : [{ what: 'admin listener', host: parseHostPort(c.admin).host, setting: '--admin' }], c.allowRemoteHttp);
 
 // --- Dockerfile --------------------------------------------------------------
 
@@ -115,6 +119,7 @@ describe('Dockerfile', () => {
     expect(c.admin).toBe(`0.0.0.0:${DEFAULT_ADMIN_PORT}`);
     expect(c.allowSource.length).toBeGreaterThan(0);
     expect(bindPolicyError(c.listen, c.allowSource, c.allowAnySource)).toBeUndefined();
+    expect(adminPolicyError(c)).toBeUndefined();
     const expose = runtime.filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(/\s+/));
     expect(expose.sort()).toEqual([`${DEFAULT_CSM_PORT}/udp`, `${DEFAULT_ADMIN_PORT}/tcp`].sort());
   });
@@ -189,6 +194,7 @@ describe('docker-compose.yml', () => {
     expect(c.listen).toEqual([`0.0.0.0:${DEFAULT_CSM_PORT}`]);
     expect(c.admin).toBe(`0.0.0.0:${DEFAULT_ADMIN_PORT}`);
     expect(bindPolicyError(c.listen, c.allowSource, c.allowAnySource)).toBeUndefined();
+    expect(adminPolicyError(c)).toBeUndefined();
     const [netName, net] = Object.entries(b.networks as Record<string, { ipv4_address: string }>)[0]!;
     const subnet = compose.networks[netName]!.ipam!.config[0]!.subnet;
     expect(new SourceFilter([subnet]).allows(net.ipv4_address)).toBe(true);
@@ -286,6 +292,7 @@ describe('config/kubernetes-daemonset.yaml', () => {
     expect(cfg.listen).toEqual([`0.0.0.0:${DEFAULT_CSM_PORT}`]);
     expect(cfg.allowSource).toHaveLength(1); // the pod CIDR placeholder
     expect(bindPolicyError(cfg.listen, cfg.allowSource, cfg.allowAnySource)).toBeUndefined();
+    expect(adminPolicyError(cfg)).toBeUndefined();
     const admin = c.ports.find((p) => p.name === c.readinessProbe.httpGet.port)!;
     expect(admin.containerPort).toBe(portOf(cfg.admin));
     expect(c.readinessProbe.httpGet.path).toBe('/healthz');
