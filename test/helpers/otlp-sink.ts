@@ -786,6 +786,20 @@ function normaliseMetrics(req: JMetricsRequest, requestIndex: number, problems: 
           if ((t ?? 0) === 0) problems.push(`${where}: aggregationTemporality is UNSPECIFIED`);
           return t ?? 0;
         };
+        /** A (exponential) histogram point: the shared fields, then sum/min/max when present. */
+        const histogramPoint = (
+          type: 'histogram' | 'exponentialHistogram',
+          dp: { attributes?: JKeyValue[] | undefined; startTimeUnixNano?: string | number | undefined; timeUnixNano: string | number; flags?: number | undefined; sum?: number | string | undefined; min?: number | string | undefined; max?: number | string | undefined },
+          w: string,
+          aggregationTemporality: number,
+          fields: Partial<SinkMetricPoint>,
+        ): SinkMetricPoint => {
+          const p: SinkMetricPoint = { ...base, type, attributes: convertAttributes(dp.attributes, w, problems), ...times(dp, w), ...fields, aggregationTemporality, flags: dp.flags ?? 0 };
+          if (dp.sum !== undefined) p.sum = toDouble(dp.sum);
+          if (dp.min !== undefined) p.min = toDouble(dp.min);
+          if (dp.max !== undefined) p.max = toDouble(dp.max);
+          return p;
+        };
         if (m.gauge || m.sum) {
           const isSum = !!m.sum;
           const data = (m.sum ?? m.gauge)!;
@@ -825,21 +839,7 @@ function normaliseMetrics(req: JMetricsRequest, requestIndex: number, problems: 
               problems.push(`${w}: sum of bucketCounts ${bucketCounts.reduce((a, b) => a + b, 0)} != count ${count}`);
             for (let i = 1; i < explicitBounds.length; i++)
               if (!(explicitBounds[i - 1]! < explicitBounds[i]!)) problems.push(`${w}: explicitBounds not strictly increasing at ${i}`);
-            const p: SinkMetricPoint = {
-              ...base,
-              type: 'histogram',
-              attributes: convertAttributes(dp.attributes, w, problems),
-              ...times(dp, w),
-              count,
-              bucketCounts,
-              explicitBounds,
-              aggregationTemporality,
-              flags: dp.flags ?? 0,
-            };
-            if (dp.sum !== undefined) p.sum = toDouble(dp.sum);
-            if (dp.min !== undefined) p.min = toDouble(dp.min);
-            if (dp.max !== undefined) p.max = toDouble(dp.max);
-            points.push(p);
+            points.push(histogramPoint('histogram', dp, w, aggregationTemporality, { count, bucketCounts, explicitBounds }));
           });
         } else if (m.exponentialHistogram) {
           const aggregationTemporality = temporality(m.exponentialHistogram.aggregationTemporality);
@@ -853,22 +853,7 @@ function normaliseMetrics(req: JMetricsRequest, requestIndex: number, problems: 
             if (inBuckets !== count) problems.push(`${w}: zeroCount + bucket counts ${inBuckets} != count ${count}`);
             const scale = dp.scale ?? 0;
             if (scale < -10 || scale > 20) problems.push(`${w}: scale ${scale} outside -10..20`);
-            const p: SinkMetricPoint = {
-              ...base,
-              type: 'exponentialHistogram',
-              attributes: convertAttributes(dp.attributes, w, problems),
-              ...times(dp, w),
-              count,
-              scale,
-              zeroCount,
-              positive,
-              aggregationTemporality,
-              flags: dp.flags ?? 0,
-            };
-            if (dp.sum !== undefined) p.sum = toDouble(dp.sum);
-            if (dp.min !== undefined) p.min = toDouble(dp.min);
-            if (dp.max !== undefined) p.max = toDouble(dp.max);
-            points.push(p);
+            points.push(histogramPoint('exponentialHistogram', dp, w, aggregationTemporality, { count, scale, zeroCount, positive }));
           });
         } else {
           problems.push(`${where}: metric type 'summary' is not supported by the test sink`);

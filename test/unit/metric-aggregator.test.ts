@@ -600,3 +600,39 @@ describe('MetricAggregator through PeriodicExportingMetricReader + OTLPMetricExp
     });
   }
 });
+
+describe('MetricAggregator: one series budget across aggregators (all clients)', () => {
+  it('once the shared budget is used, new series of any aggregator go to overflow; forgotten delta series give it back', async () => {
+    const budget = { used: 0, max: 5 };
+    let overflowed = 0;
+    const make = (temporality: AggregationTemporality) =>
+      new MetricAggregator({
+        instruments: [{ name: 'c', kind: 'counter', unit: '1', description: '' }],
+        scope: { name: 't', version: '1' },
+        temporality: () => temporality,
+        cardinalityLimit: 500,
+        cumulativeOverflow: 'bounded',
+        budget,
+        onOverflow: (n) => (overflowed += n),
+      });
+    const a = make(AggregationTemporality.CUMULATIVE);
+    const b = make(AggregationTemporality.DELTA);
+    const point = (k: number): MetricPoint => ({ instrument: 'c', value: 1, attributes: { k } });
+    a.record([0, 1, 2].map(point));
+    b.record([10, 11].map(point));
+    expect([budget.used, overflowed]).toEqual([5, 0]);
+    // Both clients are at the budget: new series fold, old ones still count.
+    a.record([point(3), point(0)]);
+    b.record([point(12)]);
+    expect(overflowed).toBe(2);
+    const series = async (x: MetricAggregator) =>
+      (await x.collect()).resourceMetrics.scopeMetrics.flatMap((s) => s.metrics.flatMap((m) => m.dataPoints.map((d) => d.attributes)));
+    expect(await series(a)).toEqual([{ k: 0 }, { k: 1 }, { k: 2 }, { 'otel.metric.overflow': true }]);
+    expect(await series(b)).toEqual([{ k: 10 }, { k: 11 }, { 'otel.metric.overflow': true }]);
+    // Delta: an interval without points forgets its series, and the budget gets them back.
+    await series(b);
+    expect(budget.used).toBe(4); // a's three and its overflow series
+    b.record([point(20)]);
+    expect(overflowed).toBe(2);
+  });
+});
