@@ -38,8 +38,8 @@ afterEach(async () => {
   for (const b of bridges.splice(0)) await b.stop('SIGKILL');
 });
 
-const start = async (env: Record<string, string>) => {
-  const b = await startBridge(['--export-delay-ms', '200', '--metrics-interval-ms', '500', '--attempt-hold-ms', '600000'], env);
+const start = async (env: Record<string, string>, args: string[] = []) => {
+  const b = await startBridge(['--export-delay-ms', '200', '--metrics-interval-ms', '500', '--attempt-hold-ms', '600000', ...args], env);
   bridges.push(b);
   return b;
 };
@@ -151,7 +151,7 @@ describe('TLS', () => {
         OTEL_EXPORTER_OTLP_ENDPOINT: `https://${sink.address}`,
         OTEL_EXPORTER_OTLP_CERTIFICATE: pki.files.otherCa,
         OTEL_EXPORTER_OTLP_TIMEOUT: '2000',
-      });
+      }, ['--shutdown-timeout-ms', '1000']); // the endpoint never works: do not wait for it at exit
       await sdkCalls(b, 'grpc-wrong-ca');
       const s = await waitStats(b, (x) => x.spool.tlsErrors >= 1 && x.spans.created >= 10 && x.spool.queuedSpans === x.spans.created, 'TLS failures counted');
       expect(s.lastExportError.traces?.message).toMatch(/certificate|SSL|TLS/i);
@@ -205,7 +205,7 @@ describe('TLS', () => {
     });
 
     it('no client certificate: the server refuses the handshake; counted, said, no crash', async () => {
-      const b = await start({ OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_CERTIFICATE: pki.files.ca, OTEL_EXPORTER_OTLP_TIMEOUT: '2000' });
+      const b = await start({ OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_CERTIFICATE: pki.files.ca, OTEL_EXPORTER_OTLP_TIMEOUT: '2000' }, ['--shutdown-timeout-ms', '1000']);
       await sdkCalls(b, 'https-anonymous');
       const s = await waitStats(b, (x) => x.spool.retries >= 1 && x.spans.created >= 10 && x.spool.queuedSpans === x.spans.created, 'refused handshakes counted');
       expect(s.lastExportError.traces).not.toBeNull();
