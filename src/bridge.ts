@@ -101,7 +101,7 @@ export class Bridge {
           );
     const sink: CallSink = this.identity ?? { write: (c, t) => next.write(t, undefined, c) };
     this.pipeline = new Pipeline(this.options, sink, this.stats, log);
-    this.memory = new MemoryGuard(this.stats.memory, this.pipeline, log);
+    this.memory = new MemoryGuard(this.stats.memory, this.pipeline, () => this.exporter.spoolMemoryBytes, log);
     this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
     this.bindError =
       bindPolicyError(config.listen, config.allowSource, config.allowAnySource) ??

@@ -47,6 +47,8 @@ export class MemoryGuard {
   constructor(
     private readonly stats: Stats['memory'],
     private readonly state: Sheddable,
+    /** What the export spools hold in memory: part of RSS, bounded on its own, not sheddable here. */
+    private readonly spoolBytes: () => number,
     private readonly log: Logger,
   ) {}
 
@@ -71,6 +73,7 @@ export class MemoryGuard {
     const m = this.stats;
     m.rssBytes = rss;
     if (rss > m.peakRssBytes) m.peakRssBytes = rss;
+    m.spoolBytes = this.spoolBytes();
     return rss;
   }
 
@@ -100,6 +103,7 @@ export class MemoryGuard {
     this.log.warnLimited('memory', 'resident memory above memoryCeilingMb: exported the oldest pending attempts and calls early', {
       rssBytes: rss,
       ceilingBytes: m.ceilingBytes,
+      spoolBytes: m.spoolBytes,
       shedAttempts: shed.attempts,
       shedCalls: shed.calls,
       stillPending: left.attempts + left.calls,

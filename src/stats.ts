@@ -41,6 +41,8 @@ export interface Stats {
     ceilingBytes: number;
     rssBytes: number;
     peakRssBytes: number;
+    /** Serialized export requests the spools hold in memory (bounded at a quarter of the ceiling; shedding cannot free it). */
+    spoolBytes: number;
     /** Times RSS was found above the ceiling and pending state was shed. */
     sheds: number;
     /** Pending attempts exported early as orphans (also in correlation.orphaned.buffer_full). */
@@ -126,7 +128,7 @@ export function newStats(now: number): Stats {
       pendingCalls: 0,
       pendingGroups: 0,
     },
-    memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
+    memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
     spans: { created: 0, exported: 0, failed: 0, dropped: 0 },
     sampling: { kept: 0, sampledOut: 0, keptBy: { sampled: 0, error: 0, retry: 0, slow: 0 } },
     metricExports: { succeeded: 0, failed: 0 },
