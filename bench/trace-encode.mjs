@@ -9,25 +9,33 @@
  * The SDK figure leaves out BatchSpanProcessor (a synchronous collector stands in
  * for it), so it is a lower bound of the SDK path's cost.
  *
- *   npm run build && node bench/trace-encode.mjs [--calls 50000] [--repeat 5] [--batch 512]
+ *   npm run build && node bench/trace-encode.mjs [--calls 50000] [--repeat 5] [--batch 512] [--dist DIR] [--sdk 0]
+ *
+ * --dist DIR measures another build (e.g. a copy of dist/ from before a change), run alternately
+ * with this one; --sdk 0 leaves out the SDK reference runs (the slow half) for such A/B runs.
  */
 import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { millisToHrTime } from '@opentelemetry/core';
 import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
-import { decodeDatagram } from '../dist/decode/decoder.js';
-import { translate } from '../dist/translate/translate.js';
-import { prepareResource, TraceBatch } from '../dist/export/trace-batch.js';
 
-const arg = (name, def) => {
+const argText = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
+  return i >= 0 ? process.argv[i + 1] : def;
 };
+const arg = (name, def) => Number(argText(name, def));
+const DIST = argText('dist', undefined);
+const distUrl = DIST === undefined ? new URL('../dist/', import.meta.url) : pathToFileURL(`${DIST.replace(/\/+$/, '')}/`);
+const { decodeDatagram } = await import(new URL('decode/decoder.js', distUrl).href);
+const { translate } = await import(new URL('translate/translate.js', distUrl).href);
+const { prepareResource, TraceBatch } = await import(new URL('export/trace-batch.js', distUrl).href);
 const CALLS = arg('calls', 50_000);
 const REPEAT = arg('repeat', 5);
 const BATCH = arg('batch', 512);
+const SDK = arg('sdk', 1) !== 0;
 
 // Translated calls of the capture (every call with its attempts), with unique timestamps.
 const fixture = (f) => new URL(`../test/fixtures/${f}`, import.meta.url);
@@ -106,10 +114,11 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = {};
 for (const [name, fn] of [
   ['traceBatch.protobuf', () => runBatch('protobuf')],
-  ['sdk.protobuf', () => runSdk('protobuf')],
+  ['sdk.protobuf', SDK && (() => runSdk('protobuf'))],
   ['traceBatch.json', () => runBatch('json')],
-  ['sdk.json', () => runSdk('json')],
+  ['sdk.json', SDK && (() => runSdk('json'))],
 ]) {
+  if (!fn) continue;
   fn(); // warm-up
   const runs = [];
   let bytes = 0;
