@@ -14,8 +14,8 @@ import { decodeCapture, readTruth, scenarios } from '../helpers/captures.js';
 import { decodeOtlpTraces, loadOtlpProtoRoot, startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
 
 // ---------------------------------------------------------------------------
-// Reference: the SDK path of otel-exporter.ts (startSpan / addEvent / setStatus / end with
-// the same ids, then otlp-transformer's serializers).
+// Reference: the SDK path otel-exporter.ts took before TraceBatch (startSpan / addEvent /
+// setStatus / end with the same ids, then otlp-transformer's serializers).
 
 const SCOPE = { name: 'aws-csm-bridge', version: '0.1.0' };
 const LIMIT = 1024;
@@ -63,7 +63,7 @@ function finish(span: ReturnType<Tracer['startSpan']>, rec: SpanRecord): void {
   span.end(hr(rec.endMs));
 }
 
-/** otel-exporter.ts write(), span part. */
+/** What otel-exporter.ts write() did with a call's spans on the SDK path. */
 function sdkWrite(tracer: Tracer, rec: SpanRecord): void {
   const root = tracer.startSpan(rec.name, { kind: kindOf(rec), startTime: hr(rec.startMs), attributes: rec.attributes }, ROOT_CONTEXT);
   const parentContext = trace.setSpan(ROOT_CONTEXT, root);
