@@ -20,7 +20,7 @@
 import type { SpanRecord } from '../translate/types.js';
 import { SpanIds } from './otlp/span-ids.js';
 import { SpanLimits, type SpanLimitOptions } from './otlp/span-limits.js';
-import type { PreparedResource, ResourceAttributes, SpanSerializer } from './otlp/span-serializer.js';
+import { childrenOf, type PreparedResource, type ResourceAttributes, type SpanSerializer } from './otlp/span-serializer.js';
 import { jsonResource, JsonSpanSerializer } from './otlp/trace-json.js';
 import { protobufResource, ProtobufSpanSerializer } from './otlp/trace-protobuf.js';
 
@@ -95,8 +95,7 @@ export class TraceBatch {
       this.lastChunk = chunk = c;
     }
     let added = this.serializer.appendTree(chunk.spans, span);
-    const children = span.children;
-    const n = 1 + (children === undefined || children === null ? 0 : children.length);
+    const n = 1 + childrenOf(span).length;
     if (chunk.count === 0) {
       this.active.push(chunk);
       added += this.serializer.envelopeBytes(resource);

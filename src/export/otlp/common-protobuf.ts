@@ -88,11 +88,16 @@ function writeKeyValue(w: ProtobufWriter, fieldTag: number, key: string, value: 
   const kv = w.beginMessage(SMALL);
   w.writeByte(KEY_VALUE_KEY);
   w.writeString(key);
+  writeKeyValueValue(w, value);
+  w.endMessage(kv, SMALL);
+}
+
+/** KeyValue.value: tag, length, AnyValue. */
+function writeKeyValueValue(w: ProtobufWriter, value: unknown): void {
   w.writeByte(KEY_VALUE_VALUE);
   const v = w.beginMessage(SMALL);
   writeAnyValue(w, value);
   w.endMessage(v, SMALL);
-  w.endMessage(kv, SMALL);
 }
 
 /** A KeyValue field per own key, as is (otlp-transformer's writeAttributes: no limits, resources and kvlists). */
@@ -187,10 +192,7 @@ export class KeyValueWriter {
       w.writeByte(fieldTag);
       const kv = w.beginMessage(SMALL);
       w.writeRaw(keyField);
-      w.writeByte(KEY_VALUE_VALUE);
-      const av = w.beginMessage(SMALL);
-      writeAnyValue(w, v);
-      w.endMessage(av, SMALL);
+      writeKeyValueValue(w, v);
       w.endMessage(kv, SMALL);
     }
   }

@@ -11,12 +11,20 @@ import { randomFillSync } from 'node:crypto';
 const POOL_BYTES = 4096;
 export const TRACE_ID_BYTES = 16;
 export const SPAN_ID_BYTES = 8;
+/** A tree's trace id and its root's span id (nextTree). */
+export const TREE_ID_BYTES = TRACE_ID_BYTES + SPAN_ID_BYTES;
 
 export class SpanIds {
   private readonly pool = new Uint8Array(POOL_BYTES);
   private pos = POOL_BYTES;
 
   constructor(private readonly randomFill: (buf: Uint8Array) => void = (b) => randomFillSync(b)) {}
+
+  /** A new tree's ids into `dst`: its trace id at 0, its root's span id at TRACE_ID_BYTES. */
+  nextTree(dst: Uint8Array): void {
+    this.next(dst, 0, TRACE_ID_BYTES);
+    this.next(dst, TRACE_ID_BYTES, SPAN_ID_BYTES);
+  }
 
   /** Fills `len` bytes of `dst` at `off` with a random id that is not all zero. */
   next(dst: Uint8Array, off: number, len: number): void {

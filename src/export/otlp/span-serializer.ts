@@ -52,3 +52,10 @@ export interface SpanSerializer<Spans> {
   /** `spans` emptied for the next batch, or a fresh buffer instead of one grown too large to keep. */
   clear(spans: Spans): Spans;
 }
+
+const NO_CHILDREN: readonly SpanRecord[] = [];
+
+/** A tree's child spans (none when a caller left them out). */
+export function childrenOf(tree: SpanRecord): readonly SpanRecord[] {
+  return tree.children ?? NO_CHILDREN;
+}

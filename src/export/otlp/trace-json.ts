@@ -10,9 +10,9 @@
  * this runs for every call on the datagram path when the protocol is http/json.
  */
 import type { Attributes, SpanEventRecord, SpanRecord } from '../../translate/types.js';
-import { SPAN_ID_BYTES, TRACE_ID_BYTES, type SpanIds } from './span-ids.js';
+import { SPAN_ID_BYTES, TRACE_ID_BYTES, TREE_ID_BYTES, type SpanIds } from './span-ids.js';
 import { NOT_KEPT, type SpanLimits } from './span-limits.js';
-import type { PreparedResource, ResourceAttributes, ResourceGroup, SerializerParts, SpanSerializer } from './span-serializer.js';
+import { childrenOf, type PreparedResource, type ResourceAttributes, type ResourceGroup, type SerializerParts, type SpanSerializer } from './span-serializer.js';
 import { hrNanos, hrSeconds, spanTimes, splitSpanTimes } from './span-times.js';
 
 /** A resource's spans: JSON Span objects, comma separated. */
@@ -44,7 +44,7 @@ export class JsonSpanSerializer implements SpanSerializer<JsonSpans> {
   /** ScopeSpans.scope as JSON */
   private readonly scope: string;
   /** trace id (0..15) and root span id (16..23) of the tree being written */
-  private readonly treeIds = new Uint8Array(TRACE_ID_BYTES + SPAN_ID_BYTES);
+  private readonly treeIds = new Uint8Array(TREE_ID_BYTES);
   private readonly childId = new Uint8Array(SPAN_ID_BYTES);
   private readonly keyValues: JsonKeyValues;
 
@@ -72,12 +72,11 @@ export class JsonSpanSerializer implements SpanSerializer<JsonSpans> {
   appendTree(spans: JsonSpans, root: SpanRecord): number {
     const tree = this.treeIds;
     const childId = this.childId;
-    this.ids.next(tree, 0, TRACE_ID_BYTES);
-    this.ids.next(tree, TRACE_ID_BYTES, SPAN_ID_BYTES);
+    this.ids.nextTree(tree);
     const traceId = hex(tree, 0, TRACE_ID_BYTES);
     const rootId = hex(tree, TRACE_ID_BYTES, SPAN_ID_BYTES);
-    const children = root.children;
-    const n = children === undefined || children === null ? 0 : children.length;
+    const children = childrenOf(root);
+    const n = children.length;
     let text = '';
     for (let i = 0; i < n; i++) {
       this.ids.next(childId, 0, SPAN_ID_BYTES);

@@ -13,9 +13,9 @@
 import type { SpanEventRecord, SpanRecord } from '../../translate/types.js';
 import { KeyValueWriter, writeInstrumentationScope, writeResource } from './common-protobuf.js';
 import { byteTag, I32, I64, LEN, ProtobufWriter, putHrTimeFixed64, putVarint, tag, VARINT, varintSize } from './protobuf-writer.js';
-import { SPAN_ID_BYTES, TRACE_ID_BYTES, type SpanIds } from './span-ids.js';
+import { TRACE_ID_BYTES, TREE_ID_BYTES, type SpanIds } from './span-ids.js';
 import type { SpanLimits } from './span-limits.js';
-import type { PreparedResource, ResourceAttributes, ResourceGroup, SerializerParts, SpanSerializer } from './span-serializer.js';
+import { childrenOf, type PreparedResource, type ResourceAttributes, type ResourceGroup, type SerializerParts, type SpanSerializer } from './span-serializer.js';
 import { hrNanos, hrSeconds, spanTimes, splitSpanTimes } from './span-times.js';
 
 // Field table (tags precomputed: the hot path stores them as bytes)
@@ -96,7 +96,7 @@ export class ProtobufSpanSerializer implements SpanSerializer<ProtobufWriter> {
   /** ScopeSpans.scope: tag, length, InstrumentationScope */
   private readonly scopeField: Uint8Array;
   /** trace id (0..15) and root span id (16..23) of the tree being written */
-  private readonly tree = new Uint8Array(TRACE_ID_BYTES + SPAN_ID_BYTES);
+  private readonly tree = new Uint8Array(TREE_ID_BYTES);
 
   constructor(parts: SerializerParts) {
     this.limits = parts.limits;
@@ -125,10 +125,9 @@ export class ProtobufSpanSerializer implements SpanSerializer<ProtobufWriter> {
   appendTree(w: ProtobufWriter, root: SpanRecord): number {
     const before = w.pos;
     const tree = this.tree;
-    this.ids.next(tree, 0, TRACE_ID_BYTES);
-    this.ids.next(tree, TRACE_ID_BYTES, SPAN_ID_BYTES);
-    const children = root.children;
-    const n = children === undefined || children === null ? 0 : children.length;
+    this.ids.nextTree(tree);
+    const children = childrenOf(root);
+    const n = children.length;
     try {
       for (let i = 0; i < n; i++) this.writeSpan(w, children[i]!, false);
       this.writeSpan(w, root, true);
