@@ -9,7 +9,7 @@
  * is written in one run with every length known up front.
  */
 import { byteTag, LEN, I64, ProtobufWriter, putVarint, VARINT, varintSize } from './protobuf-writer.js';
-import { NOT_KEPT, type SpanLimits } from './span-limits.js';
+import { DROPPED, IGNORED, type SpanLimits } from './span-limits.js';
 import type { Attributes } from '../../translate/types.js';
 
 // Field table (tags precomputed: the hot path stores them as bytes)
@@ -138,13 +138,19 @@ export class KeyValueWriter {
 
   constructor(private readonly limits: SpanLimits) {}
 
-  /** A KeyValue field (fieldTag, length, KeyValue) per attribute the limits admit (after their start*Attributes()). */
-  write(w: ProtobufWriter, fieldTag: number, attrs: Attributes): void {
+  /**
+   * A KeyValue field (fieldTag, length, KeyValue) per attribute the span limits keep of a span's
+   * or event's; returns the dropped_attributes_count.
+   */
+  write(w: ProtobufWriter, fieldTag: number, attrs: Attributes, forEvent: boolean): number {
     const limits = this.limits;
+    let valid = 0;
     for (const key in attrs) {
       if (!Object.prototype.hasOwnProperty.call(attrs, key)) continue;
-      const v = limits.admit(key, attrs[key]);
-      if (v === NOT_KEPT) continue;
+      const v = limits.admit(key, attrs[key], valid, forEvent);
+      if (v === IGNORED) continue;
+      valid++;
+      if (v === DROPPED) continue;
       const keyField = this.keyFields.get(key) ?? this.addKey(key);
       const kl = keyField.length;
       // Fast paths: a short ASCII string or a small non-negative integer, all lengths known up front.
@@ -192,9 +198,17 @@ export class KeyValueWriter {
       w.writeByte(fieldTag);
       const kv = w.beginMessage(SMALL);
       w.writeRaw(keyField);
-      writeKeyValueValue(w, v);
+      w.writeByte(KEY_VALUE_VALUE);
+      const av = w.beginMessage(SMALL);
+      // long strings (user agents) come here: written directly, writeAnyValue would not be inlined
+      if (typeof v === 'string') {
+        w.writeByte(ANY_VALUE_STRING);
+        w.writeString(v);
+      } else writeAnyValue(w, v);
+      w.endMessage(av, SMALL);
       w.endMessage(kv, SMALL);
     }
+    return limits.droppedAttributes(valid, forEvent);
   }
 
   private addKey(key: string): Uint8Array {

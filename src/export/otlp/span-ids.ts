@@ -23,11 +23,16 @@ export class SpanIds {
   /** A new tree's ids into `dst`: its trace id at 0, its root's span id at TRACE_ID_BYTES. */
   nextTree(dst: Uint8Array): void {
     this.next(dst, 0, TRACE_ID_BYTES);
-    this.next(dst, TRACE_ID_BYTES, SPAN_ID_BYTES);
+    this.nextSpanId(dst, TRACE_ID_BYTES);
+  }
+
+  /** A span id into `dst` at `off`. */
+  nextSpanId(dst: Uint8Array, off: number): void {
+    this.next(dst, off, SPAN_ID_BYTES);
   }
 
   /** Fills `len` bytes of `dst` at `off` with a random id that is not all zero. */
-  next(dst: Uint8Array, off: number, len: number): void {
+  private next(dst: Uint8Array, off: number, len: number): void {
     const pool = this.pool;
     for (;;) {
       if (this.pos + len > POOL_BYTES) {

@@ -11,7 +11,7 @@
  */
 import type { Attributes, SpanEventRecord, SpanRecord } from '../../translate/types.js';
 import { SPAN_ID_BYTES, TRACE_ID_BYTES, TREE_ID_BYTES, type SpanIds } from './span-ids.js';
-import { NOT_KEPT, type SpanLimits } from './span-limits.js';
+import { DROPPED, IGNORED, type SpanLimits } from './span-limits.js';
 import { childrenOf, type PreparedResource, type ResourceAttributes, type ResourceGroup, type SerializerParts, type SpanSerializer } from './span-serializer.js';
 import { hrNanos, hrSeconds, spanTimes, splitSpanTimes } from './span-times.js';
 
@@ -79,7 +79,7 @@ export class JsonSpanSerializer implements SpanSerializer<JsonSpans> {
     const n = children.length;
     let text = '';
     for (let i = 0; i < n; i++) {
-      this.ids.next(childId, 0, SPAN_ID_BYTES);
+      this.ids.nextSpanId(childId, 0);
       text += this.span(children[i]!, traceId, hex(childId, 0, SPAN_ID_BYTES), rootId) + ',';
     }
     text += this.span(root, traceId, rootId, undefined);
@@ -109,8 +109,8 @@ export class JsonSpanSerializer implements SpanSerializer<JsonSpans> {
     out += `,"kind":${rec.kind === 'internal' ? SPAN_KIND_INTERNAL : SPAN_KIND_CLIENT}`;
     out += `,"startTimeUnixNano":"${nanosString(spanTimes[0]!, spanTimes[1]!)}","endTimeUnixNano":"${nanosString(spanTimes[2]!, spanTimes[3]!)}"`;
     const limits = this.limits;
-    limits.startSpanAttributes();
-    out += `,"attributes":[${this.keyValues.text(rec.attributes)}],"droppedAttributesCount":${limits.dropped},"events":[`;
+    const keyValues = this.keyValues;
+    out += `,"attributes":[${keyValues.text(rec.attributes, false)}],"droppedAttributesCount":${keyValues.dropped},"events":[`;
     const events = rec.events;
     const count = events === undefined ? 0 : events.length;
     const firstKept = limits.firstKeptEvent(count);
@@ -123,13 +123,12 @@ export class JsonSpanSerializer implements SpanSerializer<JsonSpans> {
 
   /** A Span.Event object, its attributes within the SDK's per-event limit. */
   private event(e: SpanEventRecord): string {
-    const limits = this.limits;
-    limits.startEventAttributes();
-    const attributes = this.keyValues.text(e.attributes);
+    const keyValues = this.keyValues;
+    const attributes = keyValues.text(e.attributes, true);
     const t = e.timeMs;
     return (
       `{"attributes":[${attributes}],"name":${JSON.stringify(typeof e.name === 'string' ? e.name : String(e.name))}` +
-      `,"timeUnixNano":"${nanosString(hrSeconds(t), hrNanos(t))}","droppedAttributesCount":${limits.dropped}}`
+      `,"timeUnixNano":"${nanosString(hrSeconds(t), hrNanos(t))}","droppedAttributesCount":${keyValues.dropped}}`
     );
   }
 }
@@ -138,17 +137,22 @@ export class JsonSpanSerializer implements SpanSerializer<JsonSpans> {
 class JsonKeyValues {
   /** `{"key":...,"value":` per attribute key */
   private readonly keyPrefixes = new Map<string, string>();
+  /** The dropped_attributes_count of the last text() */
+  dropped = 0;
 
   constructor(private readonly limits: SpanLimits) {}
 
-  /** The KeyValues, comma separated, of the attributes the limits admit (after their start*Attributes()). */
-  text(attrs: Attributes): string {
+  /** The KeyValues, comma separated, of the attributes the span limits keep of a span's or event's. */
+  text(attrs: Attributes, forEvent: boolean): string {
     const limits = this.limits;
+    let valid = 0;
     let out = '';
     for (const key in attrs) {
       if (!Object.prototype.hasOwnProperty.call(attrs, key)) continue;
-      const v = limits.admit(key, attrs[key]);
-      if (v === NOT_KEPT) continue;
+      const v = limits.admit(key, attrs[key], valid, forEvent);
+      if (v === IGNORED) continue;
+      valid++;
+      if (v === DROPPED) continue;
       let prefix = this.keyPrefixes.get(key);
       if (prefix === undefined) {
         prefix = `{"key":${JSON.stringify(key)},"value":`;
@@ -158,6 +162,7 @@ class JsonKeyValues {
       if (out !== '') out += ',';
       out += `${prefix}${anyValue(v)}}`;
     }
+    this.dropped = limits.droppedAttributes(valid, forEvent);
     return out;
   }
 }

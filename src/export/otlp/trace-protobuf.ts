@@ -12,7 +12,7 @@
  */
 import type { SpanEventRecord, SpanRecord } from '../../translate/types.js';
 import { KeyValueWriter, writeInstrumentationScope, writeResource } from './common-protobuf.js';
-import { byteTag, I32, I64, LEN, ProtobufWriter, putHrTimeFixed64, putVarint, tag, VARINT, varintSize } from './protobuf-writer.js';
+import { byteTag, I32, I64, LEN, ProtobufWriter, putFixed32, putHrTimeFixed64, putVarint, tag, VARINT, varintSize } from './protobuf-writer.js';
 import { TRACE_ID_BYTES, TREE_ID_BYTES, type SpanIds } from './span-ids.js';
 import type { SpanLimits } from './span-limits.js';
 import { childrenOf, type PreparedResource, type ResourceAttributes, type ResourceGroup, type SerializerParts, type SpanSerializer } from './span-serializer.js';
@@ -67,6 +67,8 @@ const EVENT_LENGTH_BYTES = 2;
 const STATUS_LENGTH_BYTES = 1;
 /** Room for the fields stored without a bounds check each: tags, lengths, ids (16 + 8 + 8), kind, times. */
 const FIXED_FIELDS_BYTES = 64;
+/** dropped_links_count, a Status without message, flags: 2 + 4 + 6 bytes. */
+const SPAN_TAIL_BYTES = 12;
 /** A resource's span buffer starts at this size; one grown beyond the keep size is not kept for the next batch. */
 const SPANS_INITIAL_BYTES = 16 * 1024;
 const SPANS_KEEP_MAX_BYTES = 1024 * 1024;
@@ -202,7 +204,7 @@ export class ProtobufSpanSerializer implements SpanSerializer<ProtobufWriter> {
     if (isRoot) {
       for (let i = traceIdEnd; i < spanIdEnd; i++) buf[p++] = tree[i]!;
     } else {
-      this.ids.next(buf, p, spanIdBytes);
+      this.ids.nextSpanId(buf, p);
       p += spanIdBytes;
       buf[p++] = SPAN_PARENT_SPAN_ID;
       buf[p++] = spanIdBytes;
@@ -224,10 +226,9 @@ export class ProtobufSpanSerializer implements SpanSerializer<ProtobufWriter> {
     w.pos = p;
 
     const limits = this.limits;
-    limits.startSpanAttributes();
-    this.attributes.write(w, SPAN_ATTRIBUTES, rec.attributes);
+    const droppedAttributes = this.attributes.write(w, SPAN_ATTRIBUTES, rec.attributes, false);
     w.writeByte(SPAN_DROPPED_ATTRIBUTES_COUNT);
-    w.writeUint32(limits.dropped);
+    w.writeUint32(droppedAttributes);
 
     const events = rec.events;
     const count = events === undefined ? 0 : events.length;
@@ -242,8 +243,7 @@ export class ProtobufSpanSerializer implements SpanSerializer<ProtobufWriter> {
     const st = rec.status;
     const error = st !== undefined && st.code === 'error';
     const message = error ? st.message : undefined;
-    if (typeof message === 'string' && message !== '') writeSpanTail(w, STATUS_CODE_ERROR, message);
-    else w.writeRaw(error ? SPAN_TAIL_ERROR : SPAN_TAIL_UNSET);
+    writeSpanTail(w, error ? STATUS_CODE_ERROR : STATUS_CODE_UNSET, typeof message === 'string' ? message : '');
     w.endMessage(start, SPAN_LENGTH_BYTES);
   }
 
@@ -255,20 +255,30 @@ export class ProtobufSpanSerializer implements SpanSerializer<ProtobufWriter> {
     w.writeHrTimeFixed64(hrSeconds(t), hrNanos(t));
     w.writeByte(EVENT_NAME);
     w.writeString(typeof e.name === 'string' ? e.name : String(e.name));
-    const limits = this.limits;
-    limits.startEventAttributes();
-    this.attributes.write(w, EVENT_ATTRIBUTES, e.attributes);
+    const dropped = this.attributes.write(w, EVENT_ATTRIBUTES, e.attributes, true);
     w.writeByte(EVENT_DROPPED_ATTRIBUTES_COUNT);
-    w.writeUint32(limits.dropped);
+    w.writeUint32(dropped);
     w.endMessage(start, EVENT_LENGTH_BYTES);
   }
 }
 
-/** The fields after the events: dropped_links_count, status, flags. */
+/** The fields after the events: dropped_links_count, status, flags; stored as one run unless the status has a message. */
 function writeSpanTail(w: ProtobufWriter, statusCode: number, statusMessage: string): void {
-  w.writeByte(SPAN_DROPPED_LINKS_COUNT);
-  w.writeByte(0);
-  w.writeByte(SPAN_STATUS);
+  w.ensure(SPAN_TAIL_BYTES);
+  const buf = w.buf;
+  let p = w.pos;
+  buf[p++] = SPAN_DROPPED_LINKS_COUNT;
+  buf[p++] = 0;
+  buf[p++] = SPAN_STATUS;
+  if (statusMessage === '') {
+    buf[p++] = 2; // Status length: code tag and value
+    buf[p++] = STATUS_CODE;
+    buf[p++] = statusCode;
+    p = putVarint(buf, p, SPAN_FLAGS);
+    w.pos = putFixed32(buf, p, SPAN_FLAGS_VALUE);
+    return;
+  }
+  w.pos = p;
   writeStatus(w, statusCode, statusMessage);
   w.writeUint32(SPAN_FLAGS);
   w.writeFixed32(SPAN_FLAGS_VALUE);
@@ -285,13 +295,3 @@ function writeStatus(w: ProtobufWriter, code: number, message: string): void {
   w.writeUint32(code);
   w.endMessage(start, STATUS_LENGTH_BYTES);
 }
-
-function encoded(write: (w: ProtobufWriter) => void): Uint8Array {
-  const w = new ProtobufWriter(16);
-  write(w);
-  return w.finish();
-}
-
-/** The span's last fields when the status has no message, written once (they are the same for every span but for the code). */
-const SPAN_TAIL_UNSET = encoded((w) => writeSpanTail(w, STATUS_CODE_UNSET, ''));
-const SPAN_TAIL_ERROR = encoded((w) => writeSpanTail(w, STATUS_CODE_ERROR, ''));
