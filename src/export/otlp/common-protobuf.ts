@@ -8,7 +8,7 @@
  * keys, so each key's encoded field is kept, and a short ASCII string or small integer value
  * is written in one run with every length known up front.
  */
-import { byteTag, LEN, I64, ProtobufWriter, putVarint, VARINT, varintSize } from './protobuf-writer.js';
+import { byteTag, LEN, I64, ProtobufWriter, putAscii, putVarint, VARINT, varintSize } from './protobuf-writer.js';
 import { DROPPED, IGNORED, type SpanLimits } from './span-limits.js';
 import type { Attributes } from '../../translate/types.js';
 
@@ -167,14 +167,9 @@ export class KeyValueWriter {
           buf[p++] = n + 2;
           buf[p++] = ANY_VALUE_STRING;
           buf[p++] = n;
-          let j = 0;
-          for (; j < n; j++) {
-            const c = v.charCodeAt(j);
-            if (c > 0x7f) break;
-            buf[p++] = c;
-          }
-          if (j === n) {
-            w.pos = p;
+          const end = putAscii(buf, p, v);
+          if (end >= 0) {
+            w.pos = end;
             continue;
           }
           // not ASCII: written again below

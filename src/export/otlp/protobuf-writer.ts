@@ -52,6 +52,20 @@ export function putVarint(buf: Uint8Array, p: number, v: number): number {
   return p;
 }
 
+/**
+ * Writes s at p, a byte per char, if it is all ASCII (what short strings mostly are; no encoder
+ * call); returns the position after it, or -1 when it is not ASCII (what was stored is garbage).
+ */
+export function putAscii(buf: Uint8Array, p: number, s: string): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return -1;
+    buf[p++] = c;
+  }
+  return p;
+}
+
 /** Writes a fixed32 (little-endian) at p; returns the position after it. */
 export function putFixed32(buf: Uint8Array, p: number, v: number): number {
   buf[p] = v & 0xff;
@@ -197,17 +211,10 @@ export class ProtobufWriter {
     if (n < 128) {
       // ASCII fast path: the length is one byte and each char one byte, no encoder call
       this.ensure(n + 1);
-      const buf = this.buf;
-      let p = this.pos + 1;
-      let i = 0;
-      for (; i < n; i++) {
-        const c = s.charCodeAt(i);
-        if (c > 0x7f) break;
-        buf[p++] = c;
-      }
-      if (i === n) {
-        buf[this.pos] = n;
-        this.pos = p;
+      const end = putAscii(this.buf, this.pos + 1, s);
+      if (end >= 0) {
+        this.buf[this.pos] = n;
+        this.pos = end;
         return;
       }
     }
