@@ -1,25 +1,16 @@
-import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
-import {
-  AggregationTemporality,
-  MeterProvider,
-  PeriodicExportingMetricReader,
-  type MetricProducer,
-  type MetricReader,
-  type PushMetricExporter,
-} from '@opentelemetry/sdk-metrics';
+import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
+import { MeterProvider, type MetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { join } from 'node:path';
+import { ClientMetricsFactory, type ClientMetrics } from './client-metrics.js';
 import { ClientRegistry } from './clients.js';
 import { ConsoleMetricExporter, ConsoleSpanSink, type LineWriter } from './console-exporter.js';
-import { MetricAggregator, type SeriesBudget } from './metric-aggregator.js';
 import { MergedClientsProducer, PrometheusEndpoint } from './prometheus-endpoint.js';
 import { CallSampler, parseKeepRules } from './sampler.js';
-import { exponentialHistograms, SdkInstrumentRecorder } from './sdk-recorder.js';
 import { bridgeResource, registerSelfMetrics } from './self-metrics.js';
 import { SpanBatcher } from './span-batcher.js';
 import type { SpoolContent } from './spool.js';
 import { encodingOf, SpoolingMetricExporter, SpoolingSpanExporter } from './spooling-exporter.js';
-import { METRIC_INSTRUMENTS } from '../translate/instruments.js';
-import type { MetricPoint, Translation } from '../translate/types.js';
+import type { Translation } from '../translate/types.js';
 import type { ProcessIdentity } from '../identity/resolver.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats.js';
@@ -50,22 +41,6 @@ export interface ExportOptions {
   console?: LineWriter;
 }
 
-/** Metric series per instrument and ClientId (otel-mapping.md §2.2); beyond it, the overflow series. */
-const METRIC_CARDINALITY_LIMIT = 500;
-
-/** What records one ClientId's points: one per reader that needs its own state. */
-interface Recorder {
-  record(points: readonly MetricPoint[]): void;
-}
-
-/** One ClientId's metrics: its MeterProvider (push readers), its recorders, and its Prometheus aggregate. */
-interface ClientMetrics {
-  meterProvider: MeterProvider | undefined;
-  recorders: Recorder[];
-  /** Cumulative, for the scrape endpoint, labelled with this client's service. */
-  prometheus: { labels: Record<string, string>; producer: MetricProducer } | undefined;
-}
-
 /**
  * Export stage: a translated call's metric points go into its client's
  * recorders (every call: metrics are never sampled), then the sampler decides
@@ -73,8 +48,9 @@ interface ClientMetrics {
  * file: `clients.ts` (which resource), `sampler.ts` (which calls become
  * spans), `span-batcher.ts` (batches → request bodies), `spooling-exporter.ts`
  * + `spool.ts` (bodies wait, bounded, for the OTLP endpoint; `otlp-sender.ts`
- * sends them over HTTP or gRPC), `metric-aggregator.ts` (bridge-side
- * aggregation handed to the SDK's readers as a MetricProducer),
+ * sends them over HTTP or gRPC), `client-metrics.ts` + `metric-aggregator.ts`
+ * (each ClientId's recorders and readers: bridge-side aggregation handed to the
+ * SDK's readers as a MetricProducer),
  * `prometheus-endpoint.ts` (the scrape endpoint), `console-exporter.ts` and
  * `self-metrics.ts` (the bridge's own health).
  *
@@ -90,11 +66,8 @@ export class OtelExporter {
   private readonly consoleMetrics: ConsoleMetricExporter | undefined;
   private readonly bridgeMeterProvider: MeterProvider | undefined;
   private readonly batchers: SpanBatcher[] = [];
-  /** Providers beyond each client's first (exponential histograms with two push exporters). */
-  private readonly extraProviders: MeterProvider[] = [];
   private readonly sampler: CallSampler;
   private readonly prometheus: PrometheusEndpoint | undefined;
-  private readonly budget: SeriesBudget;
   private readonly disabled: boolean;
   /** The OTLP encoding of span requests (the warm-up compiles the same path). */
   readonly traceEncoding: 'protobuf' | 'json';
@@ -107,7 +80,6 @@ export class OtelExporter {
     const otel = opts.otel;
     this.disabled = otel.sdkDisabled;
     this.traceEncoding = encodingOf(otel.traces);
-    this.budget = { used: 0, max: opts.maxMetricSeries };
     this.sampler = new CallSampler({ root: otel.sampler.root, ratio: otel.sampler.ratio, keep: parseKeepRules(opts.sampleKeep) });
     if (this.disabled) return;
     const traces = new Set(otel.tracesExporters);
@@ -151,6 +123,20 @@ export class OtelExporter {
         new MergedClientsProducer(() => (this.clients?.metrics() ?? []).flatMap((m) => (m.prometheus ? [m.prometheus] : []))),
       );
     }
+    const pushExporters: PushMetricExporter[] = [];
+    if (this.metricExporter) pushExporters.push(this.metricExporter);
+    if (this.consoleMetrics) pushExporters.push(this.consoleMetrics);
+    const metricsOf = new ClientMetricsFactory(
+      {
+        pushExporters,
+        prometheus: this.prometheus !== undefined,
+        exponentialHistograms: otel.histogramAggregation === 'base2_exponential_bucket_histogram',
+        intervalMs: opts.metricsIntervalMs,
+        maxMetricSeries: opts.maxMetricSeries,
+        version: opts.version,
+      },
+      stats,
+    );
     this.clients = new ClientRegistry<ClientMetrics>(
       {
         maxClients: opts.maxClients,
@@ -158,12 +144,12 @@ export class OtelExporter {
         ...(opts.serviceNamespace ? { serviceNamespace: opts.serviceNamespace } : {}),
         // The merge order keeps telemetry.sdk.* and lets OTEL_RESOURCE_ATTRIBUTES add to every resource (§3.1).
         baseResource: defaultResource().merge(resourceFromAttributes(otel.resourceAttributes)),
-        createMetrics: (resource) => this.createMetrics(resource),
+        createMetrics: (resource) => metricsOf.create(resource),
       },
       stats.clients,
     );
     // The bridge's own health goes wherever metrics go; the scrape endpoint reads from this provider.
-    const readers: MetricReader[] = this.pushReaders();
+    const readers: MetricReader[] = metricsOf.pushReaders();
     if (this.prometheus) readers.push(this.prometheus.reader);
     if (readers.length > 0) {
       this.bridgeMeterProvider = new MeterProvider({ resource: bridgeResource(opts.version, otel), readers });
@@ -214,75 +200,9 @@ export class OtelExporter {
     this.stats.spans.created += spans;
   }
 
-  private aggregator(temporality: (kind: Parameters<PushMetricExporter['selectAggregationTemporality'] & {}>[0]) => AggregationTemporality): MetricAggregator {
-    return new MetricAggregator({
-      instruments: METRIC_INSTRUMENTS,
-      scope: { name: 'aws-csm-bridge', version: this.opts.version },
-      temporality,
-      cardinalityLimit: METRIC_CARDINALITY_LIMIT,
-      // The SDK admits 499 new series per interval under cumulative temporality, so churn grows
-      // memory without end; the specification's rule (first 500 series ever) keeps it bounded.
-      cumulativeOverflow: 'bounded',
-      budget: this.budget,
-      onOverflow: (n) => (this.stats.metricPoints.overflowed += n),
-    });
-  }
-
-  /** The push exporters (OTLP, console), each on its own periodic reader. */
-  private pushExporters(): PushMetricExporter[] {
-    return [this.metricExporter, this.consoleMetrics].filter((e): e is NonNullable<typeof e> => e !== undefined);
-  }
-
-  private pushReaders(producers: (exporter: PushMetricExporter) => MetricProducer[] = () => [], exponential = false): MetricReader[] {
-    return this.pushExporters().map(
-      (exporter) =>
-        new PeriodicExportingMetricReader({
-          // The reader takes its aggregation from the exporter's selectAggregation, not from an option.
-          exporter: exponential ? withAggregation(exporter, exponentialHistograms) : exporter,
-          metricProducers: producers(exporter),
-          exportIntervalMillis: this.opts.metricsIntervalMs,
-          exportTimeoutMillis: Math.min(30_000, this.opts.metricsIntervalMs),
-          // The aggregators cap their own series (§2.2); this caps the SDK instruments' (self-metrics, exponential histograms).
-          cardinalityLimits: { default: METRIC_CARDINALITY_LIMIT },
-        } as ConstructorParameters<typeof PeriodicExportingMetricReader>[0]),
-    );
-  }
-
-  private createMetrics(resource: Resource): ClientMetrics {
-    const recorders: Recorder[] = [];
-    let meterProvider: MeterProvider | undefined;
-    if (this.opts.otel.histogramAggregation === 'base2_exponential_bucket_histogram' && this.pushExporters().length > 0) {
-      // The SDK's instruments, with exponential histograms: one provider per exporter (each reader its own state).
-      for (const reader of this.pushReaders(() => [], true)) {
-        const p = new MeterProvider({ resource, readers: [reader] });
-        recorders.push(new SdkInstrumentRecorder(p.getMeter('aws-csm-bridge', this.opts.version), METRIC_INSTRUMENTS));
-        meterProvider ??= p;
-        if (p !== meterProvider) this.extraProviders.push(p);
-      }
-    } else {
-      // One aggregator per reader: collect() is stateful (delta resets, the cardinality epoch).
-      const readers = this.pushReaders((exporter) => {
-        const a = this.aggregator((kind) => exporter.selectAggregationTemporality?.(kind) ?? AggregationTemporality.CUMULATIVE);
-        recorders.push(a);
-        return [a];
-      });
-      if (readers.length > 0) meterProvider = new MeterProvider({ resource, readers });
-    }
-    let prometheus: ClientMetrics['prometheus'];
-    if (this.prometheus) {
-      const a = this.aggregator(() => AggregationTemporality.CUMULATIVE);
-      recorders.push(a);
-      const attrs = resource.attributes;
-      const labels: Record<string, string> = { service_name: String(attrs['service.name']) };
-      if (attrs['service.namespace'] !== undefined) labels['service_namespace'] = String(attrs['service.namespace']);
-      prometheus = { labels, producer: a };
-    }
-    return { meterProvider, recorders, prometheus };
-  }
-
   private meterProviders(): MeterProvider[] {
-    const clientProviders = (this.clients?.metrics() ?? []).flatMap((m) => (m.meterProvider ? [m.meterProvider] : []));
-    return [...clientProviders, ...this.extraProviders, ...(this.bridgeMeterProvider ? [this.bridgeMeterProvider] : [])];
+    const clientProviders = (this.clients?.metrics() ?? []).flatMap((m) => m.providers);
+    return [...clientProviders, ...(this.bridgeMeterProvider ? [this.bridgeMeterProvider] : [])];
   }
 
   /** The current span batch and a metric collection go to the spools now. */
@@ -330,15 +250,4 @@ export function logUndelivered(log: Logger, spans: SpoolContent, metrics: SpoolC
   if (lost.spans + lost.metricExports === 0) log.warn('OTLP endpoint unavailable at shutdown: undelivered data kept in the spool directory for the next start', fields);
   else if (keptItems > 0) log.error('OTLP endpoint unavailable at shutdown: some undelivered data kept in the spool directory, the rest (not on disk) is lost', fields);
   else log.error(`OTLP endpoint unavailable at shutdown: undelivered data is lost${spoolDir ? ' (the spool directory took none of it)' : ' (no spoolDir)'}`, fields);
-}
-
-/** `exporter` with another aggregation per instrument type (exponential histograms). */
-function withAggregation(exporter: PushMetricExporter, selectAggregation: NonNullable<PushMetricExporter['selectAggregation']>): PushMetricExporter {
-  return {
-    export: (metrics, done) => exporter.export(metrics, done),
-    forceFlush: () => exporter.forceFlush(),
-    shutdown: () => exporter.shutdown(),
-    selectAggregation,
-    ...(exporter.selectAggregationTemporality ? { selectAggregationTemporality: (kind) => exporter.selectAggregationTemporality!(kind) } : {}),
-  };
 }
