@@ -10,11 +10,11 @@ import type { Config } from './config/schema.js';
 import { parseHostPort, type Source } from './net/address.js';
 import { OtelExporter } from './export/otel-exporter.js';
 import { PolicyService } from './policy/policy-service.js';
-import { IdentityStage, type IdentifiedCallSink } from './identity/identity-stage.js';
+import { IdentityStage } from './identity/identity-stage.js';
 import { ProcessIdentityResolver } from './identity/resolver.js';
 import type { Logger } from './log.js';
 import { MemoryGuard } from './memory-guard.js';
-import { Pipeline, pipelineOptions, type CallSink, type CallTap, type DatagramTap, type PipelineOptions } from './pipeline.js';
+import { Pipeline, pipelineOptions, type CallTap, type DatagramTap, type PipelineOptions } from './pipeline.js';
 import { UdpReceiver } from './receive/udp-receiver.js';
 import { bindPolicyError, httpBindPolicyError } from './receive/source-filter.js';
 import { newStats, type Stats } from './stats.js';
@@ -40,7 +40,7 @@ export class Bridge {
   private readonly receiver: UdpReceiver;
   private readonly admin: AdminServer | undefined;
   private readonly exporter: OtelExporter;
-  private readonly identity: IdentityStage | undefined;
+  private readonly identity: IdentityStage;
   /** IAM policies per application (GET /policy, the live view, --policy-file); not for replays. */
   readonly policy: PolicyService | undefined;
   private readonly memory: MemoryGuard;
@@ -79,28 +79,14 @@ export class Bridge {
     // Loads --policy-file: throws PolicyFileError (exit 2) when it exists but cannot be used.
     const policy = (this.policy =
       intake === 'replay' ? undefined : new PolicyService({ writeDelayMs: config.policyWriteDelayMs, ...(config.policyFile ? { file: config.policyFile } : {}) }, this.stats.policy, log));
-    const exporter = this.exporter;
-    // A call with its sender goes to the exporter and to the policy observer (which splits by process).
-    const next: IdentifiedCallSink = policy
-      ? {
-          write: (t, id, c) => {
-            exporter.write(t, id);
-            policy.observe(c, id);
-          },
-        }
-      : exporter;
-    // processIdentity: the sending process of loopback datagrams (never for replays).
-    this.identity =
+    // processIdentity: the sending process of loopback datagrams (never for replays). A call with
+    // its sender goes to the exporter and to the policy observer (which splits by process).
+    const resolver =
       config.processIdentity === 'off' || intake === 'replay'
         ? undefined
-        : new IdentityStage(
-            new ProcessIdentityResolver({ mode: config.processIdentity, commandLine: config.processCommandLine }, log, this.stats.identity),
-            next,
-            this.stats,
-            log,
-          );
-    const sink: CallSink = this.identity ?? { write: (c, t) => next.write(t, undefined, c) };
-    this.pipeline = new Pipeline(this.options, sink, this.stats, log);
+        : new ProcessIdentityResolver({ mode: config.processIdentity, commandLine: config.processCommandLine }, log, this.stats.identity);
+    this.identity = new IdentityStage(resolver, policy ? [this.exporter, policy.sink] : [this.exporter], this.stats, log);
+    this.pipeline = new Pipeline(this.options, this.identity, this.stats, log);
     this.memory = new MemoryGuard(this.stats.memory, this.pipeline, () => this.exporter.spoolMemoryBytes, log);
     this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
     this.bindError =
@@ -219,8 +205,8 @@ export class Bridge {
     this.memory.stop();
     await this.receiver.close();
     this.pipeline.flush();
-    await this.identity?.settled();
-    this.identity?.close();
+    await this.identity.settled();
+    this.identity.close();
     await this.policy?.close();
     this.snapshot();
     await this.exporter.shutdown(deadlineAt);

@@ -15,7 +15,7 @@ import type { CallSink } from '../translate/stage.js';
 import type { Translation } from '../translate/types.js';
 import type { ProcessIdentity, ProcessIdentityResolver } from './resolver.js';
 
-/** What the stage hands on to: the exporter (and the IAM policy observer, which needs the call too). */
+/** What the stage hands on to: the exporter, and the IAM-policy observer (which needs the call too). */
 export interface IdentifiedCallSink {
   write(t: Translation, identity: ProcessIdentity | undefined, c: Correlated): void;
 }
@@ -24,27 +24,28 @@ export class IdentityStage implements CallSink, SourceObserver {
   /** Calls waiting for their sender's identity (bounded by the resolver's maxWaitMs). */
   private readonly waiting = new Set<Promise<void>>();
 
+  /** `resolver` undefined: processIdentity off (or a replay): calls go on without a process. */
   constructor(
-    private readonly resolver: ProcessIdentityResolver,
-    private readonly next: IdentifiedCallSink,
+    private readonly resolver: ProcessIdentityResolver | undefined,
+    private readonly next: readonly IdentifiedCallSink[],
     private readonly counters: { internalErrors: number },
     private readonly log: Logger,
   ) {}
 
   observe(source: Source): void {
-    this.resolver.observe(source.address, source.port);
+    this.resolver?.observe(source.address, source.port);
   }
 
   write(c: Correlated, t: Translation): void {
     const source = c.kind === 'call' ? c.call.source : c.attempt.source;
-    const identity = this.resolver.lookup(source.address, source.port);
+    const identity = this.resolver?.lookup(source.address, source.port);
     if (!(identity instanceof Promise)) {
-      this.next.write(t, identity, c);
+      this.handOn(t, identity, c);
       return;
     }
     const p = identity.then((id) => {
       try {
-        this.next.write(t, id, c);
+        this.handOn(t, id, c);
       } catch (e) {
         this.counters.internalErrors++;
         this.log.warnLimited('translate', 'could not export a call', { error: (e as Error).message });
@@ -54,12 +55,16 @@ export class IdentityStage implements CallSink, SourceObserver {
     void p.finally(() => this.waiting.delete(p));
   }
 
+  private handOn(t: Translation, identity: ProcessIdentity | undefined, c: Correlated): void {
+    for (const sink of this.next) sink.write(t, identity, c);
+  }
+
   /** Resolves when every waiting call has gone on. */
   async settled(): Promise<void> {
     await Promise.all(this.waiting);
   }
 
   close(): void {
-    this.resolver.close();
+    this.resolver?.close();
   }
 }

@@ -8,6 +8,7 @@ import type { Correlated } from '../correlate/types.js';
 import type { Logger } from '../log.js';
 import { PolicyBuilder, subjectLabel, type PolicyDocument, type SubjectReport } from './document.js';
 import { IAM_MAP_COUNTS, IAM_MAP_SOURCES } from './iam-map.data.js';
+import type { IdentifiedCallSink } from '../identity/identity-stage.js';
 import { PolicyObserver, type PolicyCounters, type ProcessLabelSource } from './observer.js';
 import { readPolicyFile, writePolicyFile } from './policy-file.js';
 
@@ -41,6 +42,9 @@ export class PolicyService {
     if (loaded) this.observer.merge(loaded);
     this.writtenAt = loaded ? this.observer.changes : -1;
   }
+
+  /** The identity stage's view of this service: every exported call, with its sending process. */
+  readonly sink: IdentifiedCallSink = { write: (_t, identity, c) => this.observe(c, identity) };
 
   observe(c: Correlated, process?: ProcessLabelSource): void {
     const before = this.observer.changes;
