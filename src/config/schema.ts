@@ -140,6 +140,12 @@ export const OPTIONS = {
     'Clock slack allowed when fitting an attempt inside its call.',
     ['AWS_CSM_BRIDGE_MATCH_TOLERANCE_MS'],
   ),
+  matchSettleMs: opt(
+    ms(0).default(500),
+    'int',
+    'Longest time an ApiCall whose candidate attempts could also be a concurrent identical call\'s waits for that call to arrive, so both are decided together (most probable assignment under the SDK retry models). A call with no such competitor is exported at once; 0 = decide every call on arrival.',
+    ['AWS_CSM_BRIDGE_MATCH_SETTLE_MS'],
+  ),
   timestampSemantics: opt(
     z.enum(['auto', 'start', 'end']).default('auto'),
     'string',

@@ -1,91 +1,83 @@
 /**
- * Correlate: attach ApiCallAttempt events to their ApiCall.
- *
- * CSM has no join id (csm-protocol.md §5, otel-mapping.md §1.9). Events are
- * grouped by (SDK family, source IP, ClientId, Service, Api, Region), plus the
- * source port for SDK families that keep one socket. Inside a group an ApiCall
- * picks the chain of attempts that best explains its time window:
- *
- *  - the first attempt starts at (or just after) the call start,
- *  - the last attempt ends at the call end, and carries the call's final
- *    status / exception (and, for Go v1, its request id),
- *  - attempts are sequential and every attempt but the last failed.
+ * Correlate: attach ApiCallAttempt events to their ApiCall. This file is the
+ * lifecycle (what waits, for how long, what is exported when) and the caps;
+ * the evidence is elsewhere: group-index.ts (which events may belong
+ * together), retry-models.ts (each SDK's retry timing as log-densities),
+ * scoring.ts (a call's most probable chains), assignment.ts (the most probable
+ * assignment of a group's attempts to its calls, jointly).
  *
  * Attempts-first SDKs (botocore, JS v2, Go v1, Java v1, PHP, .NET) send every
- * attempt before its ApiCall, so the call claims from pending attempts and is
- * emitted at once. Ruby sends the ApiCall first: the call waits (callHoldMs)
- * and each arriving attempt claims the waiting call whose window it fits best.
- * Unknown SDKs get both behaviours.
+ * attempt before its ApiCall. A call arriving with no competitor (no other
+ * call waiting in its group, no more candidate attempts than it needs, or a
+ * best chain clearly more probable than any other) is exported at once: the
+ * common case, which scores nothing. Otherwise the candidates it leaves over
+ * may be a concurrent twin's, and that twin's ApiCall (its start, end and
+ * outcome) is the evidence that separates them: the call waits, up to
+ * `settleMs`, and every arrival re-decides the group jointly. A waiting call
+ * is exported as soon as no alternative that uses attempts no waiting call
+ * explains is within RELEASE_MARGIN of its chain, or when its time is up.
  *
- * No timers here: the caller drives `expire(now)`. State is per group, kept
- * sorted by attempt end time, so each event only looks at the attempts that
- * end inside its call's window.
+ * Ruby sends the ApiCall first: the call waits (callHoldMs) for its attempts,
+ * then is decided as above. Unknown SDKs get both behaviours.
+ *
+ * Attempts placed where another placement is within ln 2 as probable are
+ * marked `ambiguous` (twin calls started in the same millisecond with full
+ * jitter backoff cannot be told apart by anything CSM sends).
+ *
+ * No timers here: the caller drives `expire(now)`; receive times of arriving
+ * events also advance the settle clock. Memory: pending attempts, waiting calls
+ * and the attempts they hold are capped together (maxPending, oldest exported
+ * first); emptied groups are freed in batches.
  */
 import type { CsmApiCall, CsmAttempt, CsmEvent, SdkFamily } from '../decode/types.js';
-import type { Correlated, CorrelatorOptions } from './types.js';
+import { assign, components, type Assignment, type Party } from './assignment.js';
+import { GroupIndex, hasKey, keyOf, type GroupKey } from './group-index.js';
+import { attemptEnd, attemptStart, callEnd, callStart, LN_MISSING_ATTEMPT } from './retry-models.js';
+import { CHAINS_PER_CALL, topChains, type Chain, type TimedAttempt, type TimedCall } from './scoring.js';
+import type { Correlated, CorrelatorOptions, SettleCounts } from './types.js';
 
-export const DEFAULT_CORRELATOR_OPTIONS: CorrelatorOptions = {
-  attemptHoldMs: 300_000,
-  callHoldMs: 3_000,
-  maxPending: 100_000,
-  toleranceMs: 10,
-};
-
-/** One UDP socket per session/process/client: the ApiCall and its attempts share the source port. */
-const STABLE_PORT: ReadonlySet<SdkFamily> = new Set<SdkFamily>(['botocore', 'go-v1', 'java-v1', 'php-v3', 'dotnet']);
 /** Every attempt is sent before its ApiCall (captured for botocore, JS v2, Go v1; source for the rest). */
 const ATTEMPTS_FIRST: ReadonlySet<SdkFamily> = new Set<SdkFamily>(['botocore', 'js-v2', 'go-v1', 'java-v1', 'php-v3', 'dotnet']);
-/** The ApiCall is sent before its attempts. */
-const CALL_FIRST: ReadonlySet<SdkFamily> = new Set<SdkFamily>(['ruby-v3']);
-
-/** How many best first / last candidates are paired when choosing a chain. */
-const TOP_K = 4;
-/** Score terms (ms-equivalents). */
-const W_FIRST_LATE = 0.5; // first attempt starting after the call start: normal (build, sign, credentials)
-const W_EARLY = 4; // first attempt before call start / last attempt after call end: only clock rounding
-const P_REQUEST_ID = 1_000; // Go v1: ApiCall request id = last attempt's
-const P_ATTEMPT_NUMBER = 500; // some Go v1 releases number attempts
-const P_USER_AGENT = 200;
-const P_FINAL_STATUS = 100;
-const P_RETRIED_SUCCESS = 100; // a non-final attempt that succeeded
-const P_FINAL_EXCEPTION = 50;
-const B_SAME_PORT = 0.5; // JS v2 / Ruby: a weak hint only
 /**
- * Attempts of one call are sequential; botocore and Go v1 measure tightly, so only ms rounding is
- * allowed between one's end and the next's start. JS v2 was seen (under CPU load) reporting
- * retries that overlap by several ms, so the other SDKs get the configured tolerance.
+ * Go v1 and botocore measure tightly: consecutive attempts of one call may
+ * overlap by ms rounding only; JS v2 was seen (under CPU load) reporting
+ * retries that overlap by several ms, so the others get the configured tolerance.
  */
-const SEQ_TOLERANCE_MS = 2;
 const TIGHT_TIMING: ReadonlySet<SdkFamily> = new Set<SdkFamily>(['botocore', 'go-v1']);
-/**
- * A retry this soon after the previous attempt is unusual: Go v1's minimum retry delay is 30 ms,
- * botocore draws its backoff from [0, 1 s) (3 % below 30 ms). JS v2 retries sooner (DynamoDB base
- * 50 ms): it is only a preference, see `middles`.
- */
-const QUICK_RETRY_MS = 30;
+const SEQ_TOLERANCE_MS = 2;
 
-interface PendingAttempt {
-  ev: CsmAttempt;
-  start: number;
-  end: number;
+/** A waiting call is exported early when no alternative using free attempts is within this (ln 1000). */
+const RELEASE_MARGIN = Math.log(1000);
+/** An attempt is ambiguous when another placement is within this of the chosen one (a factor of 2). */
+export const AMBIGUITY_LN = Math.LN2;
+
+interface PendingAttempt extends TimedAttempt {
   group: Group;
   live: boolean;
+  /** Inside the window of a waiting call: waits with it, not counted in pendingAttempts. */
+  held: boolean;
+  /** Arrival order (an attempts-first call can only have attempts that arrived before it). */
+  seq: number;
+  /** Scratch id for the joint search, valid while `idEpoch` is the correlator's. */
+  id: number;
+  idEpoch: number;
 }
 
-interface PendingCall {
-  ev: CsmApiCall;
-  start: number;
-  end: number;
+interface PendingCall extends TimedCall {
   tol: number;
-  /** Attempts needed to be complete. */
-  want: number;
-  attempts: PendingAttempt[];
   group: Group;
   live: boolean;
+  seq: number;
+  /** The ApiCall is sent before its attempts (Ruby, unknown SDKs): it waits for them. */
+  callFirst: boolean;
+  /** When it is decided at the latest with its chain complete (settleMs) or not (callHoldMs). */
+  settleBy: number;
+  holdUntil: number;
+  /** Its best chains; undefined when new attempts came into its window since. */
+  chains: Chain<PendingAttempt>[] | undefined;
 }
 
 interface Group {
-  /** Its key (to remove it from the `Level` maps). */
   key: GroupKey;
   /** Still in the index (an emptied group stays until the next sweep, see `gc`). */
   indexed: boolean;
@@ -95,7 +87,7 @@ interface Group {
   attempts: PendingAttempt[];
   liveAttempts: number;
   deadAttempts: number;
-  /** Calls waiting for late attempts, in arrival order. */
+  /** Calls waiting (for competitors or late attempts), in arrival order. */
   calls: PendingCall[];
 }
 
@@ -146,96 +138,30 @@ class Fifo<T extends { live: boolean }> {
   }
 }
 
-/* Intervals are computed inline as two numbers (no [start, end] array per event). */
-
-function attemptStart(a: CsmAttempt): number {
-  return a.timestampMarksEnd ? a.timestamp - (a.attemptLatency ?? 0) : a.timestamp;
-}
-
-function attemptEnd(a: CsmAttempt): number {
-  return a.timestampMarksEnd ? a.timestamp : a.timestamp + (a.attemptLatency ?? 0);
-}
-
-/** Call window start; an unknown latency leaves the far side open. */
-function callStart(c: CsmApiCall): number {
-  if (!c.timestampMarksEnd) return c.timestamp;
-  return c.latency === undefined ? -Infinity : c.timestamp - c.latency;
-}
-
-function callEnd(c: CsmApiCall): number {
-  if (c.timestampMarksEnd) return c.timestamp;
-  return c.latency === undefined ? Infinity : c.timestamp + c.latency;
-}
-
-/** What groups events: SDK family, source address (and port when stable), ClientId, Service, Api, Region. */
-interface GroupKey {
-  clientId: string;
-  service: string;
-  api: string;
-  region: string;
-  address: string;
-  /** -1 for SDK families that change port per datagram. */
-  port: number;
-  sdk: SdkFamily;
-}
-
-/*
- * Groups are found through nested maps, one level per key part, instead of one map keyed by the
- * parts joined into a string: a joined key is a fresh string per event that has to be copied and
- * hashed whole, which cost several times the seven lookups of the (mostly short) parts.
- */
-type Level = Map<string | number, Level | Group>;
-
-function portOf(e: CsmEvent): number {
-  return STABLE_PORT.has(e.sdk) ? e.source.port : -1;
-}
-
-/** The group of `e`'s key, or undefined. */
-function findGroup(root: Level, e: CsmEvent): Group | undefined {
-  const l1 = root.get(e.clientId) as Level | undefined;
-  const l2 = l1?.get(e.service) as Level | undefined;
-  const l3 = l2?.get(e.api) as Level | undefined;
-  const l4 = l3?.get(e.region ?? '') as Level | undefined;
-  const l5 = l4?.get(e.source.address) as Level | undefined;
-  const l6 = l5?.get(portOf(e)) as Level | undefined;
-  return l6?.get(e.sdk) as Group | undefined;
-}
-
-function hasKey(k: GroupKey, e: CsmEvent): boolean {
-  return (
-    k.api === e.api && k.service === e.service && k.clientId === e.clientId && k.region === (e.region ?? '') &&
-    k.address === e.source.address && k.port === portOf(e) && k.sdk === e.sdk
-  );
-}
-
-/** The map at `key` in `level`, created when absent. */
-function child(level: Level, key: string | number): Level {
-  let next = level.get(key) as Level | undefined;
-  if (next === undefined) {
-    next = new Map();
-    level.set(key, next);
+/** Waiting calls by settle deadline (arrival order); entries leave when due, live or not. */
+class SettleQueue {
+  private items: PendingCall[] = [];
+  private head = 0;
+  push(c: PendingCall): void {
+    this.items.push(c);
   }
-  return next;
-}
-
-function insertGroup(root: Level, g: Group): void {
-  const k = g.key;
-  child(child(child(child(child(child(root, k.clientId), k.service), k.api), k.region), k.address), k.port).set(k.sdk, g);
-}
-
-/** Remove `g` and every level it leaves empty. */
-function removeGroup(root: Level, g: Group): void {
-  const k = g.key;
-  const path: Level[] = [root];
-  for (const part of [k.clientId, k.service, k.api, k.region, k.address, k.port]) {
-    const next = path[path.length - 1]!.get(part) as Level | undefined;
-    if (next === undefined) return;
-    path.push(next);
+  /** The oldest entry due at `now`, removed; undefined when none is due. */
+  popDue(now: number): PendingCall | undefined {
+    while (this.head < this.items.length) {
+      const c = this.items[this.head]!;
+      if (c.live && c.settleBy > now) return undefined;
+      this.head++;
+      if (this.head > 1024 && this.head * 2 > this.items.length) {
+        this.items = this.items.slice(this.head);
+        this.head = 0;
+      }
+      if (c.live) return c;
+    }
+    return undefined;
   }
-  const parts = [k.clientId, k.service, k.api, k.region, k.address, k.port, k.sdk];
-  for (let i = path.length - 1; i >= 0; i--) {
-    path[i]!.delete(parts[i]!);
-    if (path[i]!.size > 0) break;
+  clear(): void {
+    this.items = [];
+    this.head = 0;
   }
 }
 
@@ -245,15 +171,6 @@ function isEmpty(g: Group): boolean {
 
 /** Emptied groups kept for reuse before a sweep removes those still empty. */
 export const EMPTIED_BATCH = 1024;
-
-function succeeded(a: CsmAttempt): boolean {
-  return (
-    a.httpStatusCode !== undefined &&
-    a.httpStatusCode < 400 &&
-    a.awsException === undefined &&
-    a.sdkException === undefined
-  );
-}
 
 /** First index whose `end` is >= x. */
 function lowerBoundEnd(arr: PendingAttempt[], x: number): number {
@@ -268,34 +185,51 @@ function lowerBoundEnd(arr: PendingAttempt[], x: number): number {
 }
 
 function byStart(a: PendingAttempt, b: PendingAttempt): number {
-  return a.start - b.start || a.end - b.end;
+  return a.start - b.start || a.end - b.end || a.seq - b.seq;
 }
 
-interface Chain {
-  attempts: PendingAttempt[];
-  cost: number;
+function alive(ch: Chain<PendingAttempt>): boolean {
+  for (const a of ch.attempts) if (!a.live) return false;
+  return true;
+}
+
+/** The joint decision over a group's waiting calls. */
+interface Decision {
+  /** The group's waiting calls when decided (index i = party i). */
+  calls: PendingCall[];
+  parties: Party[];
+  nIds: number;
+  /** Per waiting call: its options (chains, best first, the empty chain included). */
+  options: Chain<PendingAttempt>[][];
+  result: Assignment;
 }
 
 export class Correlator {
   private readonly opts: CorrelatorOptions;
   private readonly emit: (c: Correlated) => void;
-  /** Every group, by key (see `Level`). */
-  private groups: Level = new Map();
-  private groupCount = 0;
+  private readonly index = new GroupIndex<Group>();
   /** The group found last (see `group`). */
   private lastGroup: Group | undefined;
   /** Groups that became empty since the last sweep (some may hold items again). */
   private emptied: Group[] = [];
   private readonly attemptFifo = new Fifo<PendingAttempt>();
   private readonly callFifo = new Fifo<PendingCall>();
+  private readonly settleQueue = new SettleQueue();
   private nAttempts = 0;
+  private nHeld = 0;
   private nCalls = 0;
+  private seq = 0;
+  private idEpoch = 0;
+  private readonly counts: SettleCounts = {
+    calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0,
+  };
 
   constructor(opts: CorrelatorOptions, emit: (c: Correlated) => void) {
     this.opts = opts;
     this.emit = emit;
   }
 
+  /** Attempts waiting for an ApiCall (not those already inside a waiting call's window). */
   get pendingAttempts(): number {
     return this.nAttempts;
   }
@@ -308,17 +242,22 @@ export class Correlator {
   get pendingGroups(): number {
     let empty = 0;
     for (const g of this.emptied) if (isEmpty(g)) empty++;
-    return this.groupCount - empty;
+    return this.index.size - empty;
   }
 
   /** Groups in memory: those of `pendingGroups` plus emptied ones awaiting a sweep (fewer than EMPTIED_BATCH). */
   get heldGroups(): number {
-    return this.groupCount;
+    return this.index.size;
+  }
+
+  /** What the settle wait and the joint search did so far. */
+  get settleCounts(): Readonly<SettleCounts> {
+    return this.counts;
   }
 
   /**
    * Memory pressure: export the `n` oldest pending items now (attempts as
-   * `buffer_full` orphans, calls with the attempts they have). Returns what was shed.
+   * `buffer_full` orphans, calls decided with the attempts they have). Returns what was shed.
    */
   shedOldest(n: number): { attempts: number; calls: number } {
     const shed = { attempts: 0, calls: 0 };
@@ -332,198 +271,324 @@ export class Correlator {
 
   /** Feed one decoded event (in arrival order). `event.receivedAt` is the clock for holds. */
   add(event: CsmEvent): void {
+    this.releaseDue(event.receivedAt);
     if (event.type === 'ApiCall') this.addCall(event);
     else this.addAttempt(event);
     this.enforceCap();
   }
 
-  /** Expire holds older than `now` minus the hold times. */
+  /** Decide calls whose settle or hold time is up at `now`; expire attempts held longer than attemptHoldMs. */
   expire(now: number): void {
     for (let a = this.attemptFifo.peek(); a && a.ev.receivedAt + this.opts.attemptHoldMs <= now; a = this.attemptFifo.peek()) {
+      // A held attempt waits with its call (decided within callHoldMs).
+      if (a.held) break;
       this.dropAttempt(a);
       this.emit({ kind: 'orphan', attempt: a.ev, reason: 'ttl_expired' });
     }
-    for (let c = this.callFifo.peek(); c && c.ev.receivedAt + this.opts.callHoldMs <= now; c = this.callFifo.peek()) {
-      this.finishCall(c);
-    }
+    this.releaseDue(now);
   }
 
-  /** Emit everything still pending: calls with what they have, attempts as orphans ('shutdown'). */
+  /** Emit everything still pending: waiting calls decided with what they have, attempts as orphans ('shutdown'). */
   flush(): void {
-    const calls = this.callFifo.drain();
-    const attempts = this.attemptFifo.drain();
-    const items: (PendingCall | PendingAttempt)[] = [...calls, ...attempts];
-    items.sort((x, y) => x.ev.receivedAt - y.ev.receivedAt);
-    for (const x of items) {
-      if ('want' in x) this.finishCall(x);
-      else {
-        this.dropAttempt(x);
-        this.emit({ kind: 'orphan', attempt: x.ev, reason: 'shutdown' });
-      }
+    for (let c = this.callFifo.peek(); c; c = this.callFifo.peek()) this.decide(c.group, Infinity, c);
+    for (const a of this.attemptFifo.drain()) {
+      this.dropAttempt(a);
+      this.emit({ kind: 'orphan', attempt: a.ev, reason: 'shutdown' });
     }
-    this.groups = new Map();
-    this.groupCount = 0;
+    this.callFifo.drain();
+    this.settleQueue.clear();
+    this.index.clear();
     this.emptied = [];
     this.lastGroup = undefined;
     this.nAttempts = 0;
+    this.nHeld = 0;
     this.nCalls = 0;
   }
 
-  // ---------------------------------------------------------------- calls
+  // ---------------------------------------------------------------- arrivals
 
   private addCall(ev: CsmApiCall): void {
     const group = this.group(ev);
     const start = callStart(ev);
     const end = callEnd(ev);
-    const tol = this.tolerance(ev);
+    const tol = this.opts.toleranceMs + (ev.latency ?? 0) / 1000;
     const want = ev.attemptCount === undefined ? 1 : Math.max(0, ev.attemptCount);
-    const call: PendingCall = { ev, start, end, tol, want, attempts: [], group, live: true };
-
-    if (!CALL_FIRST.has(ev.sdk) && want > 0) {
-      const chain = this.chooseChain(call);
-      for (const a of chain) this.dropAttempt(a);
-      call.attempts = chain;
-    }
-    if (call.attempts.length >= want || ATTEMPTS_FIRST.has(ev.sdk)) {
-      this.emitCall(call);
-      this.gc(group);
+    const now = ev.receivedAt;
+    const call: PendingCall = {
+      ev, start, end, want, tol, group, live: true, seq: this.seq++, callFirst: !ATTEMPTS_FIRST.has(ev.sdk),
+      settleBy: now + this.opts.settleMs, holdUntil: now + this.opts.callHoldMs, chains: undefined,
+    };
+    if (want === 0) {
+      this.emitCall(call, [], undefined);
       return;
     }
-    // Claiming may have emptied (and dropped) the group: look it up again.
-    call.group = this.group(ev);
-    call.group.calls.push(call);
-    this.callFifo.push(call);
-    this.nCalls++;
+    if (group.calls.length === 0) {
+      const cands = this.candidates(call);
+      // The common case: one call, its attempts already there, nothing left over. Nothing to score.
+      if (cands.length === want || (cands.length < want && !call.callFirst)) {
+        if (cands.length <= 1) return this.claimAndEmit(call, cands);
+        const best = topChains(call, cands, 1)[0]!;
+        if (best.attempts.length === cands.length) return this.claimAndEmit(call, best.attempts);
+        call.chains = topChains(call, cands);
+      } else if (cands.length > want) {
+        // More candidates than needed: a clear winner is exported at once; otherwise the rest may be a twin's.
+        call.chains = topChains(call, cands);
+        const [best, next] = call.chains;
+        if (best!.attempts.length >= want && (next === undefined || best!.ll - next.ll > RELEASE_MARGIN)) {
+          return this.claimAndEmit(call, best!.attempts);
+        }
+      }
+    }
+    this.wait(call, now);
   }
 
-  /** Emit a waiting call (complete, expired, evicted or at shutdown). */
-  private finishCall(c: PendingCall): void {
+  private addAttempt(ev: CsmAttempt): void {
+    const group = this.group(ev);
+    const a: PendingAttempt = {
+      ev, start: attemptStart(ev), end: attemptEnd(ev), group, live: true, held: false, seq: this.seq++, id: -1, idEpoch: -1,
+    };
+    // Insert sorted by end; arrival order is nearly end order, so this is almost always an append.
+    const arr = group.attempts;
+    let i = arr.length;
+    while (i > 0 && arr[i - 1]!.end > a.end) i--;
+    if (i === arr.length) arr.push(a);
+    else arr.splice(i, 0, a);
+    group.liveAttempts++;
+    this.attemptFifo.push(a);
+    let wanted = false;
+    for (const c of group.calls) {
+      // Only a call-first call can still get attempts; attempts-first calls sent theirs before the ApiCall.
+      if (c.callFirst && this.fits(c, a)) {
+        c.chains = undefined;
+        wanted = true;
+      }
+    }
+    if (wanted) {
+      a.held = true;
+      this.nHeld++;
+      this.settle(group, ev.receivedAt);
+    } else {
+      this.nAttempts++;
+    }
+  }
+
+  // ---------------------------------------------------------------- waiting and deciding
+
+  /** `call` waits in its group (for competitors or for its late attempts); the group is re-decided. */
+  private wait(call: PendingCall, now: number): void {
+    const group = call.group;
+    group.calls.push(call);
+    this.callFifo.push(call);
+    this.settleQueue.push(call);
+    this.nCalls++;
+    this.counts.calls++;
+    for (const a of this.candidates(call)) {
+      if (!a.held) {
+        a.held = true;
+        this.nHeld++;
+        this.nAttempts--;
+      }
+    }
+    this.settle(group, now);
+  }
+
+  /** Calls whose settle (or hold) time is up at `now` are decided. */
+  private releaseDue(now: number): void {
+    for (let c = this.settleQueue.popDue(now); c; c = this.settleQueue.popDue(now)) this.settle(c.group, now);
+    for (let c = this.callFifo.peek(); c && c.holdUntil <= now; c = this.callFifo.peek()) this.decide(c.group, now, c);
+  }
+
+  /**
+   * Re-decide `group` jointly and export every waiting call that is due or
+   * clear: its chain complete and no alternative that uses an attempt no
+   * waiting call explains within RELEASE_MARGIN.
+   */
+  private settle(group: Group, now: number): void {
+    for (;;) {
+      const calls = group.calls;
+      if (calls.length === 0) return;
+      const d = this.decideAll(group);
+      let next = -1;
+      for (let i = 0; i < calls.length && next < 0; i++) {
+        const c = calls[i]!;
+        const complete = d.options[i]![d.result.choice[i]!]!.attempts.length >= c.want;
+        const due = now >= c.holdUntil || (now >= c.settleBy && (complete || !c.callFirst));
+        if (due || (complete && this.clear(d, i))) next = i;
+      }
+      if (next < 0) return;
+      this.release(d, next, now);
+    }
+  }
+
+  /** Export `call` now (hold expired, evicted, shutdown), decided jointly with its group. */
+  private decide(group: Group, now: number, call: PendingCall): void {
+    const d = this.decideAll(group);
+    const i = group.calls.indexOf(call);
+    if (i >= 0) this.release(d, i, now);
+    else if (call.live) this.forget(call);
+  }
+
+  /** No alternative for waiting call `i` that avoids the others' chosen attempts and uses a free one is close. */
+  private clear(d: Decision, i: number): boolean {
+    const choice = d.result.choice;
+    const mine = d.parties[i]!.options;
+    const chosen = mine[choice[i]!]!;
+    const byOthers = new Uint8Array(d.nIds);
+    d.parties.forEach((p, j) => {
+      for (const id of p.options[choice[j]!]!.ids) byOthers[id] = j === i ? 2 : 1;
+    });
+    for (const o of mine) {
+      if (o === chosen) continue;
+      if (o.ll <= chosen.ll - RELEASE_MARGIN) break;
+      if (o.ids.some((id) => byOthers[id] === 1)) continue;
+      if (o.ids.some((id) => byOthers[id] === 0)) return false;
+    }
+    return true;
+  }
+
+  /** The joint assignment of the group's waiting calls. */
+  private decideAll(group: Group): Decision {
+    const epoch = ++this.idEpoch;
+    let nIds = 0;
+    const options: Chain<PendingAttempt>[][] = [];
+    const parties: Party[] = [];
+    for (const c of group.calls) {
+      const list = this.chainsOf(c);
+      const empty: Chain<PendingAttempt> = { attempts: [], ll: c.want * LN_MISSING_ATTEMPT };
+      const opts = list.some((ch) => ch.attempts.length === 0) ? list : [...list, empty].sort((x, y) => y.ll - x.ll);
+      options.push(opts);
+      parties.push({
+        options: opts.map((ch) => ({
+          ll: ch.ll,
+          ids: ch.attempts.map((a) => {
+            if (a.idEpoch !== epoch) {
+              a.idEpoch = epoch;
+              a.id = nIds++;
+            }
+            return a.id;
+          }),
+        })),
+      });
+    }
+    const result = assign(parties, nIds);
+    if (!result.exact) this.counts.searchesCut++;
+    return { calls: group.calls.slice(), parties, nIds, options, result };
+  }
+
+  /** A waiting call's best chains among live attempts (kept between decisions; recomputed when stale). */
+  private chainsOf(c: PendingCall): Chain<PendingAttempt>[] {
+    if (c.chains !== undefined) {
+      const before = c.chains.length;
+      const kept = c.chains.filter(alive);
+      // Cut chains may hide live ones: recompute when the claims of others left few.
+      if (kept.length === before || kept.length >= 4 || before < CHAINS_PER_CALL) {
+        c.chains = kept;
+        if (kept.length > 0) return kept;
+      }
+    }
+    c.chains = topChains(c, this.candidates(c));
+    return c.chains;
+  }
+
+  /** Export waiting call `i` of decision `d` with its chosen chain, ambiguity marked. */
+  private release(d: Decision, i: number, now: number): void {
+    const call = d.calls[i]!;
+    const chain = d.options[i]![d.result.choice[i]!]!;
+    const ambiguous = this.ambiguity(d, i);
+    this.forget(call);
+    const wait = now === Infinity ? 0 : Math.max(0, now - call.ev.receivedAt);
+    this.counts.waitMsTotal += wait;
+    if (wait > this.counts.waitMsMax) this.counts.waitMsMax = wait;
+    if (now >= call.settleBy || now >= call.holdUntil) this.counts.deadlines++;
+    for (const a of chain.attempts) this.dropAttempt(a);
+    this.unhold(call.group);
+    this.emitCall(call, chain.attempts, ambiguous);
+    this.gc(call.group);
+  }
+
+  /**
+   * Per attempt of waiting call `i`'s chosen chain: true where the best
+   * assignment of its component without that attempt under call `i` is within
+   * AMBIGUITY_LN of the best one. Undefined when none is.
+   */
+  private ambiguity(d: Decision, i: number): boolean[] | undefined {
+    const chain = d.options[i]![d.result.choice[i]!]!;
+    if (chain.attempts.length === 0 || d.parties.length === 0) return undefined;
+    const comp = components(d.parties, d.nIds).find((c) => c.includes(i))!;
+    const sub = comp.map((j) => d.parties[j]!);
+    const me = comp.indexOf(i);
+    const base = assign(sub, d.nIds).ll;
+    let out: boolean[] | undefined;
+    const ids = d.parties[i]!.options[d.result.choice[i]!]!.ids;
+    ids.forEach((id, k) => {
+      const without = sub.slice();
+      without[me] = { options: sub[me]!.options.filter((o) => !o.ids.includes(id)) };
+      const alt = assign(without, d.nIds).ll;
+      if (base - alt <= AMBIGUITY_LN) {
+        out ??= new Array<boolean>(ids.length).fill(false);
+        out[k] = true;
+      }
+    });
+    return out;
+  }
+
+  /** Remove a waiting call from its group and the counts. */
+  private forget(c: PendingCall): void {
     if (!c.live) return;
     c.live = false;
     this.nCalls--;
     this.callFifo.markDead();
     const i = c.group.calls.indexOf(c);
     if (i >= 0) c.group.calls.splice(i, 1);
-    this.emitCall(c);
-    this.gc(c.group);
   }
 
-  private emitCall(c: PendingCall): void {
-    const chain = c.attempts.length > 1 ? c.attempts.slice().sort(byStart) : c.attempts;
+  /** Held attempts that no waiting call of the group can take any more wait for an ApiCall again. */
+  private unhold(g: Group): void {
+    for (const a of g.attempts) {
+      if (!a.live || !a.held) continue;
+      if (g.calls.some((c) => this.fits(c, a) && (c.callFirst || a.seq < c.seq))) continue;
+      a.held = false;
+      this.nHeld--;
+      this.nAttempts++;
+    }
+  }
+
+  private claimAndEmit(call: PendingCall, attempts: PendingAttempt[]): void {
+    for (const a of attempts) this.dropAttempt(a);
+    this.emitCall(call, attempts, undefined);
+    this.gc(call.group);
+  }
+
+  private emitCall(c: PendingCall, chain: PendingAttempt[], ambiguous: boolean[] | undefined): void {
     const attempts: CsmAttempt[] = [];
-    for (const a of chain) attempts.push(a.ev);
+    let order = chain;
+    let flags = ambiguous;
+    if (chain.length > 1) {
+      const idx = chain.map((_, k) => k).sort((x, y) => byStart(chain[x]!, chain[y]!));
+      order = idx.map((k) => chain[k]!);
+      if (ambiguous) flags = idx.map((k) => ambiguous[k]!);
+    }
+    for (const a of order) attempts.push(a.ev);
     const count = c.ev.attemptCount;
-    this.emit({
-      kind: 'call',
-      call: c.ev,
-      attempts,
-      missingAttempts: count === undefined ? 0 : Math.max(0, count - attempts.length),
-    });
-  }
-
-  /**
-   * Pick the pending attempts of `call`'s group that best explain its window.
-   * Returns at most `want` attempts (AttemptCount, or a best guess when absent).
-   */
-  private chooseChain(call: PendingCall): PendingAttempt[] {
-    const cands = this.candidates(call);
-    // With one candidate every branch below picks it: skip the scoring (the usual case).
-    if (cands.length <= 1) return cands;
-    const ev = call.ev;
-    const first = cands.map((a) => this.firstCost(call, a));
-    const last = cands.map((a) => this.lastCost(call, a, call.want));
-    const single = (): Chain => {
-      // One attempt for the whole call: both ends must fit. With AttemptCount > 1
-      // (others dropped), take it in whichever role it fits better.
-      let best: Chain | undefined;
-      for (let i = 0; i < cands.length; i++) {
-        const cost = call.want === 1 ? first[i]! + last[i]! : Math.min(first[i]!, last[i]!);
-        if (!best || cost < best.cost) best = { attempts: [cands[i]!], cost };
-      }
-      return best!;
-    };
-
-    if (call.want === 1) {
-      const one = single();
-      if (ev.attemptCount !== undefined || cands.length === 1) return one.attempts;
-      // AttemptCount absent: a (first, last) pair wins when it explains both ends clearly better.
-      const pair = this.bestChain(call, cands, first, last, 2);
-      return pair && pair.attempts.length === 2 && pair.cost + 2 * call.tol < one.cost ? pair.attempts : one.attempts;
+    const missingAttempts = count === undefined ? 0 : Math.max(0, count - attempts.length);
+    if (flags === undefined) {
+      this.emit({ kind: 'call', call: c.ev, attempts, missingAttempts });
+      return;
     }
-    return (this.bestChain(call, cands, first, last, call.want) ?? single()).attempts;
+    const n = flags.filter(Boolean).length;
+    this.counts.ambiguousAttempts += n;
+    this.counts.ambiguousCalls++;
+    this.emit({ kind: 'call', call: c.ev, attempts, missingAttempts, ambiguous: flags });
   }
 
-  /** Best chain of up to `n` (≥ 2) attempts: most attempts first, then lowest cost. */
-  private bestChain(
-    call: PendingCall,
-    cands: PendingAttempt[],
-    first: number[],
-    last: number[],
-    n: number,
-  ): Chain | undefined {
-    const idx = cands.map((_, i) => i);
-    const topLast = idx.slice().sort((a, b) => last[a]! - last[b]!).slice(0, TOP_K);
-    const topFirst = idx.slice().sort((a, b) => first[a]! - first[b]!).slice(0, TOP_K);
-    const tol = this.seqTolerance(call.ev.sdk);
-    const byEnd = n > 2 ? cands.slice().sort((a, b) => a.end - b.end || a.start - b.start) : [];
-    let best: Chain | undefined;
-    for (const li of topLast) {
-      const L = cands[li]!;
-      for (const fi of topFirst) {
-        const F = cands[fi]!;
-        if (F === L || F.end > L.start + tol) continue;
-        const mids = this.middles(call, byEnd, F, L, n - 2);
-        const cost = first[fi]! + last[li]! + mids.cost;
-        const len = 2 + mids.attempts.length;
-        if (!best || len > best.attempts.length || (len === best.attempts.length && cost < best.cost)) {
-          best = { attempts: [F, ...mids.attempts, L], cost };
-        }
-      }
-    }
-    return best;
+  // ---------------------------------------------------------------- candidates
+
+  /** `a` lies inside `c`'s window (± tolerance). */
+  private fits(c: PendingCall, a: PendingAttempt): boolean {
+    return a.start >= c.start - c.tol && a.end <= c.end + c.tol;
   }
 
-  /**
-   * Up to `k` sequential attempts strictly between F and L (`byEnd`: the
-   * candidates sorted by end), earliest end first: the greedy that fits the
-   * most. Preferences, relaxed in turn when they leave too few: an SDK retries
-   * only after a failure, so attempts that succeeded come last; and it backs
-   * off before retrying, so an attempt that starts within QUICK_RETRY_MS of the
-   * previous one's end is more likely the first attempt of a concurrent call
-   * (threads starting calls together) than our retry.
-   *
-   * This is the weak part: when several calls of one group overlap, their
-   * middle attempts look alike (same status, same socket) and any assignment
-   * that keeps each chain sequential is as consistent with the data as the
-   * true one. First and last attempts are pinned by the call's start, end and
-   * final status; the middles are a best guess.
-   */
-  private middles(call: PendingCall, byEnd: PendingAttempt[], F: PendingAttempt, L: PendingAttempt, k: number): Chain {
-    if (k <= 0) return { attempts: [], cost: 0 };
-    const tol = this.seqTolerance(call.ev.sdk);
-    const between = byEnd.filter((a) => a !== F && a !== L && a.start >= F.end - tol && a.end <= L.start + tol);
-    const pick = (allowSuccess: boolean, minGap: number): PendingAttempt[] => {
-      const out: PendingAttempt[] = [];
-      let after = F.end;
-      for (const a of between) {
-        if (out.length >= k) break;
-        if (!allowSuccess && succeeded(a.ev)) continue;
-        if (a.start >= after + minGap - tol) {
-          out.push(a);
-          after = a.end;
-        }
-      }
-      return out;
-    };
-    let chosen = pick(false, QUICK_RETRY_MS);
-    if (chosen.length < k) chosen = pick(false, 0);
-    if (chosen.length < k) chosen = pick(true, 0);
-    let cost = 0;
-    for (const a of chosen) cost += this.middleCost(call, a);
-    return { attempts: chosen, cost };
-  }
-
-  /** Live attempts of the call's group that lie inside its window (± tolerance), by start. */
+  /** Live attempts of the call's group inside its window (± tolerance) that can be its, by start. */
   private candidates(call: PendingCall): PendingAttempt[] {
     const arr = call.group.attempts;
     const out: PendingAttempt[] = [];
@@ -532,131 +597,21 @@ export class Correlator {
     for (let i = lowerBoundEnd(arr, lo); i < arr.length; i++) {
       const a = arr[i]!;
       if (a.end > hi) break;
-      if (a.live && a.start >= lo) out.push(a);
+      if (a.live && a.start >= lo && (call.callFirst || a.seq < call.seq)) out.push(a);
     }
     return out.length > 1 ? out.sort(byStart) : out;
   }
 
-  // ---------------------------------------------------------------- attempts
-
-  private addAttempt(ev: CsmAttempt): void {
-    const group = this.group(ev);
-    const start = attemptStart(ev);
-    const end = attemptEnd(ev);
-    const a: PendingAttempt = { ev, start, end, group, live: true };
-
-    if (!ATTEMPTS_FIRST.has(ev.sdk) && group.calls.length > 0) {
-      const call = this.bestWaitingCall(group, a);
-      if (call) {
-        call.attempts.push(a);
-        a.live = false;
-        if (call.attempts.length >= call.want) this.finishCall(call);
-        return;
-      }
-    }
-    // Insert sorted by end; arrival order is nearly end order, so this is almost always an append.
-    const arr = group.attempts;
-    let i = arr.length;
-    while (i > 0 && arr[i - 1]!.end > end) i--;
-    if (i === arr.length) arr.push(a);
-    else arr.splice(i, 0, a);
-    group.liveAttempts++;
-    this.attemptFifo.push(a);
-    this.nAttempts++;
-  }
-
-  /** Call-first SDKs: the waiting call of this group that the attempt fits best. */
-  private bestWaitingCall(group: Group, a: PendingAttempt): PendingCall | undefined {
-    let best: PendingCall | undefined;
-    let bestCost = Infinity;
-    const tol = this.seqTolerance(a.ev.sdk);
-    for (const c of group.calls) {
-      if (c.attempts.length >= c.want) continue;
-      if (a.start < c.start - c.tol || a.end > c.end + c.tol) continue;
-      if (c.attempts.some((b) => a.start < b.end - tol && b.start < a.end - tol)) continue;
-      const isFirst = c.attempts.every((b) => a.start <= b.start);
-      const isLast = c.attempts.every((b) => a.start >= b.start);
-      let cost = 0;
-      if (isFirst) cost += this.firstCost(c, a);
-      if (isLast && c.attempts.length + 1 === c.want) cost += this.lastCost(c, a, c.want);
-      else if (!isLast || c.attempts.length + 1 < c.want) cost += this.middleCost(c, a);
-      if (cost < bestCost) {
-        best = c;
-        bestCost = cost;
-      }
-    }
-    return best;
-  }
-
-  // ---------------------------------------------------------------- scoring
-
-  /** How well `a` fits as the call's first attempt (lower is better). */
-  private firstCost(c: PendingCall, a: PendingAttempt): number {
-    let cost = 0;
-    if (Number.isFinite(c.start)) {
-      const d = a.start - c.start;
-      cost += d >= 0 ? d * W_FIRST_LATE : -d * W_EARLY;
-    }
-    if (c.want > 1 && succeeded(a.ev)) cost += P_RETRIED_SUCCESS;
-    if (a.ev.attemptNumber !== undefined && a.ev.attemptNumber !== 1) cost += P_ATTEMPT_NUMBER;
-    if (a.ev.userAgent !== c.ev.userAgent) cost += P_USER_AGENT;
-    return cost;
-  }
-
-  /** How well `a` fits as the call's last attempt, out of `n` (lower is better). */
-  private lastCost(c: PendingCall, a: PendingAttempt, n: number): number {
-    const call = c.ev;
-    const ev = a.ev;
-    let cost = 0;
-    if (Number.isFinite(c.end)) {
-      const d = c.end - a.end;
-      cost += d >= 0 ? d : -d * W_EARLY;
-    }
-    if (call.xAmznRequestId !== undefined) cost += ev.xAmznRequestId === call.xAmznRequestId ? -P_REQUEST_ID : P_REQUEST_ID;
-    if (call.xAmzRequestId !== undefined) cost += ev.xAmzRequestId === call.xAmzRequestId ? -P_REQUEST_ID : P_REQUEST_ID;
-    if (call.finalHttpStatusCode !== ev.httpStatusCode) cost += P_FINAL_STATUS;
-    // Compared as a pair in either order: Ruby swaps the two exception families.
-    const x1 = call.finalAwsException;
-    const x2 = call.finalSdkException;
-    const y1 = ev.awsException;
-    const y2 = ev.sdkException;
-    if (!((x1 === y1 && x2 === y2) || (x1 === y2 && x2 === y1))) cost += P_FINAL_EXCEPTION;
-    if (ev.attemptNumber !== undefined && ev.attemptNumber !== n) cost += P_ATTEMPT_NUMBER;
-    if (ev.userAgent !== call.userAgent) cost += P_USER_AGENT;
-    if (!STABLE_PORT.has(call.sdk) && ev.source.port === call.source.port) cost -= B_SAME_PORT;
-    return cost;
-  }
-
-  /** Cost of `a` as a non-final attempt that is not the first. */
-  private middleCost(c: PendingCall, a: PendingAttempt): number {
-    let cost = succeeded(a.ev) ? P_RETRIED_SUCCESS : 0;
-    if (a.ev.userAgent !== c.ev.userAgent) cost += P_USER_AGENT;
-    return cost;
-  }
-
   // ---------------------------------------------------------------- bookkeeping
-
-  private seqTolerance(sdk: SdkFamily): number {
-    return TIGHT_TIMING.has(sdk) ? SEQ_TOLERANCE_MS : Math.max(SEQ_TOLERANCE_MS, this.opts.toleranceMs);
-  }
-
-  private tolerance(c: CsmApiCall): number {
-    // Wall-clock timestamps vs (sometimes monotonic) latencies drift apart on long calls: allow 1 ms/s.
-    return this.opts.toleranceMs + (c.latency ?? 0) / 1000;
-  }
 
   private group(e: CsmEvent): Group {
     // An ApiCall usually follows its own attempts: try the last group first.
     const last = this.lastGroup;
     if (last !== undefined && last.indexed && hasKey(last.key, e)) return last;
-    let g = findGroup(this.groups, e);
+    let g = this.index.find(e);
     if (g === undefined) {
-      const key: GroupKey = {
-        clientId: e.clientId, service: e.service, api: e.api, region: e.region ?? '', address: e.source.address, port: portOf(e), sdk: e.sdk,
-      };
-      g = { key, indexed: true, queued: false, attempts: [], liveAttempts: 0, deadAttempts: 0, calls: [] };
-      insertGroup(this.groups, g);
-      this.groupCount++;
+      g = { key: keyOf(e), indexed: true, queued: false, attempts: [], liveAttempts: 0, deadAttempts: 0, calls: [] };
+      this.index.insert(g);
     }
     this.lastGroup = g;
     return g;
@@ -666,7 +621,9 @@ export class Correlator {
   private dropAttempt(a: PendingAttempt): void {
     if (!a.live) return;
     a.live = false;
-    this.nAttempts--;
+    if (a.held) this.nHeld--;
+    else this.nAttempts--;
+    a.held = false;
     this.attemptFifo.markDead();
     const g = a.group;
     g.liveAttempts--;
@@ -699,15 +656,14 @@ export class Correlator {
       g.queued = false;
       if (!isEmpty(g)) continue;
       g.indexed = false;
-      removeGroup(this.groups, g);
-      this.groupCount--;
+      this.index.remove(g);
     }
     this.emptied = [];
   }
 
   /** Over the cap: flush the oldest pending items early. */
   private enforceCap(): void {
-    while (this.nAttempts + this.nCalls > this.opts.maxPending) {
+    while (this.nAttempts + this.nHeld + this.nCalls > this.opts.maxPending) {
       if (this.evictOldest() === undefined) break;
     }
   }
@@ -716,8 +672,9 @@ export class Correlator {
   private evictOldest(): 'attempts' | 'calls' | undefined {
     const a = this.attemptFifo.peek();
     const c = this.callFifo.peek();
-    if (c && (!a || c.ev.receivedAt <= a.ev.receivedAt)) {
-      this.finishCall(c);
+    // A held attempt goes with its call: evict the oldest call instead.
+    if (c && (!a || a.held || c.ev.receivedAt <= a.ev.receivedAt)) {
+      this.decide(c.group, Infinity, c);
       return 'calls';
     }
     if (!a) return undefined;

@@ -9,6 +9,13 @@ export type Correlated =
       attempts: CsmAttempt[];
       /** `AttemptCount` minus the attempts that arrived (never negative). */
       missingAttempts: number;
+      /**
+       * Only when the data could not decide: per attempt (same order as
+       * `attempts`), true where placing it elsewhere (under a concurrent twin
+       * call, or leaving it to a call still to come) is within ln 2 as probable
+       * under the SDK's retry model. Absent when every placement is clear.
+       */
+      ambiguous?: boolean[];
     }
   | {
       kind: 'orphan';
@@ -26,4 +33,26 @@ export interface CorrelatorOptions {
   maxPending: number;
   /** Slack allowed when checking that an attempt fits inside its call's time window, ms. */
   toleranceMs: number;
+  /**
+   * Longest time a call whose candidate attempts could also be a concurrent
+   * call's waits for those competitors to arrive before it is decided, ms.
+   * A call with no competitor is exported at once.
+   */
+  settleMs: number;
+}
+
+/** What the settle wait and the joint search did (counters, for /stats). */
+export interface SettleCounts {
+  /** Calls that waited for competitors (not exported on arrival). */
+  calls: number;
+  /** Of those, decided when their settle time ran out (the others as soon as the data was clear). */
+  deadlines: number;
+  /** Sum and maximum of the waits, ms (on the correlator's clock: receive times and `expire(now)`). */
+  waitMsTotal: number;
+  waitMsMax: number;
+  /** Attempts exported with `ambiguous` set, and the calls holding them. */
+  ambiguousAttempts: number;
+  ambiguousCalls: number;
+  /** Joint searches cut by their bound (the best assignment found so far was kept). */
+  searchesCut: number;
 }
