@@ -52,6 +52,7 @@ export function pipelineOptions(config: Config, accessKeySalt: string): Pipeline
       callHoldMs: config.callHoldMs,
       maxPending: config.maxPending,
       toleranceMs: config.matchToleranceMs,
+      settleMs: config.matchSettleMs,
     },
     translate: {
       attemptSpanKind: config.attemptSpanKind,

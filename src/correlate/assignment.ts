@@ -8,7 +8,8 @@
  * attempts missing). The search picks one option per party, no attempt used
  * twice, maximising the summed log-likelihood: a depth-first branch and bound,
  * parties ordered most decided first (largest lead of their best option), the
- * bound being the sum of the remaining parties' best options. Parties that
+ * bound being the sum of the remaining parties' best options among the
+ * attempts still free (it sees at once that a twin would be left without). Parties that
  * share no attempt are solved apart (connected components).
  *
  * Bounds: a component of more than MAX_EXACT_PARTIES parties, or a search that
@@ -112,6 +113,16 @@ function solveComponent(parties: readonly Party[], comp: readonly number[], nIds
     for (const id of ids) if (used[id] !== 0) return false;
     return true;
   };
+  const bestFreeRest = (from: number): number => {
+    let sum = 0;
+    for (let j = from; j < n; j++) {
+      const list = opts[j]!;
+      let k = 0;
+      while (k < list.length - 1 && !free(list[k]!.ids)) k++;
+      sum += list[k]!.ll;
+    }
+    return sum;
+  };
   const dfs = (d: number, acc: number): void => {
     if (d === n) {
       if (acc > bestLl) {
@@ -132,7 +143,8 @@ function solveComponent(parties: readonly Party[], comp: readonly number[], nIds
       }
       for (const id of o.ids) used[id] = 1;
       cur[d] = k;
-      dfs(d + 1, acc + o.ll);
+      // The bound again, with what the parties below can still have: their best option among free attempts.
+      if (acc + o.ll + bestFreeRest(d + 1) > bestLl) dfs(d + 1, acc + o.ll);
       for (const id of o.ids) used[id] = 0;
       if (cut) return;
     }
@@ -161,4 +173,142 @@ function greedy(opts: readonly (readonly AssignOption[])[], used: Uint8Array, cu
     cur[d] = k;
     for (const id of list[k]!.ids) used[id] = 1;
   });
+}
+
+// ---------------------------------------------------------------- the joint search with prices
+
+/** An option found under prices: `score` = ll − Σ prices of its ids. */
+export interface PricedOption extends AssignOption {
+  score: number;
+}
+
+/** A call as the joint search sees it: it bids for attempts at given prices. */
+export interface Bidder {
+  /** Its `limit` best options at `prices` (by id) without the ids `taken` marks, best score first, none empty. */
+  bid(prices: Float64Array, limit: number, taken?: Uint8Array): PricedOption[];
+  /** ln likelihood of explaining none of its attempts. */
+  emptyLl: number;
+}
+
+export interface JointResult {
+  /** The option chosen per bidder (ids [] = none of its attempts). */
+  choice: AssignOption[];
+  ll: number;
+  /** An upper bound on any assignment's ll (the Lagrangian dual). */
+  bound: number;
+  /** Every option each bidder bid, the empty one included (for re-searches). */
+  pools: AssignOption[][];
+}
+
+/** Subgradient rounds per joint search, and the first step (ln units). */
+export const PRICE_ROUNDS = 16;
+const FIRST_STEP = 2;
+/** Options the final branch and bound over the pools may try (the repairs usually leave it little to find). */
+export const JOINT_BUDGET = 5_000;
+/** Rounds between two repairs of the prices' choice into an assignment (see `repair`). */
+const REPAIR_EVERY = 4;
+/** In the final search, a bidder's options whose score at the last prices trails its best by more than this are left out. */
+const SCORE_WINDOW = 4;
+
+/**
+ * The most probable assignment of attempts to bidders, by Lagrangian
+ * relaxation of "one attempt, one call": every attempt gets a price (in ln
+ * units, warm-started from `prices`, which is updated), every bidder takes its
+ * best chain at those prices by dynamic programming over *all* its candidates
+ * (scoring.ts), prices rise on attempts two bidders want and fall towards 0 on
+ * those nobody wants. When no attempt is wanted twice and the unwanted are
+ * free, the assignment is optimal. Otherwise the chains bid along the way (the
+ * pools: alternatives each call found when its favourites were dear) go to the
+ * branch and bound above, and the better of that and the best conflict-free
+ * round is kept. `bound` tells how far from optimal it can be.
+ */
+export function assignJointly(bidders: readonly Bidder[], nIds: number, prices: Float64Array, rounds = PRICE_ROUNDS, budget = JOINT_BUDGET): JointResult {
+  const pools: Map<string, PricedOption>[] = bidders.map((b) => new Map([['', { ids: [], ll: b.emptyLl, score: b.emptyLl }]]));
+  const use = new Uint16Array(nIds);
+  let bound = Infinity;
+  let primal: AssignOption[] | undefined;
+  let primalLl = -Infinity;
+  const latest: PricedOption[] = new Array<PricedOption>(bidders.length);
+  for (let round = 0; round < rounds; round++) {
+    use.fill(0);
+    let dual = 0;
+    for (let id = 0; id < nIds; id++) dual += prices[id]!;
+    bidders.forEach((b, i) => {
+      const top = b.bid(prices, 1)[0];
+      const o: PricedOption = top !== undefined && top.score > b.emptyLl ? top : { ids: [], ll: b.emptyLl, score: b.emptyLl };
+      const key = o.ids.join(',');
+      if (!pools[i]!.has(key)) pools[i]!.set(key, o);
+      latest[i] = o;
+      dual += o.score;
+      for (const id of o.ids) use[id]!++;
+    });
+    if (dual < bound) bound = dual;
+    let conflict = false;
+    for (let id = 0; id < nIds; id++) if (use[id]! > 1) conflict = true;
+    if (!conflict) {
+      let ll = 0;
+      for (const o of latest) ll += o.ll;
+      if (ll > primalLl) {
+        primalLl = ll;
+        primal = latest.slice();
+      }
+      // Conflict-free with the unwanted attempts free: nothing can do better.
+      if (ll >= bound - 1e-9) break;
+    }
+    if (conflict && (round % REPAIR_EVERY === REPAIR_EVERY - 1 || round === rounds - 1)) {
+      const r = repair(bidders, nIds, prices, latest);
+      if (r.ll > primalLl) {
+        primalLl = r.ll;
+        primal = r.choice;
+      }
+      if (primalLl >= bound - 1e-9) break;
+    }
+    const step = FIRST_STEP / (1 + round / 5);
+    for (let id = 0; id < nIds; id++) prices[id] = Math.max(0, prices[id]! + step * (use[id]! - 1));
+  }
+  const poolLists = pools.map((m) => [...m.values()].sort((x, y) => y.ll - x.ll));
+  if (primal !== undefined && primalLl >= bound - 1e-9) return { choice: primal, ll: primalLl, bound, pools: poolLists };
+  // Rescore the pools at the last prices; the search gets the options that are still competitive.
+  const parties: Party[] = poolLists.map((list) => {
+    const score = (o: AssignOption): number => o.ll - o.ids.reduce((s, id) => s + prices[id]!, 0);
+    const top = Math.max(...list.map(score));
+    return { options: list.filter((o) => o.ids.length === 0 || score(o) >= top - SCORE_WINDOW) };
+  });
+  const r = assign(parties, nIds, budget);
+  if (r.ll >= primalLl || primal === undefined) {
+    return { choice: r.choice.map((k, i) => parties[i]!.options[k]!), ll: r.ll, bound, pools: poolLists };
+  }
+  return { choice: primal, ll: primalLl, bound, pools: poolLists };
+}
+
+/**
+ * The Lagrangian heuristic: turn the bidders' choices at `prices` into an
+ * assignment. Bidders keep their choice in order of how much they stand to
+ * lose without it (their regret: best minus second best); a bidder whose choice collides
+ * with an earlier one bids again, at the same prices, for attempts still free.
+ */
+function repair(bidders: readonly Bidder[], nIds: number, prices: Float64Array, latest: readonly PricedOption[]): { choice: AssignOption[]; ll: number } {
+  const taken = new Uint8Array(nIds);
+  // Regret: what a bidder loses if it must take its second best (a full-jitter retry has many equals, a pinned chain none).
+  const order = bidders
+    .map((b, i) => {
+      const two = b.bid(prices, 2);
+      const second = two[1] === undefined ? b.emptyLl : Math.max(two[1].score, b.emptyLl);
+      return { i, regret: latest[i]!.score - second };
+    })
+    .sort((x, y) => y.regret - x.regret);
+  const choice = new Array<AssignOption>(bidders.length);
+  let ll = 0;
+  for (const { i } of order) {
+    const b = bidders[i]!;
+    let o: AssignOption = latest[i]!;
+    if (o.ids.some((id) => taken[id] !== 0)) {
+      const again = b.bid(prices, 1, taken)[0];
+      o = again !== undefined && again.ll > b.emptyLl ? again : { ids: [], ll: b.emptyLl };
+    }
+    for (const id of o.ids) taken[id] = 1;
+    choice[i] = o;
+    ll += o.ll;
+  }
+  return { choice, ll };
 }

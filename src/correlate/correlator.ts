@@ -14,8 +14,8 @@
  * may be a concurrent twin's, and that twin's ApiCall (its start, end and
  * outcome) is the evidence that separates them: the call waits, up to
  * `settleMs`, and every arrival re-decides the group jointly. A waiting call
- * is exported as soon as no alternative that uses attempts no waiting call
- * explains is within RELEASE_MARGIN of its chain, or when its time is up.
+ * is exported as soon as no other chain of its own is within RELEASE_MARGIN,
+ * or all its candidates are explained by waiting calls, or when its time is up.
  *
  * Ruby sends the ApiCall first: the call waits (callHoldMs) for its attempts,
  * then is decided as above. Unknown SDKs get both behaviours.
@@ -30,10 +30,10 @@
  * first); emptied groups are freed in batches.
  */
 import type { CsmApiCall, CsmAttempt, CsmEvent, SdkFamily } from '../decode/types.js';
-import { assign, components, type Assignment, type Party } from './assignment.js';
+import { assignJointly, type Bidder, type JointResult, type PricedOption } from './assignment.js';
 import { GroupIndex, hasKey, keyOf, type GroupKey } from './group-index.js';
 import { attemptEnd, attemptStart, callEnd, callStart, LN_MISSING_ATTEMPT } from './retry-models.js';
-import { CHAINS_PER_CALL, topChains, type Chain, type TimedAttempt, type TimedCall } from './scoring.js';
+import { ChainSpace, topChains, type TimedAttempt, type TimedCall } from './scoring.js';
 import type { Correlated, CorrelatorOptions, SettleCounts } from './types.js';
 
 /** Every attempt is sent before its ApiCall (captured for botocore, JS v2, Go v1; source for the rest). */
@@ -48,6 +48,12 @@ const SEQ_TOLERANCE_MS = 2;
 
 /** A waiting call is exported early when no alternative using free attempts is within this (ln 1000). */
 const RELEASE_MARGIN = Math.log(1000);
+/** A search that ends further than this below its bound counts as cut (searchesCut). */
+const CUT_GAP = 1;
+/** Exported calls kept per group for the ambiguity of twins decided after them. */
+const RECENT_CALLS = 32;
+/** Candidates per call beyond which the nearest to its ends are kept (see `capped`). */
+const MAX_CANDIDATES = 192;
 /** An attempt is ambiguous when another placement is within this of the chosen one (a factor of 2). */
 export const AMBIGUITY_LN = Math.LN2;
 
@@ -61,6 +67,10 @@ interface PendingAttempt extends TimedAttempt {
   /** Scratch id for the joint search, valid while `idEpoch` is the correlator's. */
   id: number;
   idEpoch: number;
+  /** Its price in the joint search (assignment.ts), kept to warm-start the next one. */
+  price: number;
+  /** The call it was exported with. */
+  owner: PendingCall | undefined;
 }
 
 interface PendingCall extends TimedCall {
@@ -73,8 +83,11 @@ interface PendingCall extends TimedCall {
   /** When it is decided at the latest with its chain complete (settleMs) or not (callHoldMs). */
   settleBy: number;
   holdUntil: number;
-  /** Its best chains; undefined when new attempts came into its window since. */
-  chains: Chain<PendingAttempt>[] | undefined;
+  /** Its chains over its candidates; undefined when new attempts came into its window since. */
+  space: ChainSpace<PendingAttempt> | undefined;
+  /** Once exported after competing: its chain's ln likelihood, and until when it counts in others' ambiguity. */
+  chosenLl: number;
+  recentUntil: number;
 }
 
 interface Group {
@@ -89,6 +102,11 @@ interface Group {
   deadAttempts: number;
   /** Calls waiting (for competitors or late attempts), in arrival order. */
   calls: PendingCall[];
+  /**
+   * Calls exported in the last settleMs after competing (at most RECENT_CALLS):
+   * a twin decided later may have been as likely to own their attempts.
+   */
+  recent: PendingCall[];
 }
 
 /** A FIFO with lazy deletion: entries are marked dead and skipped. */
@@ -165,6 +183,11 @@ class SettleQueue {
   }
 }
 
+function sameArrays(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function isEmpty(g: Group): boolean {
   return g.liveAttempts === 0 && g.calls.length === 0;
 }
@@ -188,20 +211,15 @@ function byStart(a: PendingAttempt, b: PendingAttempt): number {
   return a.start - b.start || a.end - b.end || a.seq - b.seq;
 }
 
-function alive(ch: Chain<PendingAttempt>): boolean {
-  for (const a of ch.attempts) if (!a.live) return false;
-  return true;
-}
-
 /** The joint decision over a group's waiting calls. */
 interface Decision {
-  /** The group's waiting calls when decided (index i = party i). */
+  /** The group's waiting calls when decided (index i = bidder i). */
   calls: PendingCall[];
-  parties: Party[];
-  nIds: number;
-  /** Per waiting call: its options (chains, best first, the empty chain included). */
-  options: Chain<PendingAttempt>[][];
-  result: Assignment;
+  bidders: Bidder[];
+  /** Attempt by id. */
+  byId: PendingAttempt[];
+  prices: Float64Array;
+  result: JointResult;
 }
 
 export class Correlator {
@@ -221,7 +239,7 @@ export class Correlator {
   private seq = 0;
   private idEpoch = 0;
   private readonly counts: SettleCounts = {
-    calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0,
+    calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0,
   };
 
   constructor(opts: CorrelatorOptions, emit: (c: Correlated) => void) {
@@ -316,7 +334,7 @@ export class Correlator {
     const now = ev.receivedAt;
     const call: PendingCall = {
       ev, start, end, want, tol, group, live: true, seq: this.seq++, callFirst: !ATTEMPTS_FIRST.has(ev.sdk),
-      settleBy: now + this.opts.settleMs, holdUntil: now + this.opts.callHoldMs, chains: undefined,
+      settleBy: now + this.opts.settleMs, holdUntil: now + this.opts.callHoldMs, space: undefined, chosenLl: 0, recentUntil: -Infinity,
     };
     if (want === 0) {
       this.emitCall(call, [], undefined);
@@ -329,11 +347,10 @@ export class Correlator {
         if (cands.length <= 1) return this.claimAndEmit(call, cands);
         const best = topChains(call, cands, 1)[0]!;
         if (best.attempts.length === cands.length) return this.claimAndEmit(call, best.attempts);
-        call.chains = topChains(call, cands);
       } else if (cands.length > want) {
         // More candidates than needed: a clear winner is exported at once; otherwise the rest may be a twin's.
-        call.chains = topChains(call, cands);
-        const [best, next] = call.chains;
+        call.space = new ChainSpace(call, cands);
+        const [best, next] = call.space.best(2);
         if (best!.attempts.length >= want && (next === undefined || best!.ll - next.ll > RELEASE_MARGIN)) {
           return this.claimAndEmit(call, best!.attempts);
         }
@@ -345,7 +362,7 @@ export class Correlator {
   private addAttempt(ev: CsmAttempt): void {
     const group = this.group(ev);
     const a: PendingAttempt = {
-      ev, start: attemptStart(ev), end: attemptEnd(ev), group, live: true, held: false, seq: this.seq++, id: -1, idEpoch: -1,
+      ev, start: attemptStart(ev), end: attemptEnd(ev), group, live: true, held: false, seq: this.seq++, id: -1, idEpoch: -1, price: 0, owner: undefined,
     };
     // Insert sorted by end; arrival order is nearly end order, so this is almost always an append.
     const arr = group.attempts;
@@ -359,7 +376,7 @@ export class Correlator {
     for (const c of group.calls) {
       // Only a call-first call can still get attempts; attempts-first calls sent theirs before the ApiCall.
       if (c.callFirst && this.fits(c, a)) {
-        c.chains = undefined;
+        c.space = undefined;
         wanted = true;
       }
     }
@@ -400,22 +417,21 @@ export class Correlator {
 
   /**
    * Re-decide `group` jointly and export every waiting call that is due or
-   * clear: its chain complete and no alternative that uses an attempt no
-   * waiting call explains within RELEASE_MARGIN.
+   * clear (its chain complete, see `clear`).
    */
   private settle(group: Group, now: number): void {
     for (;;) {
-      const calls = group.calls;
-      if (calls.length === 0) return;
+      if (group.calls.length === 0) return;
       const d = this.decideAll(group);
       let next = -1;
-      for (let i = 0; i < calls.length && next < 0; i++) {
-        const c = calls[i]!;
-        const complete = d.options[i]![d.result.choice[i]!]!.attempts.length >= c.want;
+      for (let i = 0; i < d.calls.length && next < 0; i++) {
+        const c = d.calls[i]!;
+        const complete = d.result.choice[i]!.ids.length >= c.want;
         const due = now >= c.holdUntil || (now >= c.settleBy && (complete || !c.callFirst));
         if (due || (complete && this.clear(d, i))) next = i;
       }
       if (next < 0) return;
+      // Releasing renumbers attempts (the ambiguity search): the rest is decided afresh.
       this.release(d, next, now);
     }
   }
@@ -423,113 +439,205 @@ export class Correlator {
   /** Export `call` now (hold expired, evicted, shutdown), decided jointly with its group. */
   private decide(group: Group, now: number, call: PendingCall): void {
     const d = this.decideAll(group);
-    const i = group.calls.indexOf(call);
+    const i = d.calls.indexOf(call);
     if (i >= 0) this.release(d, i, now);
-    else if (call.live) this.forget(call);
+    else this.forget(call);
   }
 
-  /** No alternative for waiting call `i` that avoids the others' chosen attempts and uses a free one is close. */
+  /**
+   * Waiting call `i` is decided: no other chain of its own is within
+   * RELEASE_MARGIN, or every candidate in its window is explained by a waiting
+   * call (then nothing still to come can change the joint decision); and no
+   * waiting call whose attempts are still coming could use its attempts.
+   */
   private clear(d: Decision, i: number): boolean {
-    const choice = d.result.choice;
-    const mine = d.parties[i]!.options;
-    const chosen = mine[choice[i]!]!;
-    const byOthers = new Uint8Array(d.nIds);
-    d.parties.forEach((p, j) => {
-      for (const id of p.options[choice[j]!]!.ids) byOthers[id] = j === i ? 2 : 1;
-    });
-    for (const o of mine) {
-      if (o === chosen) continue;
-      if (o.ll <= chosen.ll - RELEASE_MARGIN) break;
-      if (o.ids.some((id) => byOthers[id] === 1)) continue;
-      if (o.ids.some((id) => byOthers[id] === 0)) return false;
+    const chosen = d.result.choice[i]!;
+    // A waiting call still missing attempts (the ApiCall came first) may want ours once its own arrive.
+    for (let j = 0; j < d.calls.length; j++) {
+      const c = d.calls[j]!;
+      if (j === i || !c.callFirst || d.result.choice[j]!.ids.length >= c.want) continue;
+      const cands = this.spaceOf(c).cands;
+      if (chosen.ids.some((id) => cands.includes(d.byId[id]!))) return false;
     }
+    const two = d.bidders[i]!.bid(new Float64Array(d.byId.length), 2);
+    const other = two.find((o) => o.ids.join() !== chosen.ids.join());
+    if (other === undefined || other.ll <= chosen.ll - RELEASE_MARGIN) return true;
+    const explained = new Uint8Array(d.byId.length);
+    for (const o of d.result.choice) for (const id of o.ids) explained[id] = 1;
+    for (const a of this.spaceOf(d.calls[i]!).cands) if (a.live && explained[a.id] === 0) return false;
     return true;
   }
 
-  /** The joint assignment of the group's waiting calls. */
+  /** The joint assignment of the group's waiting calls (assignment.ts), warm-started from the attempts' prices. */
   private decideAll(group: Group): Decision {
+    const calls = group.calls.slice();
     const epoch = ++this.idEpoch;
-    let nIds = 0;
-    const options: Chain<PendingAttempt>[][] = [];
-    const parties: Party[] = [];
-    for (const c of group.calls) {
-      const list = this.chainsOf(c);
-      const empty: Chain<PendingAttempt> = { attempts: [], ll: c.want * LN_MISSING_ATTEMPT };
-      const opts = list.some((ch) => ch.attempts.length === 0) ? list : [...list, empty].sort((x, y) => y.ll - x.ll);
-      options.push(opts);
-      parties.push({
-        options: opts.map((ch) => ({
-          ll: ch.ll,
-          ids: ch.attempts.map((a) => {
-            if (a.idEpoch !== epoch) {
-              a.idEpoch = epoch;
-              a.id = nIds++;
-            }
-            return a.id;
-          }),
-        })),
-      });
-    }
-    const result = assign(parties, nIds);
-    if (!result.exact) this.counts.searchesCut++;
-    return { calls: group.calls.slice(), parties, nIds, options, result };
-  }
-
-  /** A waiting call's best chains among live attempts (kept between decisions; recomputed when stale). */
-  private chainsOf(c: PendingCall): Chain<PendingAttempt>[] {
-    if (c.chains !== undefined) {
-      const before = c.chains.length;
-      const kept = c.chains.filter(alive);
-      // Cut chains may hide live ones: recompute when the claims of others left few.
-      if (kept.length === before || kept.length >= 4 || before < CHAINS_PER_CALL) {
-        c.chains = kept;
-        if (kept.length > 0) return kept;
+    const byId: PendingAttempt[] = [];
+    for (const c of calls) {
+      for (const a of this.spaceOf(c).cands) {
+        if (a.live && a.idEpoch !== epoch) {
+          a.idEpoch = epoch;
+          a.id = byId.length;
+          byId.push(a);
+        }
       }
     }
-    c.chains = topChains(c, this.candidates(c));
-    return c.chains;
+    const bidders = calls.map((c) => this.bidder(c, epoch));
+    const prices = new Float64Array(byId.length);
+    byId.forEach((a, id) => (prices[id] = a.price));
+    const result = assignJointly(bidders, byId.length, prices);
+    byId.forEach((a, id) => (a.price = prices[id]!));
+    if (result.ll < result.bound - CUT_GAP) this.counts.searchesCut++;
+    return { calls, bidders, byId, prices, result };
+  }
+
+  /** A waiting call's chains over its candidates (built once; rebuilt when new attempts came into its window). */
+  private spaceOf(c: PendingCall): ChainSpace<PendingAttempt> {
+    if (c.space === undefined) c.space = new ChainSpace(c, this.capped(c, this.candidates(c)));
+    return c.space;
+  }
+
+  /** `c` as a bidder in a joint search whose attempt ids are those of `epoch` (claimed attempts are left out). */
+  private bidder(c: PendingCall, epoch: number): Bidder {
+    const space = this.spaceOf(c);
+    const cands = space.cands;
+    const local = new Float64Array(cands.length);
+    const banned = new Uint8Array(cands.length);
+    // Price rounds often leave a bidder's prices as they were: the last answer is kept for that.
+    let last: { limit: number; local: Float64Array; banned: Uint8Array; out: PricedOption[] } | undefined;
+    return {
+      emptyLl: c.want * LN_MISSING_ATTEMPT,
+      bid: (prices, limit, taken) => {
+        for (let j = 0; j < cands.length; j++) {
+          const a = cands[j]!;
+          // Ids of the epoch are given to usable attempts only (see decideAll, ambiguity).
+          const usable = a.idEpoch === epoch && (taken === undefined || taken[a.id] === 0);
+          banned[j] = usable ? 0 : 1;
+          local[j] = usable ? prices[a.id]! : 0;
+        }
+        if (last !== undefined && last.limit === limit && sameArrays(last.local, local) && sameArrays(last.banned, banned)) return last.out;
+        const out = space.best(limit, local, banned).map((ch) => ({ ids: ch.attempts.map((a) => a.id), ll: ch.ll, score: ch.score }));
+        last = { limit, local: local.slice(), banned: banned.slice(), out };
+        return out;
+      },
+    };
   }
 
   /** Export waiting call `i` of decision `d` with its chosen chain, ambiguity marked. */
   private release(d: Decision, i: number, now: number): void {
     const call = d.calls[i]!;
-    const chain = d.options[i]![d.result.choice[i]!]!;
-    const ambiguous = this.ambiguity(d, i);
+    const chain = d.result.choice[i]!.ids.map((id) => d.byId[id]!);
+    const ambiguous = this.ambiguity(d, i, now);
     this.forget(call);
     const wait = now === Infinity ? 0 : Math.max(0, now - call.ev.receivedAt);
     this.counts.waitMsTotal += wait;
     if (wait > this.counts.waitMsMax) this.counts.waitMsMax = wait;
     if (now >= call.settleBy || now >= call.holdUntil) this.counts.deadlines++;
-    for (const a of chain.attempts) this.dropAttempt(a);
+    for (const a of chain) {
+      this.dropAttempt(a);
+      a.owner = call;
+    }
     this.unhold(call.group);
-    this.emitCall(call, chain.attempts, ambiguous);
+    if (d.calls.length > 1 || ambiguous !== undefined) {
+      call.chosenLl = d.result.choice[i]!.ll;
+      call.recentUntil = now + this.opts.settleMs;
+      const recent = call.group.recent;
+      recent.push(call);
+      if (recent.length > RECENT_CALLS) recent.shift();
+    }
+    this.emitCall(call, chain, ambiguous);
     this.gc(call.group);
   }
 
   /**
-   * Per attempt of waiting call `i`'s chosen chain: true where the best
-   * assignment of its component without that attempt under call `i` is within
-   * AMBIGUITY_LN of the best one. Undefined when none is.
+   * Per attempt of waiting call `i`'s chosen chain: true where the best joint
+   * assignment without that attempt under call `i` is within AMBIGUITY_LN of
+   * the chosen one. Undefined when none is.
    */
-  private ambiguity(d: Decision, i: number): boolean[] | undefined {
-    const chain = d.options[i]![d.result.choice[i]!]!;
-    if (chain.attempts.length === 0 || d.parties.length === 0) return undefined;
-    const comp = components(d.parties, d.nIds).find((c) => c.includes(i))!;
-    const sub = comp.map((j) => d.parties[j]!);
-    const me = comp.indexOf(i);
-    const base = assign(sub, d.nIds).ll;
+  private ambiguity(d: Decision, i: number, now: number): boolean[] | undefined {
+    const chosen = d.result.choice[i]!;
+    const call = d.calls[i]!;
+    if (chosen.ids.length === 0 || (d.calls.length < 2 && this.spaceOf(call).cands.length <= chosen.ids.length)) return undefined;
+    const group = call.group;
+    group.recent = group.recent.filter((r) => r.recentUntil >= now);
+    const mineCands = this.spaceOf(call).cands;
+    const chain = chosen.ids.map((id) => d.byId[id]!);
+    // The parties: the calls still waiting in this decision (this one first), and the calls exported lately that
+    // competed for the same attempts, free to change their chain.
+    const parties: { call: PendingCall; chain: PendingAttempt[]; ll: number }[] = [{ call, chain, ll: chosen.ll }];
+    d.calls.forEach((c, j) => {
+      if (j !== i && c.live) parties.push({ call: c, chain: d.result.choice[j]!.ids.map((id) => d.byId[id]!), ll: d.result.choice[j]!.ll });
+    });
+    const inChain = new Set(chain);
+    const mineSet = new Set(mineCands);
+    for (const r of group.recent) {
+      if (r.space!.cands.some((a) => inChain.has(a) || (a.owner === r && mineSet.has(a)))) {
+        parties.push({ call: r, chain: r.space!.cands.filter((a) => a.owner === r), ll: r.chosenLl });
+      }
+    }
+    if (parties.length === 1 && mineCands.length <= chain.length) return undefined;
+    const epoch = ++this.idEpoch;
+    const owners = new Set(parties.map((p) => p.call));
+    let nIds = 0;
+    for (const p of parties) {
+      for (const a of p.call.space!.cands) {
+        if (a.idEpoch !== epoch && (a.live || (a.owner !== undefined && owners.has(a.owner)))) {
+          a.idEpoch = epoch;
+          a.id = nIds++;
+        }
+      }
+    }
+    const bidders = parties.map((p) => this.bidder(p.call, epoch));
+    const current = parties.map((p) => p.chain.map((a) => a.id));
+    const currentLl = parties.map((p) => p.ll);
+    const base = currentLl.reduce((s, v) => s + v, 0);
+    const mineIds = new Set<number>();
+    for (const a of mineCands) if (a.idEpoch === epoch) mineIds.add(a.id);
     let out: boolean[] | undefined;
-    const ids = d.parties[i]!.options[d.result.choice[i]!]!.ids;
-    ids.forEach((id, k) => {
-      const without = sub.slice();
-      without[me] = { options: sub[me]!.options.filter((o) => !o.ids.includes(id)) };
-      const alt = assign(without, d.nIds).ll;
-      if (base - alt <= AMBIGUITY_LN) {
-        out ??= new Array<boolean>(ids.length).fill(false);
+    chain.forEach((a, k) => {
+      if (base - this.bestWithout(bidders, nIds, current, currentLl, 0, a.id, mineIds) <= AMBIGUITY_LN) {
+        out ??= new Array<boolean>(chain.length).fill(false);
         out[k] = true;
       }
     });
     return out;
+  }
+
+  /**
+   * The best ln likelihood found for the bidders with attempt `x` not under
+   * bidder `me`, starting from their `current` chains: `me` moves to its best
+   * chain among attempts no one else holds, or swaps with one other bidder
+   * whose chain holds one of its candidates (that bidder then takes its best
+   * chain with `x` free). Deeper rearrangements are not searched: a flag needs
+   * an alternative that close, and twins trade one attempt at a time.
+   */
+  private bestWithout(bidders: Bidder[], nIds: number, current: number[][], currentLl: number[], me: number, x: number, mine: ReadonlySet<number>): number {
+    const zero = new Float64Array(nIds);
+    const total = currentLl.reduce((s, v) => s + v, 0);
+    const held = new Uint8Array(nIds);
+    current.forEach((ids, j) => {
+      if (j !== me) for (const id of ids) held[id] = 1;
+    });
+    const best = (j: number, taken: Uint8Array): PricedOption | undefined => {
+      const o = bidders[j]!.bid(zero, 1, taken)[0];
+      return o !== undefined && o.ll > bidders[j]!.emptyLl ? o : undefined;
+    };
+    held[x] = 1;
+    let alt = total - currentLl[me]! + (best(me, held)?.ll ?? bidders[me]!.emptyLl);
+    held[x] = 0;
+    for (let r = 0; r < bidders.length; r++) {
+      if (r === me || !current[r]!.some((id) => mine.has(id))) continue;
+      const t = held.slice();
+      for (const id of current[r]!) t[id] = 0;
+      t[x] = 1;
+      const moved = best(me, t);
+      if (moved === undefined || !moved.ids.some((id) => current[r]!.includes(id))) continue;
+      const tr = held.slice();
+      for (const id of current[r]!) tr[id] = 0;
+      for (const id of moved.ids) tr[id] = 1;
+      alt = Math.max(alt, total - currentLl[me]! - currentLl[r]! + moved.ll + (best(r, tr)?.ll ?? bidders[r]!.emptyLl));
+    }
+    return alt;
   }
 
   /** Remove a waiting call from its group and the counts. */
@@ -583,6 +691,23 @@ export class Correlator {
 
   // ---------------------------------------------------------------- candidates
 
+  /**
+   * At most MAX_CANDIDATES per call (the chain space grows with their square):
+   * beyond it, those starting nearest the call's start and ending nearest its
+   * end are kept, where its first and last attempts are.
+   */
+  private capped(c: PendingCall, cands: PendingAttempt[]): PendingAttempt[] {
+    if (cands.length <= MAX_CANDIDATES) return cands;
+    this.counts.candidatesCut++;
+    const half = MAX_CANDIDATES >> 1;
+    const keep = new Set([...cands].sort((x, y) => Math.abs(x.start - c.start) - Math.abs(y.start - c.start)).slice(0, half));
+    for (const a of [...cands].sort((x, y) => Math.abs(c.end - x.end) - Math.abs(c.end - y.end))) {
+      if (keep.size >= MAX_CANDIDATES) break;
+      keep.add(a);
+    }
+    return cands.filter((a) => keep.has(a));
+  }
+
   /** `a` lies inside `c`'s window (± tolerance). */
   private fits(c: PendingCall, a: PendingAttempt): boolean {
     return a.start >= c.start - c.tol && a.end <= c.end + c.tol;
@@ -610,7 +735,7 @@ export class Correlator {
     if (last !== undefined && last.indexed && hasKey(last.key, e)) return last;
     let g = this.index.find(e);
     if (g === undefined) {
-      g = { key: keyOf(e), indexed: true, queued: false, attempts: [], liveAttempts: 0, deadAttempts: 0, calls: [] };
+      g = { key: keyOf(e), indexed: true, queued: false, attempts: [], liveAttempts: 0, deadAttempts: 0, calls: [], recent: [] };
       this.index.insert(g);
     }
     this.lastGroup = g;

@@ -214,8 +214,8 @@ export function gapDelay(p: RetryProfile, k: number, prev: CsmAttempt): DelayPar
 const EARLY_SLACK_MS = 3;
 function lateSlack(sdk: SdkFamily, hi: number): number {
   // JS v2's gap holds event-loop lag; Ruby re-signs (and may refresh credentials); .NET timers tick at ~15.6 ms.
-  const base = sdk === 'js-v2' ? 10 : sdk === 'ruby-v3' ? 8 : sdk === 'dotnet' ? 16 : 4;
-  return base + hi * 0.01;
+  const base = sdk === 'js-v2' ? 10 : sdk === 'ruby-v3' ? 8 : sdk === 'dotnet' ? 16 : 5;
+  return base + hi * 0.02;
 }
 /** Beyond the slack, a short exponential tail (a GC or scheduling pause), both sides. */
 const TAIL_SHARE_LATE = 0.02;
@@ -261,31 +261,38 @@ export function gapFits(p: RetryProfile, k: number, prev: CsmAttempt, G: number)
 // ---------------------------------------------------------------- §1: first and last offsets
 
 /**
+ * An offset of whole (truncated) ms: `inner` of the mass on [−1, 1] (what "0–1
+ * ms" looks like after truncation), `outer` on the rest of [−3, late], an
+ * exponential tail of `scale` ms after it holding what is left but `early`,
+ * and `early` before −3 (clock rounding only; 3 ms scale).
+ */
+function offsetDensity(d: number, inner: number, outer: number, late: number, scale: number, early: number): number {
+  if (d >= -1 && d <= 1) return inner / 2;
+  if (d >= -EARLY_SLACK_MS && d <= late) return outer / (EARLY_SLACK_MS + late - 2);
+  if (d > late) return ((1 - inner - outer - early) / scale) * Math.exp(-(d - late) / scale);
+  return (early / 3) * Math.exp((d + EARLY_SLACK_MS) / 3);
+}
+
+/**
  * ln density of the first attempt starting `d` ms after its call: 0–1 ms
  * measured (p99 ≤ 7 ms), Ruby up to ~170 ms (it stamps after signing and
  * credential refresh); before the call only by clock rounding.
  */
 export function logFirstOffset(p: RetryProfile, d: number): number {
-  const ruby = p.sdk === 'ruby-v3' || p.sdk === 'unknown';
-  return Math.log(offsetDensity(d, ruby ? 0.7 : 0.9, ruby ? 80 : 10, 0.002));
+  if (p.sdk === 'ruby-v3' || p.sdk === 'unknown') return Math.log(offsetDensity(d, 0.5, 0.1, EARLY_SLACK_MS, 80, 0.002));
+  return Math.log(offsetDensity(d, 0.8, 0.12, EARLY_SLACK_MS, 10, 0.002));
 }
 
 /**
  * ln density of the last attempt ending `e` ms before its call ends: 0–1 ms
  * measured; JS v2 up to ~10 ms after (it repeats a previous AttemptLatency when
- * a retry got no response). PHP's last attempt ends d_(n−1) early (shifted).
+ * a retry got no response); Ruby a few ms either way (wall-clock stamps,
+ * monotonic latencies). PHP's last attempt ends d_(n−1) early (shifted).
  */
 export function logLastOffset(p: RetryProfile, e: number, n: number, prevOfLast: CsmAttempt | undefined): number {
   if (p.sdk === 'php-v3' && n > 1 && prevOfLast !== undefined) return logGap(p, n, prevOfLast, e);
-  const js = p.sdk === 'js-v2' || p.sdk === 'unknown';
-  return Math.log(offsetDensity(e, 0.9, 5, js ? 0.05 : 0.01));
-}
-
-/** 0–3 ms (either side) holds `core`; later an exponential tail of `scale` ms; earlier a share `early` (scale 3 ms). */
-function offsetDensity(d: number, core: number, scale: number, early: number): number {
-  if (d >= -EARLY_SLACK_MS && d <= EARLY_SLACK_MS) return core / (2 * EARLY_SLACK_MS);
-  if (d > EARLY_SLACK_MS) return ((1 - core - early) / scale) * Math.exp(-(d - EARLY_SLACK_MS) / scale);
-  return (early / 3) * Math.exp((d + EARLY_SLACK_MS) / 3);
+  if (p.sdk === 'ruby-v3' || p.sdk === 'unknown') return Math.log(offsetDensity(e, 0.6, 0.3, 7, 5, 0.02));
+  return Math.log(offsetDensity(e, 0.8, 0.12, EARLY_SLACK_MS, 5, p.sdk === 'js-v2' ? 0.05 : 0.01));
 }
 
 // ---------------------------------------------------------------- §4: hard cues
@@ -344,14 +351,15 @@ export function logAttemptCues(c: CsmApiCall, a: CsmAttempt, pos: number): numbe
 }
 
 /**
- * Ruby sends a call's datagrams as one burst at call end, the ApiCall first:
- * ln density of attempt `a` arriving `r` ms after its ApiCall. Threads may
- * interleave bursts, so the tail is long; before the ApiCall is rare.
+ * Ruby sends a call's datagrams as one burst at call end, the ApiCall first
+ * and then attempts 1..N back to back: ln probability that an attempt arrives
+ * `d` datagrams after the one before it in its chain (the ApiCall for the
+ * first). Threads may interleave their bursts, so later is only less likely;
+ * earlier is rare. Other SDKs: no cue (0).
  */
-export function logArrival(c: CsmApiCall, a: CsmAttempt): number {
-  if (c.sdk !== 'ruby-v3') return 0;
-  const r = a.receivedAt - c.receivedAt;
-  if (r >= -1 && r <= 5) return Math.log(0.9 / 6);
-  if (r > 5) return Math.log(0.099 / 50) - (r - 5) / 50;
-  return Math.log(0.001 / 5) + (r + 1) / 5;
+export function logBurst(sdk: SdkFamily, d: number): number {
+  if (sdk !== 'ruby-v3') return 0;
+  if (d === 1) return Math.log(0.7);
+  if (d > 1) return Math.log(0.29 * 0.5) + (d - 2) * Math.log(0.5);
+  return Math.log(0.01);
 }

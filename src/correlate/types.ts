@@ -53,6 +53,8 @@ export interface SettleCounts {
   /** Attempts exported with `ambiguous` set, and the calls holding them. */
   ambiguousAttempts: number;
   ambiguousCalls: number;
-  /** Joint searches cut by their bound (the best assignment found so far was kept). */
+  /** Joint searches that ended more than 1 (ln) below their bound: the assignment may not be the most probable. */
   searchesCut: number;
+  /** Calls with more candidate attempts than a chain space holds (the nearest to the call's ends were kept). */
+  candidatesCut: number;
 }
