@@ -50,6 +50,8 @@ const SEQ_TOLERANCE_MS = 2;
 const RELEASE_MARGIN = Math.log(1000);
 /** A search that ends further than this below its bound counts as cut (searchesCut). */
 const CUT_GAP = 1;
+/** Price rounds of the joint search for the best assignment without one attempt (see `bestWithout`). */
+const AMBIGUITY_ROUNDS = 8;
 /** Exported calls kept per group for the ambiguity of twins decided after them. */
 const RECENT_CALLS = 32;
 /** Candidates per call beyond which the nearest to its ends are kept (see `capped`). */
@@ -593,8 +595,20 @@ export class Correlator {
     const base = currentLl.reduce((s, v) => s + v, 0);
     const mineIds = new Set<number>();
     for (const a of mineCands) if (a.idEpoch === epoch) mineIds.add(a.id);
+    // What the others could gain at most if they were free to take anything: bounds every alternative.
+    const zero = new Float64Array(nIds);
+    let othersGain = 0;
+    for (let j = 1; j < parties.length; j++) {
+      const o = bidders[j]!.bid(zero, 1)[0];
+      othersGain += Math.max(0, Math.max(o?.ll ?? -Infinity, bidders[j]!.emptyLl) - currentLl[j]!);
+    }
     let out: boolean[] | undefined;
     chain.forEach((a, k) => {
+      const banned = new Uint8Array(nIds);
+      banned[a.id] = 1;
+      const moved = bidders[0]!.bid(zero, 1, banned)[0];
+      const upper = base - currentLl[0]! + Math.max(moved?.ll ?? -Infinity, bidders[0]!.emptyLl) + othersGain;
+      if (base - upper > AMBIGUITY_LN) return;
       if (base - this.bestWithout(bidders, nIds, current, currentLl, 0, a.id, mineIds) <= AMBIGUITY_LN) {
         out ??= new Array<boolean>(chain.length).fill(false);
         out[k] = true;
@@ -608,8 +622,8 @@ export class Correlator {
    * bidder `me`, starting from their `current` chains: `me` moves to its best
    * chain among attempts no one else holds, or swaps with one other bidder
    * whose chain holds one of its candidates (that bidder then takes its best
-   * chain with `x` free). Deeper rearrangements are not searched: a flag needs
-   * an alternative that close, and twins trade one attempt at a time.
+   * chain with `x` free); when neither comes within AMBIGUITY_LN, a short
+   * joint search (deeper rearrangements).
    */
   private bestWithout(bidders: Bidder[], nIds: number, current: number[][], currentLl: number[], me: number, x: number, mine: ReadonlySet<number>): number {
     const zero = new Float64Array(nIds);
@@ -637,7 +651,19 @@ export class Correlator {
       for (const id of moved.ids) tr[id] = 1;
       alt = Math.max(alt, total - currentLl[me]! - currentLl[r]! + moved.ll + (best(r, tr)?.ll ?? bidders[r]!.emptyLl));
     }
-    return alt;
+    if (total - alt <= AMBIGUITY_LN) return alt;
+    // Not within reach by one move or swap: the joint search, with `x` kept from `me` (a few price rounds).
+    const without: Bidder = {
+      emptyLl: bidders[me]!.emptyLl,
+      bid: (prices, limit, taken) => {
+        const t = taken === undefined ? new Uint8Array(nIds) : taken.slice();
+        t[x] = 1;
+        return bidders[me]!.bid(prices, limit, t);
+      },
+    };
+    const others = bidders.slice();
+    others[me] = without;
+    return Math.max(alt, assignJointly(others, nIds, new Float64Array(nIds), AMBIGUITY_ROUNDS).ll);
   }
 
   /** Remove a waiting call from its group and the counts. */
