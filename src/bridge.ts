@@ -28,8 +28,13 @@ export type Intake = 'udp' | 'replay';
 
 /** The export spools may hold at most 1/4 of memoryCeilingMb in memory (the rest is pending state, clients, series, the heap). */
 const SPOOL_SHARE_OF_MEMORY_CEILING = 4;
-/** How often pending correlation state is checked for expired holds. */
-const EXPIRE_EVERY_MS = 1_000;
+/**
+ * How often pending correlation state is checked for expired holds and settle times (a call
+ * waiting for its twins is exported at most this late; expire() is a few queue peeks when
+ * nothing is due). Kernel drops are read every KERNEL_DROPS_EVERY ticks.
+ */
+const EXPIRE_EVERY_MS = 100;
+const KERNEL_DROPS_EVERY = 10;
 /** Made-up calls run through the datagram path before the sockets open (src/warm-up.ts). */
 const WARM_UP_CALLS = 3_000;
 
@@ -119,9 +124,10 @@ export class Bridge {
       await this.receiver.close();
       throw e;
     }
+    let ticks = 0;
     this.expireTimer = setInterval(() => {
       this.pipeline.expire(Date.now());
-      this.refreshKernelDrops();
+      if (++ticks % KERNEL_DROPS_EVERY === 0) this.refreshKernelDrops();
     }, EXPIRE_EVERY_MS);
     this.expireTimer.unref();
     this.memory.start();
@@ -185,6 +191,7 @@ export class Bridge {
     this.stats.correlation.pendingAttempts = p.attempts;
     this.stats.correlation.pendingCalls = p.calls;
     this.stats.correlation.pendingGroups = p.groups;
+    Object.assign(this.stats.correlation.joint, this.pipeline.jointCounts);
     this.refreshKernelDrops();
     this.memory.readRss();
     return this.stats;

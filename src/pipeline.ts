@@ -14,7 +14,7 @@
  */
 import type { Config } from './config/schema.js';
 import { Correlator } from './correlate/correlator.js';
-import type { CorrelatorOptions } from './correlate/types.js';
+import type { CorrelatorOptions, SettleCounts } from './correlate/types.js';
 import type { DecoderOptions } from './decode/decoder.js';
 import { DecodeStage, type DatagramTap, type SourceObserver } from './decode/stage.js';
 import type { Logger } from './log.js';
@@ -105,6 +105,11 @@ export class Pipeline {
   /** Memory pressure: exports the `n` oldest pending items early. */
   shedOldest(n: number): { attempts: number; calls: number } {
     return this.correlator.shedOldest(n);
+  }
+
+  /** What the correlator's settle wait and joint search did (stats correlation.joint). */
+  get jointCounts(): Readonly<SettleCounts> {
+    return this.correlator.settleCounts;
   }
 
   get pending(): { attempts: number; calls: number; groups: number } {

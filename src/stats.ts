@@ -1,3 +1,4 @@
+import type { SettleCounts } from './correlate/types.js';
 import type { RejectReason } from './decode/types.js';
 import type { PolicyStats } from './policy/policy-service.js';
 
@@ -35,6 +36,14 @@ export interface Stats {
     pendingCalls: number;
     /** Correlation groups (source, ClientId, Service, Api, Region) holding pending state. */
     pendingGroups: number;
+    /**
+     * Concurrent identical calls decided together (src/correlate/): calls that waited for
+     * competitors (at most matchSettleMs), how many until their settle time ran out, how long
+     * (ms, total and longest), attempts exported with csm.match.ambiguous and their calls,
+     * searches that may have missed the most probable assignment, calls with more candidate
+     * attempts than the search holds.
+     */
+    joint: SettleCounts;
   };
   /** The RSS ceiling (memoryCeilingMb): what it is, where RSS is, and what was shed to stay under it. */
   memory: {
@@ -127,6 +136,7 @@ export function newStats(now: number): Stats {
       pendingAttempts: 0,
       pendingCalls: 0,
       pendingGroups: 0,
+      joint: { calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0 },
     },
     memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
     spans: { created: 0, exported: 0, failed: 0, dropped: 0 },

@@ -141,7 +141,7 @@ export const OPTIONS = {
     ['AWS_CSM_BRIDGE_MATCH_TOLERANCE_MS'],
   ),
   matchSettleMs: opt(
-    ms(0).default(500),
+    ms(0).default(750),
     'int',
     'Longest time an ApiCall whose candidate attempts could also be a concurrent identical call\'s waits for that call to arrive, so both are decided together (most probable assignment under the SDK retry models). A call with no such competitor is exported at once; 0 = decide every call on arrival.',
     ['AWS_CSM_BRIDGE_MATCH_SETTLE_MS'],

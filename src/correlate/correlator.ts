@@ -38,13 +38,6 @@ import type { Correlated, CorrelatorOptions, SettleCounts } from './types.js';
 
 /** Every attempt is sent before its ApiCall (captured for botocore, JS v2, Go v1; source for the rest). */
 const ATTEMPTS_FIRST: ReadonlySet<SdkFamily> = new Set<SdkFamily>(['botocore', 'js-v2', 'go-v1', 'java-v1', 'php-v3', 'dotnet']);
-/**
- * Go v1 and botocore measure tightly: consecutive attempts of one call may
- * overlap by ms rounding only; JS v2 was seen (under CPU load) reporting
- * retries that overlap by several ms, so the others get the configured tolerance.
- */
-const TIGHT_TIMING: ReadonlySet<SdkFamily> = new Set<SdkFamily>(['botocore', 'go-v1']);
-const SEQ_TOLERANCE_MS = 2;
 
 /** A waiting call is exported early when no alternative using free attempts is within this (ln 1000). */
 const RELEASE_MARGIN = Math.log(1000);

@@ -261,16 +261,25 @@ export function gapFits(p: RetryProfile, k: number, prev: CsmAttempt, G: number)
 // ---------------------------------------------------------------- §1: first and last offsets
 
 /**
- * An offset of whole (truncated) ms: `inner` of the mass on [−1, 1] (what "0–1
- * ms" looks like after truncation), `outer` on the rest of [−3, late], an
+ * An offset of whole (truncated) ms: `inner` of the mass on [lo, lo + 1] (what
+ * "0–1 ms" looks like after truncation), `outer` on the rest of [−3, late], an
  * exponential tail of `scale` ms after it holding what is left but `early`,
  * and `early` before −3 (clock rounding only; 3 ms scale).
  */
-function offsetDensity(d: number, inner: number, outer: number, late: number, scale: number, early: number): number {
-  if (d >= -1 && d <= 1) return inner / 2;
+function offsetDensity(d: number, lo: number, inner: number, outer: number, late: number, scale: number, early: number): number {
+  if (d >= lo && d <= lo + 1) return inner / 2;
   if (d >= -EARLY_SLACK_MS && d <= late) return outer / (EARLY_SLACK_MS + late - 2);
   if (d > late) return ((1 - inner - outer - early) / scale) * Math.exp(-(d - late) / scale);
   return (early / 3) * Math.exp((d + EARLY_SLACK_MS) / 3);
+}
+
+/**
+ * Where "0–1 ms after" lands once truncated: a start-stamped SDK stamps the
+ * attempt after the call on one clock (0 or 1); Go derives both starts by
+ * subtracting a truncated latency from a truncated end (−1 … 1).
+ */
+function innerLo(p: RetryProfile): number {
+  return p.sdk === 'go-v1' || p.sdk === 'unknown' ? -1 : 0;
 }
 
 /**
@@ -279,8 +288,13 @@ function offsetDensity(d: number, inner: number, outer: number, late: number, sc
  * credential refresh); before the call only by clock rounding.
  */
 export function logFirstOffset(p: RetryProfile, d: number): number {
-  if (p.sdk === 'ruby-v3' || p.sdk === 'unknown') return Math.log(offsetDensity(d, 0.5, 0.1, EARLY_SLACK_MS, 80, 0.002));
-  return Math.log(offsetDensity(d, 0.8, 0.12, EARLY_SLACK_MS, 10, 0.002));
+  if (p.sdk === 'go-v1' || p.sdk === 'unknown') {
+    // Three values, −1 … 1: the inner share spread over them.
+    if (d >= -1 && d <= 1) return Math.log(0.8 / 3);
+    return Math.log(offsetDensity(d, 5, 0, 0.12, EARLY_SLACK_MS, 10, 0.002));
+  }
+  if (p.sdk === 'ruby-v3') return Math.log(offsetDensity(d, innerLo(p), 0.5, 0.1, EARLY_SLACK_MS, 80, 0.002));
+  return Math.log(offsetDensity(d, innerLo(p), 0.8, 0.12, EARLY_SLACK_MS, 10, 0.002));
 }
 
 /**
@@ -291,8 +305,9 @@ export function logFirstOffset(p: RetryProfile, d: number): number {
  */
 export function logLastOffset(p: RetryProfile, e: number, n: number, prevOfLast: CsmAttempt | undefined): number {
   if (p.sdk === 'php-v3' && n > 1 && prevOfLast !== undefined) return logGap(p, n, prevOfLast, e);
-  if (p.sdk === 'ruby-v3' || p.sdk === 'unknown') return Math.log(offsetDensity(e, 0.6, 0.3, 7, 5, 0.02));
-  return Math.log(offsetDensity(e, 0.8, 0.12, EARLY_SLACK_MS, 5, p.sdk === 'js-v2' ? 0.05 : 0.01));
+  if (p.sdk === 'ruby-v3' || p.sdk === 'unknown') return Math.log(offsetDensity(e, -1, 0.45, 0.45, 7, 5, 0.02));
+  if (p.sdk === 'js-v2') return Math.log(offsetDensity(e, -1, 0.8, 0.12, EARLY_SLACK_MS, 5, 0.05));
+  return Math.log(offsetDensity(e, 0, 0.8, 0.12, EARLY_SLACK_MS, 5, 0.01));
 }
 
 // ---------------------------------------------------------------- §4: hard cues

@@ -14,7 +14,7 @@ import { parseSource, type Source } from '../net/address.js';
 import { parseLine } from './format.js';
 
 /** Same cadence as the live bridge's expiry timer. */
-const EXPIRE_EVERY_MS = 1_000;
+const EXPIRE_EVERY_MS = 100;
 /** Lines longer than this are skipped (a 64 KiB datagram, JSON-escaped, fits easily). */
 const MAX_LINE_CHARS = 1024 * 1024;
 /** At speed 0, yield to the event loop (exports, signals) this often. */
