@@ -22,7 +22,7 @@ import {
 } from './attributes.js';
 import { classifyOutcome, exceptionEvent, spanStatus, type ErrorClassification } from './error-type.js';
 import { METRIC_CSM_CALL_ATTEMPTS, METRIC_CSM_CALL_MAX_RETRIES_EXCEEDED, METRIC_CSM_CALL_RETRIES } from './instruments.js';
-import { CSM_ATTEMPT_COUNT, CSM_ATTEMPTS_MISSING, CSM_CLIENT_ID, CSM_MAX_RETRIES_EXCEEDED } from './keys.js';
+import { CSM_ATTEMPT_COUNT, CSM_ATTEMPTS_MISSING, CSM_CLIENT_ID, CSM_MATCH_AMBIGUOUS, CSM_MATCH_AMBIGUOUS_ATTEMPTS, CSM_MAX_RETRIES_EXCEEDED } from './keys.js';
 import { operationOf, type Operation } from './names.js';
 import { clampSpan, latencyMs, latencySeconds } from './timing.js';
 import type { Attributes, MetricPoint, SpanEventRecord, SpanRecord, Translation } from './types.js';
@@ -52,7 +52,13 @@ function classifyCall(call: CsmApiCall): ErrorClassification {
   return failed ? { failed: true, errorType: ERROR_TYPE_VALUE_OTHER } : cls;
 }
 
-export function translateCall(call: CsmApiCall, attempts: readonly CsmAttempt[], missingAttempts: number, opts: TranslateOptions): Translation {
+export function translateCall(
+  call: CsmApiCall,
+  attempts: readonly CsmAttempt[],
+  missingAttempts: number,
+  opts: TranslateOptions,
+  ambiguous?: readonly boolean[],
+): Translation {
   const last = attempts[attempts.length - 1];
   // PHP removes Region from the ApiCall; its attempts still carry it.
   const op = operationOf(call);
@@ -68,6 +74,7 @@ export function translateCall(call: CsmApiCall, attempts: readonly CsmAttempt[],
     // Operations are only read: share the call's when the region is the same.
     const attemptOp: Operation = region === op.region ? op : { service: op.service, api: op.api, region, names: op.names };
     const r = translateAttempt(a, a.attemptNumber ?? i + 1, attemptOp, opts);
+    if (ambiguous?.[i] === true) r.span.attributes[CSM_MATCH_AMBIGUOUS] = true;
     children.push(r.span);
     for (const m of r.metrics) attemptPoints.push(m);
     phaseMetrics(a, attemptOp, attemptPoints);
@@ -99,6 +106,8 @@ export function translateCall(call: CsmApiCall, attempts: readonly CsmAttempt[],
   if (call.attemptCount !== undefined) attrs[CSM_ATTEMPT_COUNT] = call.attemptCount;
   if (call.maxRetriesExceeded === true) attrs[CSM_MAX_RETRIES_EXCEEDED] = true;
   if (missingAttempts > 0) attrs[CSM_ATTEMPTS_MISSING] = missingAttempts;
+  const nAmbiguous = ambiguous === undefined ? 0 : ambiguous.filter(Boolean).length;
+  if (nAmbiguous > 0) attrs[CSM_MATCH_AMBIGUOUS_ATTEMPTS] = nAmbiguous;
 
   const events: SpanEventRecord[] = [];
   if (cls.failed) {

@@ -20,6 +20,10 @@ export const CSM_ATTEMPT_NUMBER = 'csm.attempt.number';
 export const CSM_CONNECTION_REUSED = 'csm.connection_reused';
 export const CSM_ACCESS_KEY = 'csm.access_key';
 export const CSM_ORPHAN = 'csm.orphan';
+/** Attempt span: another placement (a concurrent twin call) is about as probable (correlate/types.ts `ambiguous`). */
+export const CSM_MATCH_AMBIGUOUS = 'csm.match.ambiguous';
+/** Call span: how many of its attempts carry csm.match.ambiguous. */
+export const CSM_MATCH_AMBIGUOUS_ATTEMPTS = 'csm.match.ambiguous_attempts';
 export const CSM_ORPHAN_REASON = 'csm.orphan_reason';
 export const CSM_PHASE = 'csm.phase';
 export const CSM_LATENCY_DNS_MS = 'csm.latency.dns_ms';

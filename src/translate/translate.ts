@@ -22,5 +22,5 @@ export type { TranslateOptions } from './attributes.js';
 
 /** Turn one correlated call (with its attempts) or one orphan attempt into span records and metric points. */
 export function translate(c: Correlated, opts: TranslateOptions): Translation {
-  return c.kind === 'call' ? translateCall(c.call, c.attempts, c.missingAttempts, opts) : translateOrphan(c.attempt, c.reason, opts);
+  return c.kind === 'call' ? translateCall(c.call, c.attempts, c.missingAttempts, opts, c.ambiguous) : translateOrphan(c.attempt, c.reason, opts);
 }

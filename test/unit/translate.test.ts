@@ -806,3 +806,22 @@ describe('translate: every call of the real captures (ground-truth pairing)', ()
     expect(calls).toBeGreaterThan(100);
   });
 });
+
+describe('translate: attempts correlation could not place for certain', () => {
+  const c = call({ service: 'DynamoDB', api: 'DescribeTable', timestamp: 1_000, latency: 300, attemptCount: 2, finalHttpStatusCode: 200 });
+  const a1 = attempt({ service: 'DynamoDB', api: 'DescribeTable', timestamp: 1_001, attemptLatency: 40, httpStatusCode: 503, awsException: 'ServiceUnavailable' });
+  const a2 = attempt({ service: 'DynamoDB', api: 'DescribeTable', timestamp: 1_250, attemptLatency: 50, httpStatusCode: 200 });
+
+  it('marks the ambiguous attempt span and counts them on the call span', () => {
+    const t = translate({ kind: 'call', call: c, attempts: [a1, a2], missingAttempts: 0, ambiguous: [true, false] }, OLD);
+    expect(child(t, 0).attributes['csm.match.ambiguous']).toBe(true);
+    expect(child(t, 1).attributes['csm.match.ambiguous']).toBeUndefined();
+    expect(t.span.attributes['csm.match.ambiguous_attempts']).toBe(1);
+  });
+
+  it('writes neither attribute when correlation was sure', () => {
+    const t = run(c, [a1, a2]);
+    expect(t.span.attributes['csm.match.ambiguous_attempts']).toBeUndefined();
+    expect(t.span.children.every((s) => s.attributes['csm.match.ambiguous'] === undefined)).toBe(true);
+  });
+});
