@@ -83,6 +83,8 @@ interface PendingCall extends TimedCall {
   /** Once exported after competing: its chain's ln likelihood, and until when it counts in others' ambiguity. */
   chosenLl: number;
   recentUntil: number;
+  /** Since which arrival (seq) its chosen chain has been complete; Infinity while it is not. */
+  completeSince: number;
 }
 
 interface Group {
@@ -329,7 +331,7 @@ export class Correlator {
     const now = ev.receivedAt;
     const call: PendingCall = {
       ev, start, end, want, tol, group, live: true, seq: this.seq++, callFirst: !ATTEMPTS_FIRST.has(ev.sdk),
-      settleBy: now + this.opts.settleMs, holdUntil: now + this.opts.callHoldMs, space: undefined, chosenLl: 0, recentUntil: -Infinity,
+      settleBy: now + this.opts.settleMs, holdUntil: now + this.opts.callHoldMs, space: undefined, chosenLl: 0, recentUntil: -Infinity, completeSince: Infinity,
     };
     if (want === 0) {
       this.emitCall(call, [], undefined);
@@ -418,12 +420,15 @@ export class Correlator {
     for (;;) {
       if (group.calls.length === 0) return;
       const d = this.decideAll(group);
+      // Of the calls that may go, the one whose chain has been complete longest goes first.
       let next = -1;
-      for (let i = 0; i < d.calls.length && next < 0; i++) {
+      for (let i = 0; i < d.calls.length; i++) {
         const c = d.calls[i]!;
         const complete = d.result.choice[i]!.ids.length >= c.want;
+        if (!complete) c.completeSince = Infinity;
+        else if (c.completeSince === Infinity) c.completeSince = this.seq;
         const due = now >= c.holdUntil || (now >= c.settleBy && (complete || !c.callFirst));
-        if (due || (complete && this.clear(d, i))) next = i;
+        if ((due || (complete && this.clear(d, i))) && (next < 0 || c.completeSince < d.calls[next]!.completeSince)) next = i;
       }
       if (next < 0) return;
       // Releasing renumbers attempts (the ambiguity search): the rest is decided afresh.

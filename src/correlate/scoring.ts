@@ -11,10 +11,11 @@
  * Every term is a log-probability (densities per ms), so the sum over a group
  * compares assignments as wholes: `assignment.ts` picks the most probable one.
  *
- * `topChains` finds the best chains by dynamic programming over the candidates
+ * `ChainSpace` finds the best chains by dynamic programming over the candidates
  * in start order (a state is "attempt j at position k"; the gap term depends
  * on k and on the attempt before), keeping the CHAINS_PER_STATE best partial
- * chains per state, so the result is the exact K best. Chains built this way
+ * chains per state, so the result is the exact K best (K ≤ CHAINS_PER_STATE);
+ * under attempt prices for the joint search (assignment.ts). Chains built this way
  * follow the hard cues (the last attempt is pinned by the call's end and final
  * outcome, exact or bounded gaps narrow each predecessor to a few), where a
  * search by pairwise swaps would get stuck between impossible chains.
@@ -62,10 +63,6 @@ export interface Chain<A extends TimedAttempt> {
 
 /** Partial chains kept per (attempt, position) state. */
 const CHAINS_PER_STATE = 4;
-/** Predecessors of a step kept within this of the best one (ln units; see ChainSpace). */
-const STEP_WINDOW = 10;
-/** First attempts kept within this of the best-placed one (ln units): one starting long after its call is not its first. */
-const FIRST_WINDOW = 25;
 /** Positions a chain space holds (AttemptCount above it: the later attempts count as missing). */
 const MAX_POSITIONS = 64;
 /** Chains returned per call by default. */
@@ -145,16 +142,10 @@ export class ChainSpace<A extends TimedAttempt> {
   /** In start order. */
   readonly cands: readonly A[];
   private readonly p: RetryProfile;
-  /** Longest chain: min(want, candidates). */
+  /** Positions: min(want, MAX_POSITIONS), 0 without candidates. */
   private readonly n: number;
   private readonly first: Float64Array;
-  /**
-   * For attempt k + 1 = candidate j: the candidates i that may come before it
-   * (`preds[k − 1][j]`) and the ln likelihood of that step (`stepLl`). Only
-   * predecessors within STEP_WINDOW of j's best one are kept: the rest only
-   * matter through the wide bound, which a better predecessor always beats.
-   */
-  private readonly preds: Int32Array[][] = [];
+  /** stepLl[k − 1][j][i]: ln likelihood of candidate j following candidate i (i before j in start order) as attempt k + 1. */
   private readonly stepLl: Float64Array[][] = [];
   /** last[len − 1][j]: j closes a chain of `len` (PHP's depends on the attempt before: computed when closing). */
   private readonly last: Float64Array[] = [];
@@ -184,30 +175,13 @@ export class ChainSpace<A extends TimedAttempt> {
       for (let j = 0; j < m; j++) t[j] = logAttemptCues(call.ev, cands[j]!.ev, k);
       this.cues.push(t);
     }
-    const row = new Float64Array(m);
     for (let k = 1; k < this.n; k++) {
-      const preds: Int32Array[] = [];
       const lls: Float64Array[] = [];
       for (let j = 0; j < m; j++) {
-        let top = -Infinity;
-        for (let i = 0; i < j; i++) {
-          row[i] = stepTerm(this.p, call, cands[i]!, cands[j]!, k);
-          if (row[i]! > top) top = row[i]!;
-        }
-        let count = 0;
-        for (let i = 0; i < j; i++) if (row[i]! >= top - STEP_WINDOW) count++;
-        const pi = new Int32Array(count);
-        const pl = new Float64Array(count);
-        for (let i = 0, c = 0; i < j; i++) {
-          if (row[i]! >= top - STEP_WINDOW) {
-            pi[c] = i;
-            pl[c++] = row[i]!;
-          }
-        }
-        preds.push(pi);
-        lls.push(pl);
+        const row = new Float64Array(j);
+        for (let i = 0; i < j; i++) row[i] = stepTerm(this.p, call, cands[i]!, cands[j]!, k);
+        lls.push(row);
       }
-      this.preds.push(preds);
       this.stepLl.push(lls);
     }
     if (this.p.sdk !== 'php-v3') {
@@ -221,9 +195,11 @@ export class ChainSpace<A extends TimedAttempt> {
 
   /**
    * The `limit` best chains by ll minus the prices of their attempts
-   * (`price[j]` for candidate j), of every length from 1 to min(want,
-   * candidates), best first; candidates with `banned[j]` are left out. The empty
-   * chain (every attempt missing) is not among them.
+   * (`price[j]` for candidate j), best first, each set of attempts once;
+   * candidates with `banned[j]` are left out. A chain shorter than AttemptCount
+   * pays for each missing attempt, and may start or end at any position (its
+   * first or last attempts missing) where that is more probable than missing
+   * in between. The empty chain (every attempt missing) is not among them.
    */
   best(limit: number, price?: Float64Array, banned?: Uint8Array | readonly boolean[]): PricedChain<A>[] {
     const m = this.cands.length;
@@ -240,13 +216,11 @@ export class ChainSpace<A extends TimedAttempt> {
       }
       // Or the last attempts are missing: this one failed and was retried, somewhere inside the call.
       if (pos < want) t = Math.max(t, this.retried[node.j]! + this.inside + (want - pos) * LN_MISSING_ATTEMPT);
-      keepBest(closed, { score: node.score + t, ll: node.ll + t, j: node.j, prev: node }, limit);
+      keepBest(closed, { score: node.score + t, ll: node.ll + t, j: node.j, prev: node }, 2 * limit);
     };
     let layer: Partial[][] = [];
-    let topFirst = -Infinity;
-    for (let j = 0; j < m; j++) if (!(banned !== undefined && banned[j]) && this.first[j]! > topFirst) topFirst = this.first[j]!;
     for (let j = 0; j < m; j++) {
-      if ((banned !== undefined && banned[j]) || this.first[j]! < topFirst - FIRST_WINDOW) {
+      if (banned !== undefined && banned[j]) {
         layer.push([]);
         continue;
       }
@@ -256,7 +230,6 @@ export class ChainSpace<A extends TimedAttempt> {
       close(node, 1);
     }
     for (let k = 1; k < this.n; k++) {
-      const predsK = this.preds[k - 1]!;
       const llsK = this.stepLl[k - 1]!;
       const next: Partial[][] = [];
       for (let j = 0; j < m; j++) {
@@ -264,11 +237,10 @@ export class ChainSpace<A extends TimedAttempt> {
         next.push(states);
         if (banned !== undefined && banned[j]) continue;
         const pj = price === undefined ? 0 : price[j]!;
-        const preds = predsK[j]!;
         const lls = llsK[j]!;
-        for (let q = 0; q < preds.length; q++) {
-          const from = layer[preds[q]!]!;
-          const st = lls[q]!;
+        for (let i = 0; i < j; i++) {
+          const from = layer[i]!;
+          const st = lls[i]!;
           // `from` is best first: once one cannot get in, the rest cannot either.
           for (const x of from) {
             const score = x.score + st - pj;
@@ -285,7 +257,10 @@ export class ChainSpace<A extends TimedAttempt> {
       }
       layer = next;
     }
-    return closed.map((c) => {
+    // The same attempts can close under two hypotheses (first attempt there or missing): the better one counts.
+    const out: PricedChain<A>[] = [];
+    const seen = new Set<string>();
+    for (const c of closed) {
       const attempts: A[] = [];
       const idx: number[] = [];
       // `c` is a closing copy of its last state: walk from that state.
@@ -295,8 +270,13 @@ export class ChainSpace<A extends TimedAttempt> {
       }
       attempts.reverse();
       idx.reverse();
-      return { attempts, idx, ll: c.ll, score: c.score };
-    });
+      const key = idx.join(',');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push({ attempts, idx, ll: c.ll, score: c.score });
+      if (out.length === limit) break;
+    }
+    return out;
   }
 }
 
