@@ -33,7 +33,7 @@ import type { CsmApiCall, CsmAttempt, CsmEvent, SdkFamily } from '../decode/type
 import { assignJointly, type Bidder, type JointResult, type PricedOption } from './assignment.js';
 import { GroupIndex, hasKey, keyOf, type GroupKey } from './group-index.js';
 import { attemptEnd, attemptStart, callEnd, callStart, LN_MISSING_ATTEMPT } from './retry-models.js';
-import { ChainSpace, topChains, type TimedAttempt, type TimedCall } from './scoring.js';
+import { ChainSpace, MAX_POSITIONS, topChains, type TimedAttempt, type TimedCall } from './scoring.js';
 import type { Correlated, CorrelatorOptions, SettleCounts } from './types.js';
 
 /** Every attempt is sent before its ApiCall (captured for botocore, JS v2, Go v1; source for the rest). */
@@ -47,8 +47,11 @@ const CUT_GAP = 1;
 const AMBIGUITY_ROUNDS = 8;
 /** Exported calls kept per group for the ambiguity of twins decided after them. */
 const RECENT_CALLS = 32;
-/** Candidates per call beyond which the nearest to its ends are kept (see `capped`). */
+/** Candidates per call beyond which the nearest to its ends are kept (see `capped`), and the step terms of one chain space. */
 const MAX_CANDIDATES = 192;
+const MAX_STEP_TERMS = 1 << 18;
+/** Calls waiting in one group at most: beyond it the oldest is decided at once (counted: joint.crowded). */
+const MAX_WAITING_PER_GROUP = 32;
 /** An attempt is ambiguous when another placement is within this of the chosen one (a factor of 2). */
 export const AMBIGUITY_LN = Math.LN2;
 
@@ -236,7 +239,7 @@ export class Correlator {
   private seq = 0;
   private idEpoch = 0;
   private readonly counts: SettleCounts = {
-    calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0,
+    calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0,
   };
 
   constructor(opts: CorrelatorOptions, emit: (c: Correlated) => void) {
@@ -294,13 +297,14 @@ export class Correlator {
 
   /** Decide calls whose settle or hold time is up at `now`; expire attempts held longer than attemptHoldMs. */
   expire(now: number): void {
+    // Calls first: one whose time is up may take (or let go of) attempts held with it.
+    this.releaseDue(now);
     for (let a = this.attemptFifo.peek(); a && a.ev.receivedAt + this.opts.attemptHoldMs <= now; a = this.attemptFifo.peek()) {
       // A held attempt waits with its call (decided within callHoldMs).
       if (a.held) break;
       this.dropAttempt(a);
       this.emit({ kind: 'orphan', attempt: a.ev, reason: 'ttl_expired' });
     }
-    this.releaseDue(now);
   }
 
   /** Emit everything still pending: waiting calls decided with what they have, attempts as orphans ('shutdown'). */
@@ -335,6 +339,7 @@ export class Correlator {
     };
     if (want === 0) {
       this.emitCall(call, [], undefined);
+      this.gc(group);
       return;
     }
     if (group.calls.length === 0) {
@@ -346,7 +351,7 @@ export class Correlator {
         if (best.attempts.length === cands.length) return this.claimAndEmit(call, best.attempts);
       } else if (cands.length > want) {
         // More candidates than needed: a clear winner is exported at once; otherwise the rest may be a twin's.
-        call.space = new ChainSpace(call, cands);
+        call.space = new ChainSpace(call, this.capped(call, cands));
         const [best, next] = call.space.best(2);
         if (best!.attempts.length >= want && (next === undefined || best!.ll - next.ll > RELEASE_MARGIN)) {
           return this.claimAndEmit(call, best!.attempts);
@@ -391,6 +396,11 @@ export class Correlator {
   /** `call` waits in its group (for competitors or for its late attempts); the group is re-decided. */
   private wait(call: PendingCall, now: number): void {
     const group = call.group;
+    // Every arrival re-decides the group's waiting calls together: their number is bounded.
+    while (group.calls.length >= MAX_WAITING_PER_GROUP) {
+      this.counts.crowded++;
+      this.decide(group, now, group.calls[0]!);
+    }
     group.calls.push(call);
     this.callFifo.push(call);
     this.settleQueue.push(call);
@@ -441,7 +451,10 @@ export class Correlator {
     const d = this.decideAll(group);
     const i = d.calls.indexOf(call);
     if (i >= 0) this.release(d, i, now);
-    else this.forget(call);
+    else {
+      this.forget(call);
+      this.unhold(group);
+    }
   }
 
   /**
@@ -721,12 +734,13 @@ export class Correlator {
    * end are kept, where its first and last attempts are.
    */
   private capped(c: PendingCall, cands: PendingAttempt[]): PendingAttempt[] {
-    if (cands.length <= MAX_CANDIDATES) return cands;
+    // The space holds (positions − 1) × candidates² step terms: at most MAX_STEP_TERMS.
+    const max = Math.min(MAX_CANDIDATES, Math.floor(Math.sqrt(MAX_STEP_TERMS / Math.max(1, Math.min(c.want, MAX_POSITIONS) - 1))));
+    if (cands.length <= max) return cands;
     this.counts.candidatesCut++;
-    const half = MAX_CANDIDATES >> 1;
-    const keep = new Set([...cands].sort((x, y) => Math.abs(x.start - c.start) - Math.abs(y.start - c.start)).slice(0, half));
+    const keep = new Set([...cands].sort((x, y) => Math.abs(x.start - c.start) - Math.abs(y.start - c.start)).slice(0, max >> 1));
     for (const a of [...cands].sort((x, y) => Math.abs(c.end - x.end) - Math.abs(c.end - y.end))) {
-      if (keep.size >= MAX_CANDIDATES) break;
+      if (keep.size >= max) break;
       keep.add(a);
     }
     return cands.filter((a) => keep.has(a));
@@ -794,7 +808,10 @@ export class Correlator {
    * `pendingGroups` does not count them.
    */
   private gc(g: Group): void {
-    if (g.queued || !g.indexed || !isEmpty(g)) return;
+    if (!isEmpty(g)) return;
+    // Nothing waits: no later decision will ask about the calls exported from here.
+    g.recent = [];
+    if (g.queued || !g.indexed) return;
     g.queued = true;
     this.emptied.push(g);
     if (this.emptied.length >= EMPTIED_BATCH) this.sweep();

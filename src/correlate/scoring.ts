@@ -64,7 +64,7 @@ export interface Chain<A extends TimedAttempt> {
 /** Partial chains kept per (attempt, position) state. */
 const CHAINS_PER_STATE = 4;
 /** Positions a chain space holds (AttemptCount above it: the later attempts count as missing). */
-const MAX_POSITIONS = 64;
+export const MAX_POSITIONS = 64;
 /** Chains returned per call by default. */
 export const CHAINS_PER_CALL = 24;
 

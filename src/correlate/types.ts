@@ -57,4 +57,6 @@ export interface SettleCounts {
   searchesCut: number;
   /** Calls with more candidate attempts than a chain space holds (the nearest to the call's ends were kept). */
   candidatesCut: number;
+  /** Calls decided early because their group already had the most calls waiting it may have. */
+  crowded: number;
 }
