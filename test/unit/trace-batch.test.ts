@@ -455,12 +455,18 @@ describe('TraceBatch: accepted by the strict OTLP sink', () => {
       expect(byId.size).toBe(n);
       const roots = sink.spans.filter((s) => s.parentSpanId === '');
       expect(roots.length).toBe(trees.length);
+      const childCount = (id: string) => sink.spans.filter((s) => s.parentSpanId === id).length;
+      // Twin calls of a storm share name, start and service: each tree takes a root of its own.
+      const taken = new Set<string>();
       trees.forEach((t, i) => {
         const service = i % 3 ? 'svc-a' : 'svc-b';
         const [sec, ns] = millisToHrTime(t.span.startMs);
         const start = BigInt(sec) * 1_000_000_000n + BigInt(ns);
-        const root = roots.find((r) => r.name === t.span.name && r.startTimeUnixNano === start && r.resource['service.name'] === service);
+        const root = roots.find(
+          (r) => !taken.has(r.spanId) && r.name === t.span.name && r.startTimeUnixNano === start && r.resource['service.name'] === service && childCount(r.spanId) === t.span.children.length,
+        );
         expect(root, t.span.name).toBeDefined();
+        taken.add(root!.spanId);
         expect(root!.kind).toBe(3);
         expect(root!.scope).toEqual(SCOPE);
         expect(root!.flags).toBe(0x101);
