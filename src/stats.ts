@@ -41,7 +41,8 @@ export interface Stats {
      * competitors (at most matchSettleMs), how many until their settle time ran out, how long
      * (ms, total and longest), attempts exported with csm.match.ambiguous and their calls,
      * searches that may have missed the most probable assignment, calls with more candidate
-     * attempts than the search holds, calls decided early because their group was full.
+     * attempts than the search holds, calls decided early because their group was full or the
+     * search had used its work budget for the second.
      */
     joint: SettleCounts;
   };
@@ -136,7 +137,7 @@ export function newStats(now: number): Stats {
       pendingAttempts: 0,
       pendingCalls: 0,
       pendingGroups: 0,
-      joint: { calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0 },
+      joint: { calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0, overBudget: 0 },
     },
     memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
     spans: { created: 0, exported: 0, failed: 0, dropped: 0 },

@@ -201,7 +201,7 @@ export interface JointResult {
 }
 
 /** Subgradient rounds per joint search, and the first step (ln units). */
-export const PRICE_ROUNDS = 16;
+export const PRICE_ROUNDS = 8;
 const FIRST_STEP = 2;
 /** Options the final branch and bound over the pools may try (the repairs usually leave it little to find). */
 export const JOINT_BUDGET = 5_000;
@@ -311,4 +311,62 @@ function repair(bidders: readonly Bidder[], nIds: number, prices: Float64Array, 
     ll += o.ll;
   }
   return { choice, ll };
+}
+
+/**
+ * The best ln likelihood found for the bidders with attempt `x` not under
+ * bidder `me`, starting from their `current` chains: `me` moves to its best
+ * chain among attempts no one else holds, or swaps with one other bidder
+ * whose chain holds one of its candidates (that bidder then takes its best
+ * chain with `x` free); when neither comes within ln 2, a short
+ * joint search (deeper rearrangements).
+ */
+export function bestWithout(
+  bidders: readonly Bidder[],
+  nIds: number,
+  current: readonly (readonly number[])[],
+  currentLl: readonly number[],
+  me: number,
+  x: number,
+  mine: ReadonlySet<number>,
+  rounds: number,
+): number {
+  const zero = new Float64Array(nIds);
+  const total = currentLl.reduce((s, v) => s + v, 0);
+  const held = new Uint8Array(nIds);
+  current.forEach((ids, j) => {
+    if (j !== me) for (const id of ids) held[id] = 1;
+  });
+  const best = (j: number, taken: Uint8Array): PricedOption | undefined => {
+    const o = bidders[j]!.bid(zero, 1, taken)[0];
+    return o !== undefined && o.ll > bidders[j]!.emptyLl ? o : undefined;
+  };
+  held[x] = 1;
+  let alt = total - currentLl[me]! + (best(me, held)?.ll ?? bidders[me]!.emptyLl);
+  held[x] = 0;
+  for (let r = 0; r < bidders.length; r++) {
+    if (r === me || !current[r]!.some((id) => mine.has(id))) continue;
+    const t = held.slice();
+    for (const id of current[r]!) t[id] = 0;
+    t[x] = 1;
+    const moved = best(me, t);
+    if (moved === undefined || !moved.ids.some((id) => current[r]!.includes(id))) continue;
+    const tr = held.slice();
+    for (const id of current[r]!) tr[id] = 0;
+    for (const id of moved.ids) tr[id] = 1;
+    alt = Math.max(alt, total - currentLl[me]! - currentLl[r]! + moved.ll + (best(r, tr)?.ll ?? bidders[r]!.emptyLl));
+  }
+  if (total - alt <= Math.LN2) return alt;
+  // Not within reach by one move or swap: the joint search, with `x` kept from `me` (a few price rounds).
+  const without: Bidder = {
+    emptyLl: bidders[me]!.emptyLl,
+    bid: (prices, limit, taken) => {
+      const t = taken === undefined ? new Uint8Array(nIds) : taken.slice();
+      t[x] = 1;
+      return bidders[me]!.bid(prices, limit, t);
+    },
+  };
+  const others = bidders.slice();
+  others[me] = without;
+  return Math.max(alt, assignJointly(others, nIds, new Float64Array(nIds), rounds).ll);
 }

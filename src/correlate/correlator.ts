@@ -30,7 +30,7 @@
  * first); emptied groups are freed in batches.
  */
 import type { CsmApiCall, CsmAttempt, CsmEvent, SdkFamily } from '../decode/types.js';
-import { assignJointly, type Bidder, type JointResult, type PricedOption } from './assignment.js';
+import { assignJointly, bestWithout, type Bidder, type JointResult, type PricedOption } from './assignment.js';
 import { GroupIndex, hasKey, keyOf, type GroupKey } from './group-index.js';
 import { attemptEnd, attemptStart, callEnd, callStart, LN_MISSING_ATTEMPT } from './retry-models.js';
 import { ChainSpace, MAX_POSITIONS, topChains, type TimedAttempt, type TimedCall } from './scoring.js';
@@ -50,6 +50,11 @@ const RECENT_CALLS = 32;
 /** Candidates per call beyond which the nearest to its ends are kept (see `capped`), and the step terms of one chain space. */
 const MAX_CANDIDATES = 192;
 const MAX_STEP_TERMS = 1 << 18;
+/** Chain-space work allowed per second of the correlator's clock (see `overBudget`); building a space costs SPACE_WORK per term. */
+const WORK_PER_SECOND = 120_000_000;
+const SPACE_WORK = 10;
+/** Candidates a call decided alone over the budget looks at (the nearest to its ends). */
+const CANDIDATES_OVER_BUDGET = 16;
 /** Calls waiting in one group at most: beyond it the oldest is decided at once (counted: joint.crowded). */
 const MAX_WAITING_PER_GROUP = 32;
 /** An attempt is ambiguous when another placement is within this of the chosen one (a factor of 2). */
@@ -233,13 +238,16 @@ export class Correlator {
   private readonly attemptFifo = new Fifo<PendingAttempt>();
   private readonly callFifo = new Fifo<PendingCall>();
   private readonly settleQueue = new SettleQueue();
+  /** Chain-space work (candidates² × positions per search step) since `workSince`, for the work budget. */
+  private work = 0;
+  private workSince = -Infinity;
   private nAttempts = 0;
   private nHeld = 0;
   private nCalls = 0;
   private seq = 0;
   private idEpoch = 0;
   private readonly counts: SettleCounts = {
-    calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0,
+    calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0, overBudget: 0,
   };
 
   constructor(opts: CorrelatorOptions, emit: (c: Correlated) => void) {
@@ -342,6 +350,12 @@ export class Correlator {
       this.gc(group);
       return;
     }
+    if (this.overBudget(now) && (!call.callFirst || this.candidates(call).length >= want)) {
+      // Over the work budget: decided alone, on arrival (its best chain), as the joint search would a clear call.
+      this.counts.overBudget++;
+      const cands = this.capped(call, this.candidates(call), CANDIDATES_OVER_BUDGET);
+      return this.claimAndEmit(call, cands.length <= 1 ? cands : topChains(call, cands, 1)[0]!.attempts);
+    }
     if (group.calls.length === 0) {
       const cands = this.candidates(call);
       // The common case: one call, its attempts already there, nothing left over. Nothing to score.
@@ -351,7 +365,7 @@ export class Correlator {
         if (best.attempts.length === cands.length) return this.claimAndEmit(call, best.attempts);
       } else if (cands.length > want) {
         // More candidates than needed: a clear winner is exported at once; otherwise the rest may be a twin's.
-        call.space = new ChainSpace(call, this.capped(call, cands));
+        call.space = this.newSpace(call, cands);
         const [best, next] = call.space.best(2);
         if (best!.attempts.length >= want && (next === undefined || best!.ll - next.ll > RELEASE_MARGIN)) {
           return this.claimAndEmit(call, best!.attempts);
@@ -506,8 +520,15 @@ export class Correlator {
 
   /** A waiting call's chains over its candidates (built once; rebuilt when new attempts came into its window). */
   private spaceOf(c: PendingCall): ChainSpace<PendingAttempt> {
-    if (c.space === undefined) c.space = new ChainSpace(c, this.capped(c, this.candidates(c)));
+    if (c.space === undefined) c.space = this.newSpace(c, this.candidates(c));
     return c.space;
+  }
+
+  /** A chain space over (at most MAX_CANDIDATES of) `cands`; its building counts as work. */
+  private newSpace(c: PendingCall, cands: PendingAttempt[]): ChainSpace<PendingAttempt> {
+    const kept = this.capped(c, cands);
+    this.work += kept.length * kept.length * Math.min(c.want, MAX_POSITIONS) * SPACE_WORK;
+    return new ChainSpace(c, kept);
   }
 
   /** `c` as a bidder in a joint search whose attempt ids are those of `epoch` (claimed attempts are left out). */
@@ -516,8 +537,8 @@ export class Correlator {
     const cands = space.cands;
     const local = new Float64Array(cands.length);
     const banned = new Uint8Array(cands.length);
-    // Price rounds often leave a bidder's prices as they were: the last answer is kept for that.
-    let last: { limit: number; local: Float64Array; banned: Uint8Array; out: PricedOption[] } | undefined;
+    // Price rounds often leave a bidder's prices as they were: the last answer per limit is kept for that.
+    const lastBy = new Map<number, { local: Float64Array; banned: Uint8Array; out: PricedOption[] }>();
     return {
       emptyLl: c.want * LN_MISSING_ATTEMPT,
       bid: (prices, limit, taken) => {
@@ -528,9 +549,11 @@ export class Correlator {
           banned[j] = usable ? 0 : 1;
           local[j] = usable ? prices[a.id]! : 0;
         }
-        if (last !== undefined && last.limit === limit && sameArrays(last.local, local) && sameArrays(last.banned, banned)) return last.out;
+        const last = lastBy.get(limit);
+        if (last !== undefined && sameArrays(last.local, local) && sameArrays(last.banned, banned)) return last.out;
+        this.work += cands.length * cands.length * Math.min(c.want, MAX_POSITIONS);
         const out = space.best(limit, local, banned).map((ch) => ({ ids: ch.attempts.map((a) => a.id), ll: ch.ll, score: ch.score }));
-        last = { limit, local: local.slice(), banned: banned.slice(), out };
+        lastBy.set(limit, { local: local.slice(), banned: banned.slice(), out });
         return out;
       },
     };
@@ -540,7 +563,8 @@ export class Correlator {
   private release(d: Decision, i: number, now: number): void {
     const call = d.calls[i]!;
     const chain = d.result.choice[i]!.ids.map((id) => d.byId[id]!);
-    const ambiguous = this.ambiguity(d, i, now);
+    // Over the work budget the ambiguity search is skipped: the flag is left out rather than guessed.
+    const ambiguous = this.overBudget(now) ? undefined : this.ambiguity(d, i, now);
     this.forget(call);
     const wait = now === Infinity ? 0 : Math.max(0, now - call.ev.receivedAt);
     this.counts.waitMsTotal += wait;
@@ -620,7 +644,7 @@ export class Correlator {
       const moved = bidders[0]!.bid(zero, 1, banned)[0];
       const upper = base - currentLl[0]! + Math.max(moved?.ll ?? -Infinity, bidders[0]!.emptyLl) + othersGain;
       if (base - upper > AMBIGUITY_LN) return;
-      if (base - this.bestWithout(bidders, nIds, current, currentLl, 0, a.id, mineIds) <= AMBIGUITY_LN) {
+      if (base - bestWithout(bidders, nIds, current, currentLl, 0, a.id, mineIds, AMBIGUITY_ROUNDS) <= AMBIGUITY_LN) {
         out ??= new Array<boolean>(chain.length).fill(false);
         out[k] = true;
       }
@@ -628,54 +652,6 @@ export class Correlator {
     return out;
   }
 
-  /**
-   * The best ln likelihood found for the bidders with attempt `x` not under
-   * bidder `me`, starting from their `current` chains: `me` moves to its best
-   * chain among attempts no one else holds, or swaps with one other bidder
-   * whose chain holds one of its candidates (that bidder then takes its best
-   * chain with `x` free); when neither comes within AMBIGUITY_LN, a short
-   * joint search (deeper rearrangements).
-   */
-  private bestWithout(bidders: Bidder[], nIds: number, current: number[][], currentLl: number[], me: number, x: number, mine: ReadonlySet<number>): number {
-    const zero = new Float64Array(nIds);
-    const total = currentLl.reduce((s, v) => s + v, 0);
-    const held = new Uint8Array(nIds);
-    current.forEach((ids, j) => {
-      if (j !== me) for (const id of ids) held[id] = 1;
-    });
-    const best = (j: number, taken: Uint8Array): PricedOption | undefined => {
-      const o = bidders[j]!.bid(zero, 1, taken)[0];
-      return o !== undefined && o.ll > bidders[j]!.emptyLl ? o : undefined;
-    };
-    held[x] = 1;
-    let alt = total - currentLl[me]! + (best(me, held)?.ll ?? bidders[me]!.emptyLl);
-    held[x] = 0;
-    for (let r = 0; r < bidders.length; r++) {
-      if (r === me || !current[r]!.some((id) => mine.has(id))) continue;
-      const t = held.slice();
-      for (const id of current[r]!) t[id] = 0;
-      t[x] = 1;
-      const moved = best(me, t);
-      if (moved === undefined || !moved.ids.some((id) => current[r]!.includes(id))) continue;
-      const tr = held.slice();
-      for (const id of current[r]!) tr[id] = 0;
-      for (const id of moved.ids) tr[id] = 1;
-      alt = Math.max(alt, total - currentLl[me]! - currentLl[r]! + moved.ll + (best(r, tr)?.ll ?? bidders[r]!.emptyLl));
-    }
-    if (total - alt <= AMBIGUITY_LN) return alt;
-    // Not within reach by one move or swap: the joint search, with `x` kept from `me` (a few price rounds).
-    const without: Bidder = {
-      emptyLl: bidders[me]!.emptyLl,
-      bid: (prices, limit, taken) => {
-        const t = taken === undefined ? new Uint8Array(nIds) : taken.slice();
-        t[x] = 1;
-        return bidders[me]!.bid(prices, limit, t);
-      },
-    };
-    const others = bidders.slice();
-    others[me] = without;
-    return Math.max(alt, assignJointly(others, nIds, new Float64Array(nIds), AMBIGUITY_ROUNDS).ll);
-  }
 
   /** Remove a waiting call from its group and the counts. */
   private forget(c: PendingCall): void {
@@ -733,9 +709,9 @@ export class Correlator {
    * beyond it, those starting nearest the call's start and ending nearest its
    * end are kept, where its first and last attempts are.
    */
-  private capped(c: PendingCall, cands: PendingAttempt[]): PendingAttempt[] {
+  private capped(c: PendingCall, cands: PendingAttempt[], limit = MAX_CANDIDATES): PendingAttempt[] {
     // The space holds (positions − 1) × candidates² step terms: at most MAX_STEP_TERMS.
-    const max = Math.min(MAX_CANDIDATES, Math.floor(Math.sqrt(MAX_STEP_TERMS / Math.max(1, Math.min(c.want, MAX_POSITIONS) - 1))));
+    const max = Math.min(limit, Math.floor(Math.sqrt(MAX_STEP_TERMS / Math.max(1, Math.min(c.want, MAX_POSITIONS) - 1))));
     if (cands.length <= max) return cands;
     this.counts.candidatesCut++;
     const keep = new Set([...cands].sort((x, y) => Math.abs(x.start - c.start) - Math.abs(y.start - c.start)).slice(0, max >> 1));
@@ -744,6 +720,21 @@ export class Correlator {
       keep.add(a);
     }
     return cands.filter((a) => keep.has(a));
+  }
+
+  /**
+   * The joint search costs far more than the common case: within each second
+   * of the correlator's clock it may do WORK_PER_SECOND units (candidates² ×
+   * positions per chain search; at most about half a second of CPU), then calls are decided alone
+   * until the next second (counted: joint.overBudget). A storm of thousands of
+   * identical calls cannot stall the datagram path.
+   */
+  private overBudget(now: number): boolean {
+    if (now - this.workSince >= 1000) {
+      this.workSince = now;
+      this.work = 0;
+    }
+    return this.work > WORK_PER_SECOND;
   }
 
   /** `a` lies inside `c`'s window (± tolerance). */

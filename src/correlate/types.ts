@@ -59,4 +59,6 @@ export interface SettleCounts {
   candidatesCut: number;
   /** Calls decided early because their group already had the most calls waiting it may have. */
   crowded: number;
+  /** Calls decided alone on arrival because the joint search had used its work budget for the second. */
+  overBudget: number;
 }

@@ -5,7 +5,7 @@
  * each misplacement under the retry models: a set of calls that traded attempts (a "misplaced
  * group") where the truth is more probable than the output by more than ln 2 is a matcher error.
  */
-import { assignJointly, type Bidder } from '../../src/correlate/assignment.js';
+import { bestWithout, type Bidder } from '../../src/correlate/assignment.js';
 import { Correlator } from '../../src/correlate/correlator.js';
 import { keyOf } from '../../src/correlate/group-index.js';
 import { attemptEnd, attemptStart, callEnd, callStart, LN_MISSING_ATTEMPT, retryProfile } from '../../src/correlate/retry-models.js';
@@ -194,22 +194,26 @@ function flagsWithoutAlternative(ev: readonly CsmEvent[], ours: Map<number, numb
         .sort((a, b) => a.start - b.start || a.end - b.end);
       return new ChainSpace(call, cands);
     });
-    const base = calls.reduce((sum, cl, i) => sum + chainLogLikelihood(spaces[i]!.call, spaces[i]!.cands.filter((a) => ours.get(cl)!.includes(a.seq))), 0);
-    const bidders = (banCall: number, banLine: number): Bidder[] =>
-      spaces.map((space, i) => {
-        const local = new Float64Array(space.cands.length);
-        return {
-          emptyLl: space.call.want * LN_MISSING_ATTEMPT,
-          bid: (prices, limit, taken) => {
-            const banned = space.cands.map((a) => (calls[i] === banCall && a.seq === banLine) || (taken !== undefined && taken[idOf.get(a.seq)!] !== 0));
-            space.cands.forEach((a, j) => (local[j] = prices[idOf.get(a.seq)!]!));
-            return space.best(limit, local, banned).map((c) => ({ ids: c.attempts.map((a) => idOf.get(a.seq)!), ll: c.ll, score: c.score }));
-          },
-        };
-      });
+    const chainOf = (i: number) => spaces[i]!.cands.filter((a) => ours.get(calls[i]!)!.includes(a.seq));
+    const currentLl = calls.map((_, i) => chainLogLikelihood(spaces[i]!.call, chainOf(i)));
+    const current = calls.map((_, i) => chainOf(i).map((a) => idOf.get(a.seq)!));
+    const bidders: Bidder[] = spaces.map((space) => {
+      const local = new Float64Array(space.cands.length);
+      return {
+        emptyLl: space.call.want * LN_MISSING_ATTEMPT,
+        bid: (prices, limit, taken) => {
+          const banned = space.cands.map((a) => taken !== undefined && taken[idOf.get(a.seq)!] !== 0);
+          space.cands.forEach((a, j) => (local[j] = prices[idOf.get(a.seq)!]!));
+          return space.best(limit, local, banned).map((c) => ({ ids: c.attempts.map((a) => idOf.get(a.seq)!), ll: c.ll, score: c.score }));
+        },
+      };
+    });
+    const base = currentLl.reduce((sum, v) => sum + v, 0);
     for (const { cl, l } of mineFlagged) {
-      const alt = assignJointly(bidders(cl, l), lines.length, new Float64Array(lines.length), 40).ll;
-      if (base - alt > Math.LN2) out.push(l);
+      const me = calls.indexOf(cl);
+      const mine = new Set(spaces[me]!.cands.map((a) => idOf.get(a.seq)!));
+      // The same search the correlator flags with (one move, one swap, else a joint search), now with every call known.
+      if (base - bestWithout(bidders, lines.length, current, currentLl, me, idOf.get(l)!, mine, 40) > Math.LN2) out.push(l);
     }
   }
   return out.sort((a, b) => a - b);
