@@ -22,12 +22,17 @@
  *
  * Attempts placed where another placement is within ln 2 as probable are
  * marked `ambiguous` (twin calls started in the same millisecond with full
- * jitter backoff cannot be told apart by anything CSM sends).
+ * jitter backoff cannot be told apart by anything CSM sends). "Another
+ * placement" includes the calls exported in the last settleMs that competed
+ * for the same attempts (`Group.recent`), so both sides of a swap are marked.
  *
- * No timers here: the caller drives `expire(now)`; receive times of arriving
- * events also advance the settle clock. Memory: pending attempts, waiting calls
- * and the attempts they hold are capped together (maxPending, oldest exported
- * first); emptied groups are freed in batches.
+ * No timers here: the caller drives `expire(now)` (the bridge every 100 ms);
+ * receive times of arriving events also advance the settle clock. Bounds:
+ * pending attempts, waiting calls and the attempts they hold are capped
+ * together (maxPending, oldest exported first); at most MAX_WAITING_PER_GROUP
+ * calls wait per group; a chain space holds at most MAX_STEP_TERMS; the joint
+ * search has a work budget per second (`overBudget`); emptied groups are freed
+ * in batches. Everything is counted in `settleCounts` (/stats correlation.joint).
  */
 import type { CsmApiCall, CsmAttempt, CsmEvent, SdkFamily } from '../decode/types.js';
 import { assignJointly, bestWithout, type Bidder, type JointResult, type PricedOption } from './assignment.js';
@@ -39,7 +44,7 @@ import type { Correlated, CorrelatorOptions, SettleCounts } from './types.js';
 /** Every attempt is sent before its ApiCall (captured for botocore, JS v2, Go v1; source for the rest). */
 const ATTEMPTS_FIRST: ReadonlySet<SdkFamily> = new Set<SdkFamily>(['botocore', 'js-v2', 'go-v1', 'java-v1', 'php-v3', 'dotnet']);
 
-/** A waiting call is exported early when no alternative using free attempts is within this (ln 1000). */
+/** A waiting call is exported early when no other chain of its own is within this (ln 1000; see `clear`). */
 const RELEASE_MARGIN = Math.log(1000);
 /** A search that ends further than this below its bound counts as cut (searchesCut). */
 const CUT_GAP = 1;
@@ -58,7 +63,7 @@ const CANDIDATES_OVER_BUDGET = 16;
 /** Calls waiting in one group at most: beyond it the oldest is decided at once (counted: joint.crowded). */
 const MAX_WAITING_PER_GROUP = 32;
 /** An attempt is ambiguous when another placement is within this of the chosen one (a factor of 2). */
-export const AMBIGUITY_LN = Math.LN2;
+const AMBIGUITY_LN = Math.LN2;
 
 interface PendingAttempt extends TimedAttempt {
   group: Group;
