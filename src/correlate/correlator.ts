@@ -57,6 +57,14 @@ const MAX_CANDIDATES = 192;
 const MAX_STEP_TERMS = 1 << 18;
 /** Chain-space work allowed per second of the correlator's clock (see `overBudget`); building a space costs SPACE_WORK per term. */
 const WORK_PER_SECOND = 120_000_000;
+/**
+ * Above this many events in a second of the correlator's clock (this second or the one before),
+ * every call is decided alone on arrival, as before the joint search. The joint search costs
+ * milliseconds per call in a storm; at 100k datagrams/s of twin calls it took the bridge past one
+ * core (bench/run.mjs: 13-19 µs per datagram instead of 7, a third of the datagrams dropped by
+ * the kernel). Storms of real applications are far below it (the captures: about 100 events/s).
+ */
+const JOINT_MAX_EVENTS_PER_SECOND = 10_000;
 const SPACE_WORK = 10;
 /** Candidates a call decided alone over the budget looks at (the nearest to its ends). */
 const CANDIDATES_OVER_BUDGET = 16;
@@ -246,6 +254,9 @@ export class Correlator {
   /** Chain-space work (candidates² × positions per search step) since `workSince`, for the work budget. */
   private work = 0;
   private workSince = -Infinity;
+  /** Events since `workSince`, and in the second before it (the rate cut of `overBudget`). */
+  private events = 0;
+  private eventsBefore = 0;
   private nAttempts = 0;
   private nHeld = 0;
   private nCalls = 0;
@@ -302,6 +313,7 @@ export class Correlator {
 
   /** Feed one decoded event (in arrival order). `event.receivedAt` is the clock for holds. */
   add(event: CsmEvent): void {
+    this.events++;
     this.releaseDue(event.receivedAt);
     if (event.type === 'ApiCall') this.addCall(event);
     else this.addAttempt(event);
@@ -732,14 +744,17 @@ export class Correlator {
    * of the correlator's clock it may do WORK_PER_SECOND units (candidates² ×
    * positions per chain search; at most about half a second of CPU), then calls are decided alone
    * until the next second (counted: joint.overBudget). A storm of thousands of
-   * identical calls cannot stall the datagram path.
+   * identical calls cannot stall the datagram path. Above JOINT_MAX_EVENTS_PER_SECOND
+   * events a second the datagram path itself needs the CPU: every call is decided alone.
    */
   private overBudget(now: number): boolean {
     if (now - this.workSince >= 1000) {
+      this.eventsBefore = now - this.workSince < 2000 ? this.events : 0;
       this.workSince = now;
       this.work = 0;
+      this.events = 0;
     }
-    return this.work > WORK_PER_SECOND;
+    return this.work > WORK_PER_SECOND || this.events > JOINT_MAX_EVENTS_PER_SECOND || this.eventsBefore > JOINT_MAX_EVENTS_PER_SECOND;
   }
 
   /** `a` lies inside `c`'s window (± tolerance). */
