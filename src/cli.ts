@@ -146,8 +146,8 @@ async function main(): Promise<number> {
       admin: addresses.admin ?? 'off',
       ...(addresses.prometheus ? { prometheus: addresses.prometheus } : {}),
       export: describeTargets(otel, addresses.prometheus),
-      otlpProtocol: otel.traces.protocol,
-      otlpEndpoint: otel.traces.url,
+      // Where OTLP spans go, when they go over OTLP (metrics-only and console runs have no such endpoint).
+      ...(otel.tracesExporters.includes('otlp') && !otel.sdkDisabled ? { otlpProtocol: otel.traces.protocol, otlpEndpoint: otel.traces.url } : {}),
     });
   });
 }

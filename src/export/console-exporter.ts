@@ -15,10 +15,15 @@ const decoder = new TextDecoder();
 
 /** Takes encoded OTLP/JSON span requests from a SpanBatcher. */
 export class ConsoleSpanSink implements SpanRequestSink {
-  constructor(private readonly write: LineWriter) {}
+  /** `written`: told the spans of each request written (spans.exported, when no OTLP exporter counts them). */
+  constructor(
+    private readonly write: LineWriter,
+    private readonly written: (spans: number) => void = () => {},
+  ) {}
 
-  push(body: Uint8Array): void {
+  push(body: Uint8Array, spans: number): void {
     this.write(`${decoder.decode(body)}\n`);
+    this.written(spans);
   }
 }
 

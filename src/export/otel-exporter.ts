@@ -105,7 +105,7 @@ export class OtelExporter {
       this.batchers.push(new SpanBatcher({ encoding: this.traceEncoding, scope, maxBatchSpans: opts.exportBatchSize, delayMs: opts.exportDelayMs }, this.spanExporter));
     }
     if (traces.has('console')) {
-      this.batchers.push(new SpanBatcher({ encoding: 'json', scope, maxBatchSpans: opts.exportBatchSize, delayMs: opts.exportDelayMs }, new ConsoleSpanSink(write)));
+      this.batchers.push(new SpanBatcher({ encoding: 'json', scope, maxBatchSpans: opts.exportBatchSize, delayMs: opts.exportDelayMs }, new ConsoleSpanSink(write, traces.has('otlp') ? undefined : (n) => (stats.spans.exported += n))));
     }
     if (metrics.has('otlp')) {
       this.metricExporter = new SpoolingMetricExporter(

@@ -60,7 +60,19 @@ describe('exporter selection', () => {
     expect([s.spans.created, s.sampling.kept, s.sampling.sampledOut]).toEqual([0, 0, 0]);
     expect(sink.requests.filter((r) => r.path === '/v1/traces')).toHaveLength(0);
     expect(sink.errors).toEqual([]);
+    expect(b.started['otlpEndpoint'], 'no OTLP span endpoint is named when spans do not go there').toBeUndefined();
     expect(await b.stop()).toBe(0);
+  });
+
+  it('OTEL_TRACES_EXPORTER=console: spans written to stdout are counted as exported', async () => {
+    const b = await start({ OTEL_TRACES_EXPORTER: 'console' });
+    const calls = await replayCapture(b);
+    const s = await waitStats(b, (x) => x.events.calls === calls && x.spans.created > 0 && x.spans.exported === x.spans.created, 'console spans counted as exported');
+    expect(s.spans.failed + s.spans.dropped).toBe(0);
+    expect(b.started['otlpEndpoint']).toBeUndefined();
+    expect(await b.stop()).toBe(0);
+    const roots = b.stdout().trim().split('\n').filter((l) => l.includes('"resourceSpans"')).flatMap((l) => decodeOtlpTraces(Buffer.from(l), 'json')).filter((x) => x.parentSpanId === '');
+    expect(roots).toHaveLength(calls);
   });
 
   it('console next to otlp: the same spans as OTLP/JSON lines on stdout; metrics on stdout too', async () => {
@@ -68,6 +80,8 @@ describe('exporter selection', () => {
     const calls = await replayCapture(b);
     await sink.waitFor(() => sink.spans.filter((s) => s.parentSpanId === '').length === calls);
     await pause(700);
+    const s = await waitStats(b, (x) => x.spans.exported === x.spans.created, 'spans exported once over OTLP');
+    expect(s.spans.exported, 'console spans are not counted a second time').toBe(sink.spans.length);
     expect(await b.stop()).toBe(0);
     const lines = b.stdout().trim().split('\n').map((l) => Buffer.from(l));
     const spans = lines.filter((l) => l.includes('"resourceSpans"')).flatMap((l) => decodeOtlpTraces(l, 'json'));
