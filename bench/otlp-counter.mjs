@@ -8,6 +8,7 @@
 import http from 'node:http';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { gunzipSync } from 'node:zlib';
+import { createRequire } from 'node:module';
 
 const HIST_MS = 120_000; // latencies above 120 s land in the last bucket
 const hist = new Uint32Array(HIST_MS + 1);
@@ -163,6 +164,27 @@ const server = http.createServer((req, res) => {
 });
 server.keepAliveTimeout = 60_000;
 
+/**
+ * HTTP/2 receive window of the gRPC endpoint (stream and connection). grpc-js servers keep Node's
+ * default 64 KiB, so the bridge could put only 64 KiB of a ~400 KiB Export request on the wire per
+ * turn of its event loop (each WINDOW_UPDATE waits for the next turn): at 100k datagrams/s a
+ * request took ~20 ms instead of ~3, the spool backed up and the instrument, not the bridge, set
+ * the pace. A Collector (grpc-go) grows its window by BDP estimation; this one starts large.
+ */
+const GRPC_WINDOW_BYTES = 8 * 1024 * 1024;
+
+/** grpc-js has no server option for the window: widen the settings of the HTTP/2 server it creates. */
+function withWideWindows(create) {
+  const http2 = createRequire(import.meta.url)('node:http2');
+  const original = http2.createServer;
+  http2.createServer = (options, ...rest) => {
+    const server = original.call(http2, { ...options, settings: { ...options?.settings, initialWindowSize: GRPC_WINDOW_BYTES } }, ...rest);
+    server.on('session', (session) => session.setLocalWindowSize(GRPC_WINDOW_BYTES));
+    return server;
+  };
+  return create().finally(() => (http2.createServer = original));
+}
+
 /** OTLP/gRPC: the request body is the same ExportTraceServiceRequest bytes http/protobuf POSTs. */
 function startGrpc() {
   const grpc = new Server();
@@ -191,7 +213,7 @@ function startGrpc() {
       done(null, Buffer.alloc(0));
     },
   });
-  return new Promise((resolve, reject) => grpc.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, port) => (e ? reject(e) : resolve(port))));
+  return withWideWindows(() => new Promise((resolve, reject) => grpc.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, port) => (e ? reject(e) : resolve(port)))));
 }
 
 const grpcPort = process.argv.includes('--grpc') ? await startGrpc() : undefined;
