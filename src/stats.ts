@@ -137,7 +137,7 @@ export function newStats(now: number): Stats {
       pendingAttempts: 0,
       pendingCalls: 0,
       pendingGroups: 0,
-      joint: { calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0, overBudget: 0 },
+      joint: { calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0, overBudget: 0, filled: 0 },
     },
     memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
     spans: { created: 0, exported: 0, failed: 0, dropped: 0 },

@@ -35,7 +35,7 @@
  * in batches. Everything is counted in `settleCounts` (/stats correlation.joint).
  */
 import type { CsmApiCall, CsmAttempt, CsmEvent, SdkFamily } from '../decode/types.js';
-import { assignJointly, bestWithout, type Bidder, type JointResult, type PricedOption } from './assignment.js';
+import { assignJointly, bestWithout, type AssignOption, type Bidder, type JointResult, type PricedOption } from './assignment.js';
 import { GroupIndex, hasKey, keyOf, type GroupKey } from './group-index.js';
 import { attemptEnd, attemptStart, callEnd, callStart, LN_MISSING_ATTEMPT } from './retry-models.js';
 import { ChainSpace, MAX_POSITIONS, topChains, type TimedAttempt, type TimedCall } from './scoring.js';
@@ -70,6 +70,8 @@ const SPACE_WORK = 10;
 const CANDIDATES_OVER_BUDGET = 16;
 /** Calls waiting in one group at most: beyond it the oldest is decided at once (counted: joint.crowded). */
 const MAX_WAITING_PER_GROUP = 32;
+/** What each attempt added to a short chain is worth when a call is filled (see `filled`): more than any chain's ln likelihood. */
+const FILL_BONUS = 1e4;
 /** An attempt is ambiguous when another placement is within this of the chosen one (a factor of 2). */
 const AMBIGUITY_LN = Math.LN2;
 
@@ -263,7 +265,7 @@ export class Correlator {
   private seq = 0;
   private idEpoch = 0;
   private readonly counts: SettleCounts = {
-    calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0, overBudget: 0,
+    calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0, overBudget: 0, filled: 0,
   };
 
   constructor(opts: CorrelatorOptions, emit: (c: Correlated) => void) {
@@ -579,6 +581,8 @@ export class Correlator {
   /** Export waiting call `i` of decision `d` with its chosen chain, ambiguity marked. */
   private release(d: Decision, i: number, now: number): void {
     const call = d.calls[i]!;
+    const filled = this.filled(d, i);
+    if (filled !== undefined) d.result.choice[i] = filled;
     const chain = d.result.choice[i]!.ids.map((id) => d.byId[id]!);
     // Over the work budget the ambiguity search is skipped: the flag is left out rather than guessed.
     const ambiguous = this.overBudget(now) ? undefined : this.ambiguity(d, i, now);
@@ -601,6 +605,39 @@ export class Correlator {
     }
     this.emitCall(call, chain, ambiguous);
     this.gc(call.group);
+  }
+
+  /**
+   * Waiting call `i` chose fewer attempts than its AttemptCount while attempts
+   * in its window are left that no waiting call chose: once it is exported they
+   * would be orphans (no call still to come is known to want them, and the SDK
+   * says this call had more). Its most probable chain of the most attempts it
+   * can have, among its choice and those: every attempt it adds is worth more
+   * than any score (FILL_BONUS). Undefined when there is nothing to add.
+   */
+  private filled(d: Decision, i: number): AssignOption | undefined {
+    const call = d.calls[i]!;
+    const chosen = d.result.choice[i]!;
+    if (chosen.ids.length >= call.want) return undefined;
+    const takenByOther = new Uint8Array(d.byId.length);
+    d.result.choice.forEach((o, j) => {
+      if (j !== i) for (const id of o.ids) takenByOther[id] = 1;
+    });
+    const space = this.spaceOf(call);
+    const cands = space.cands;
+    const banned = new Uint8Array(cands.length);
+    let free = 0;
+    for (let j = 0; j < cands.length; j++) {
+      const a = cands[j]!;
+      const usable = a.live && d.byId[a.id] === a && takenByOther[a.id] === 0;
+      banned[j] = usable ? 0 : 1;
+      if (usable) free++;
+    }
+    if (free <= chosen.ids.length) return undefined;
+    const best = space.best(1, new Float64Array(cands.length).fill(-FILL_BONUS), banned)[0];
+    if (best === undefined || best.attempts.length <= chosen.ids.length) return undefined;
+    this.counts.filled++;
+    return { ids: best.attempts.map((a) => a.id), ll: best.ll };
   }
 
   /**

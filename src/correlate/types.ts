@@ -61,4 +61,6 @@ export interface SettleCounts {
   crowded: number;
   /** Calls decided alone on arrival because the joint search had used its work budget for the second. */
   overBudget: number;
+  /** Calls that chose fewer attempts than their AttemptCount and were given the attempts in their window no waiting call chose (instead of leaving them orphans). */
+  filled: number;
 }

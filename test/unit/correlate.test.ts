@@ -43,10 +43,10 @@ const EXPECTED: Record<string, Expect> = {
   ruby_v3_sequential: EXACT,
   ruby_v3_concurrent: EXACT,
   boto3_storm_legacy: { right: 0.9, unflagged: 0, truthMoreProbable: 0, spurious: 0 },
-  boto3_storm_standard: { right: 0.65, unflagged: 2, truthMoreProbable: 1, spurious: 0 },
-  boto3_threads_adaptive: { right: 0.85, unflagged: 3, truthMoreProbable: 1, spurious: 0 },
+  boto3_storm_standard: { right: 0.65, unflagged: 0, truthMoreProbable: 1, spurious: 0 },
+  boto3_threads_adaptive: { right: 0.9, unflagged: 0, truthMoreProbable: 1, spurious: 0 },
   boto3_threads_legacy: { right: 0.9, unflagged: 0, truthMoreProbable: 0, spurious: 0 },
-  boto3_threads_standard: { right: 0.8, unflagged: 2, truthMoreProbable: 1, spurious: 0 },
+  boto3_threads_standard: { right: 0.85, unflagged: 1, truthMoreProbable: 1, spurious: 0 },
   go_v1_concurrent: { right: 0.7, unflagged: 0, truthMoreProbable: 0, spurious: 0 },
   go_v1_storm: { right: 0.75, unflagged: 4, truthMoreProbable: 1, spurious: 0 },
   js_v2_concurrent: { right: 0.85, unflagged: 0, truthMoreProbable: 0, spurious: 0 },
@@ -83,10 +83,11 @@ describe('correlate: real captures against ground truth (shipped defaults)', () 
       expect(s.misplacedUnflagged.length, `misplaced, not flagged: lines ${s.misplacedUnflagged.join(', ')}`).toBeLessThanOrEqual(e.unflagged);
       expect(s.truthMoreProbable.length, `truth more probable: ${JSON.stringify(s.truthMoreProbable)}`).toBeLessThanOrEqual(e.truthMoreProbable);
       expect(s.flaggedWithoutAlternative.length, `flags without alternative: lines ${s.flaggedWithoutAlternative.join(', ')}`).toBeLessThanOrEqual(e.spurious);
+      // Every attempt of these captures has its call: none may be exported alone (a call that chose too few takes them).
+      expect(s.orphans, 'orphans').toBe(0);
       if (e === EXACT) {
         expect(s.callsExact).toBe(s.calls);
         expect(s.flagged, 'sequential traffic is never flagged').toBe(0);
-        expect(s.orphans).toBe(0);
       }
     });
   }
