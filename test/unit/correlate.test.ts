@@ -231,6 +231,29 @@ describe('correlate: hand-made cases', () => {
     expect(c.pendingCalls).toBe(0);
   });
 
+  it('a call that chose fewer attempts than its AttemptCount takes the one left in its window rather than orphan it', () => {
+    const { c, out } = collector();
+    // DynamoDB legacy (exact 50·2^(k-1) ms delays). A [0, 60] has two attempts; B [0, 1000] counted three, and the
+    // only third one in its window fits badly: a success followed by a retry, another UserAgent, gaps off the model.
+    // B's most probable chain leaves it out (one attempt missing); exported so, it would be an orphan.
+    const A1 = attempt({ at: 0, lat: 5, status: 503 });
+    const B1 = attempt({ at: 1, lat: 5, status: 503 });
+    const A2 = attempt({ at: 55, lat: 5 });
+    const A = call({ at: 0, lat: 60, n: 2 });
+    const Z = { ...attempt({ at: 500, lat: 5 }), userAgent: 'Other/1.0' };
+    const B3 = attempt({ at: 990, lat: 10 });
+    const B = call({ at: 0, lat: 1000, n: 3 });
+    for (const e of [A1, B1, A2, A, Z, B3, B]) c.add(e);
+    c.expire(T0 + 1000 + SHIPPED.settleMs + 100);
+    c.flush();
+    expect(orphans(out)).toEqual([]);
+    const b = calls(out).find((x) => x.call === B)!;
+    expect(b.attempts).toEqual([B1, Z, B3]);
+    expect(b.missingAttempts).toBe(0);
+    expect(calls(out).find((x) => x.call === A)!.attempts).toEqual([A1, A2]);
+    expect(c.settleCounts.filled).toBe(1);
+  });
+
   it('attempts-first SDK: a call with nothing to claim is emitted at once (its attempts cannot come later)', () => {
     const { c, out } = collector();
     const C = call({ at: 0, lat: 57, n: 2 }); // boto3_edge_cases line 2: both attempts dropped as oversize
