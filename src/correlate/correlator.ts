@@ -23,7 +23,7 @@
  * Attempts placed where another placement is within ln 2 as probable are
  * marked `ambiguous` (twin calls started in the same millisecond with full
  * jitter backoff cannot be told apart by anything CSM sends). "Another
- * placement" includes the calls exported in the last settleMs that competed
+ * placement" includes the calls exported in the last RECENT_SETTLES settle times that competed
  * for the same attempts (`Group.recent`), so both sides of a swap are marked.
  *
  * No timers here: the caller drives `expire(now)` (the bridge every 100 ms);
@@ -50,8 +50,13 @@ const RELEASE_MARGIN = Math.log(1000);
 const CUT_GAP = 1;
 /** Price rounds of the joint search for the best assignment without one attempt (see `bestWithout`). */
 const AMBIGUITY_ROUNDS = 8;
-/** Exported calls kept per group for the ambiguity of twins decided after them. */
+/**
+ * Exported calls kept per group for the ambiguity of twins decided after them, and for how many
+ * settle times: a twin's ApiCall comes up to its retry chain's length after the call, and in the
+ * storm captures the decisive one came 1-3.4 s after (one settle time saw none of those).
+ */
 const RECENT_CALLS = 32;
+const RECENT_SETTLES = 4;
 /** Candidates per call beyond which the nearest to its ends are kept (see `capped`), and the step terms of one chain space. */
 const MAX_CANDIDATES = 192;
 const MAX_STEP_TERMS = 1 << 18;
@@ -123,7 +128,7 @@ interface Group {
   /** Calls waiting (for competitors or late attempts), in arrival order. */
   calls: PendingCall[];
   /**
-   * Calls exported in the last settleMs after competing (at most RECENT_CALLS):
+   * Calls exported in the last RECENT_SETTLES settle times after competing (at most RECENT_CALLS):
    * a twin decided later may have been as likely to own their attempts.
    */
   recent: PendingCall[];
@@ -598,7 +603,7 @@ export class Correlator {
     this.unhold(call.group);
     if (d.calls.length > 1 || ambiguous !== undefined) {
       call.chosenLl = d.result.choice[i]!.ll;
-      call.recentUntil = now + this.opts.settleMs;
+      call.recentUntil = now + RECENT_SETTLES * this.opts.settleMs;
       const recent = call.group.recent;
       recent.push(call);
       if (recent.length > RECENT_CALLS) recent.shift();
