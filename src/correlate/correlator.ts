@@ -236,6 +236,13 @@ function byStart(a: PendingAttempt, b: PendingAttempt): number {
   return a.start - b.start || a.end - b.end || a.seq - b.seq;
 }
 
+/** A call with a chain, as the ambiguity search sees it. */
+interface Party {
+  call: PendingCall;
+  chain: PendingAttempt[];
+  ll: number;
+}
+
 /** The joint decision over a group's waiting calls. */
 interface Decision {
   /** The group's waiting calls when decided (index i = bidder i). */
@@ -465,8 +472,11 @@ export class Correlator {
    * clear (its chain complete, see `clear`).
    */
   private settle(group: Group, now: number): void {
+    // Calls released together are flagged together, each against the others' final chains (see `flagAndEmit`).
+    const batch: Party[] = [];
+    const recentBefore = group.recent.slice();
     for (;;) {
-      if (group.calls.length === 0) return;
+      if (group.calls.length === 0) break;
       const d = this.decideAll(group);
       // Of the calls that may go, the one whose chain has been complete longest goes first.
       let next = -1;
@@ -478,10 +488,36 @@ export class Correlator {
         const due = now >= c.holdUntil || (now >= c.settleBy && (complete || !c.callFirst));
         if ((due || (complete && this.clear(d, i))) && (next < 0 || c.completeSince < d.calls[next]!.completeSince)) next = i;
       }
-      if (next < 0) return;
+      if (next < 0) break;
       // Releasing renumbers attempts (the ambiguity search): the rest is decided afresh.
-      this.release(d, next, now);
+      this.release(d, next, now, batch);
     }
+    if (batch.length > 0) this.flagAndEmit(group, batch, recentBefore, now);
+  }
+
+  /**
+   * Calls released by one `settle` (same instant): each one's ambiguity is searched against the chains
+   * the others were finally given (the waiting calls as decided now, the released ones as exported),
+   * not against the decision in force when it left, which the later ones may have changed.
+   */
+  private flagAndEmit(group: Group, batch: readonly Party[], recentBefore: readonly PendingCall[], now: number): void {
+    let waiting: Party[] = [];
+    const over = this.overBudget(now);
+    if (!over && group.calls.length > 0) {
+      const d = this.decideAll(group, true);
+      waiting = d.calls.map((c, j) => ({ call: c, chain: d.result.choice[j]!.ids.map((id) => d.byId[id]!), ll: d.result.choice[j]!.ll }));
+    }
+    const recent = [...new Set([...recentBefore, ...group.recent, ...batch.map((b) => b.call)])].filter((r) => r.recentUntil >= now || batch.some((b) => b.call === r));
+    for (const b of batch) {
+      const ambiguous = over || b.chain.length === 0 ? undefined : this.ambiguityOf(b, waiting, recent);
+      if (ambiguous !== undefined && b.call.recentUntil < now) {
+        b.call.recentUntil = now + RECENT_SETTLES * this.opts.settleMs;
+        group.recent.push(b.call);
+        if (group.recent.length > RECENT_CALLS) group.recent.shift();
+      }
+      this.emitCall(b.call, b.chain, ambiguous);
+    }
+    this.gc(group);
   }
 
   /** Export `call` now (hold expired, evicted, shutdown), decided jointly with its group. */
@@ -520,7 +556,7 @@ export class Correlator {
   }
 
   /** The joint assignment of the group's waiting calls (assignment.ts), warm-started from the attempts' prices. */
-  private decideAll(group: Group): Decision {
+  private decideAll(group: Group, probe = false): Decision {
     const calls = group.calls.slice();
     const epoch = ++this.idEpoch;
     const byId: PendingAttempt[] = [];
@@ -537,6 +573,8 @@ export class Correlator {
     const prices = new Float64Array(byId.length);
     byId.forEach((a, id) => (prices[id] = a.price));
     const result = assignJointly(bidders, byId.length, prices);
+    // A probe (the chains the waiting calls would be given now, for the ambiguity of those released) changes nothing.
+    if (probe) return { calls, bidders, byId, prices, result };
     byId.forEach((a, id) => (a.price = prices[id]!));
     if (result.ll < result.bound - CUT_GAP) this.counts.searchesCut++;
     return { calls, bidders, byId, prices, result };
@@ -584,13 +622,13 @@ export class Correlator {
   }
 
   /** Export waiting call `i` of decision `d` with its chosen chain, ambiguity marked. */
-  private release(d: Decision, i: number, now: number): void {
+  private release(d: Decision, i: number, now: number, batch?: Party[]): void {
     const call = d.calls[i]!;
     const filled = this.filled(d, i);
     if (filled !== undefined) d.result.choice[i] = filled;
     const chain = d.result.choice[i]!.ids.map((id) => d.byId[id]!);
     // Over the work budget the ambiguity search is skipped: the flag is left out rather than guessed.
-    const ambiguous = this.overBudget(now) ? undefined : this.ambiguity(d, i, now);
+    const ambiguous = batch !== undefined || this.overBudget(now) ? undefined : this.ambiguity(d, i, now);
     this.forget(call);
     const wait = now === Infinity ? 0 : Math.max(0, now - call.ev.receivedAt);
     this.counts.waitMsTotal += wait;
@@ -601,12 +639,16 @@ export class Correlator {
       a.owner = call;
     }
     this.unhold(call.group);
+    call.chosenLl = d.result.choice[i]!.ll;
     if (d.calls.length > 1 || ambiguous !== undefined) {
-      call.chosenLl = d.result.choice[i]!.ll;
       call.recentUntil = now + RECENT_SETTLES * this.opts.settleMs;
       const recent = call.group.recent;
       recent.push(call);
       if (recent.length > RECENT_CALLS) recent.shift();
+    }
+    if (batch !== undefined) {
+      batch.push({ call, chain, ll: call.chosenLl });
+      return;
     }
     this.emitCall(call, chain, ambiguous);
     this.gc(call.group);
@@ -654,20 +696,28 @@ export class Correlator {
     const chosen = d.result.choice[i]!;
     const call = d.calls[i]!;
     if (chosen.ids.length === 0 || (d.calls.length < 2 && this.spaceOf(call).cands.length <= chosen.ids.length)) return undefined;
+    const waiting: Party[] = [];
+    d.calls.forEach((c, j) => {
+      if (j !== i && c.live) waiting.push({ call: c, chain: d.result.choice[j]!.ids.map((id) => d.byId[id]!), ll: d.result.choice[j]!.ll });
+    });
     const group = call.group;
     group.recent = group.recent.filter((r) => r.recentUntil >= now);
+    return this.ambiguityOf({ call, chain: chosen.ids.map((id) => d.byId[id]!), ll: chosen.ll }, waiting, group.recent);
+  }
+
+  /**
+   * The ambiguity of `me`'s chain against the `waiting` calls (their chains as decided) and the `recent`
+   * exported calls that competed for the same attempts, both free to change their chain.
+   */
+  private ambiguityOf(me: Party, waiting: readonly Party[], recent: readonly PendingCall[]): boolean[] | undefined {
+    const call = me.call;
+    const chain = me.chain;
     const mineCands = this.spaceOf(call).cands;
-    const chain = chosen.ids.map((id) => d.byId[id]!);
-    // The parties: the calls still waiting in this decision (this one first), and the calls exported lately that
-    // competed for the same attempts, free to change their chain.
-    const parties: { call: PendingCall; chain: PendingAttempt[]; ll: number }[] = [{ call, chain, ll: chosen.ll }];
-    d.calls.forEach((c, j) => {
-      if (j !== i && c.live) parties.push({ call: c, chain: d.result.choice[j]!.ids.map((id) => d.byId[id]!), ll: d.result.choice[j]!.ll });
-    });
+    const parties: Party[] = [me, ...waiting];
     const inChain = new Set(chain);
     const mineSet = new Set(mineCands);
-    for (const r of group.recent) {
-      if (r.space!.cands.some((a) => inChain.has(a) || (a.owner === r && mineSet.has(a)))) {
+    for (const r of recent) {
+      if (r !== call && r.space!.cands.some((a) => inChain.has(a) || (a.owner === r && mineSet.has(a)))) {
         parties.push({ call: r, chain: r.space!.cands.filter((a) => a.owner === r), ll: r.chosenLl });
       }
     }
