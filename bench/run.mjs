@@ -273,7 +273,6 @@ async function runRaw(gen, rate, o, templates) {
   return {
     rate,
     ...(o.grpc ? { protocol: 'grpc' } : {}),
-    ...(stats.sampling?.sampledOut ? { sampling: { keptCalls: stats.sampling.kept, sampledOutCalls: stats.sampling.sampledOut } } : {}),
     sent: g.sent,
     achievedRate: Math.round(g.sent / (g.elapsedMs / 1000)),
     received,
