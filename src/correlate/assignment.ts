@@ -188,6 +188,8 @@ export interface Bidder {
   bid(prices: Float64Array, limit: number, taken?: Uint8Array): PricedOption[];
   /** ln likelihood of explaining none of its attempts. */
   emptyLl: number;
+  /** ln likelihood of exactly the chain `ids` (any order); −Infinity when they cannot be its chain. */
+  llOf?(ids: readonly number[]): number;
 }
 
 export interface JointResult {
@@ -357,7 +359,10 @@ export function bestWithout(
     alt = Math.max(alt, total - currentLl[me]! - currentLl[r]! + moved.ll + (best(r, tr)?.ll ?? bidders[r]!.emptyLl));
   }
   if (total - alt <= Math.LN2) return alt;
-  // Not within reach by one move or swap: the joint search, with `x` kept from `me` (a few price rounds).
+  const exchanged = exchange(bidders, current, currentLl, me, x, mine, zero);
+  if (exchanged !== undefined) alt = Math.max(alt, total + exchanged);
+  if (total - alt <= Math.LN2) return alt;
+  // Not within reach by one move, swap or exchange: the joint search, with `x` kept from `me` (a few price rounds).
   const without: Bidder = {
     emptyLl: bidders[me]!.emptyLl,
     bid: (prices, limit, taken) => {
@@ -369,4 +374,71 @@ export function bestWithout(
   const others = bidders.slice();
   others[me] = without;
   return Math.max(alt, assignJointly(others, nIds, new Float64Array(nIds), rounds).ll);
+}
+
+/**
+ * The best gain (ln) of moving `x` off `me` by exchanging attempts along a
+ * cycle of two or three bidders, every other attempt of their chains kept:
+ * `x` goes to r1 in place of its y1, y1 goes to r2 in place of y2 (r2 = r1,
+ * y2 = y1: a plain exchange), and y2 comes to `me` in place of `x`. Where
+ * chains tie (full jitter) or gaps are bounded (Go) the moves of `bestWithout`
+ * miss these: `me`'s best chain with another's attempts free often takes more
+ * of them than that one can spare. Undefined without `llOf`.
+ */
+function exchange(
+  bidders: readonly Bidder[],
+  current: readonly (readonly number[])[],
+  currentLl: readonly number[],
+  me: number,
+  x: number,
+  mine: ReadonlySet<number>,
+  zero: Float64Array,
+): number | undefined {
+  const llMe = bidders[me]!.llOf;
+  if (llMe === undefined) return undefined;
+  const swap = (ids: readonly number[], from: number, to: number) => ids.map((id) => (id === from ? to : id));
+  // `me` with x → y2, by y2's holder r2; and r1 with y1 → x.
+  const toMe: { r: number; y: number; d: number }[] = [];
+  const toR1: { r: number; y: number; d: number }[] = [];
+  for (let r = 0; r < bidders.length; r++) {
+    const llR = bidders[r]!.llOf;
+    if (r === me || llR === undefined) continue;
+    for (const y of current[r]!) {
+      if (mine.has(y)) {
+        const d = llMe(swap(current[me]!, x, y)) - currentLl[me]!;
+        if (d > -Infinity) toMe.push({ r, y, d });
+      }
+      const d = llR(swap(current[r]!, y, x)) - currentLl[r]!;
+      if (d > -Infinity) toR1.push({ r, y, d });
+    }
+  }
+  if (toMe.length === 0 || toR1.length === 0) return undefined;
+  // What r2 could gain at most (its best chain): bounds a cycle before its third chain is scored.
+  const bestGain = new Map<number, number>();
+  const gainBound = (r: number): number => {
+    let g = bestGain.get(r);
+    if (g === undefined) {
+      const o = bidders[r]!.bid(zero, 1)[0];
+      bestGain.set(r, (g = Math.max(0, (o?.ll ?? -Infinity) - currentLl[r]!)));
+    }
+    return g;
+  };
+  toMe.sort((a, b) => b.d - a.d);
+  toR1.sort((a, b) => b.d - a.d);
+  let best: number | undefined;
+  for (const m of toMe) {
+    for (const o of toR1) {
+      // Options sorted best first: once the bound cannot beat the best, no later r1 can.
+      if (best !== undefined && m.d + o.d + gainBound(m.r) <= best) break;
+      let d = m.d + o.d;
+      if (o.r === m.r) {
+        // A plain exchange: r gives y and takes x in its place.
+        if (o.y !== m.y) continue;
+      } else {
+        d += bidders[m.r]!.llOf!(swap(current[m.r]!, m.y, o.y)) - currentLl[m.r]!;
+      }
+      if (best === undefined || d > best) best = d;
+    }
+  }
+  return best;
 }

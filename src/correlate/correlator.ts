@@ -24,7 +24,8 @@
  * marked `ambiguous` (twin calls started in the same millisecond with full
  * jitter backoff cannot be told apart by anything CSM sends). "Another
  * placement" includes the calls exported in the last RECENT_SETTLES settle times that competed
- * for the same attempts (`Group.recent`), so both sides of a swap are marked.
+ * for the same attempts (`Group.recent`), with the attempts they were exported with, so both
+ * sides of a swap are marked — also for a call that arrives alone after them.
  *
  * No timers here: the caller drives `expire(now)` (the bridge every 100 ms);
  * receive times of arriving events also advance the settle clock. Bounds:
@@ -38,7 +39,7 @@ import type { CsmApiCall, CsmAttempt, CsmEvent, SdkFamily } from '../decode/type
 import { assignJointly, bestWithout, type AssignOption, type Bidder, type JointResult, type PricedOption } from './assignment.js';
 import { GroupIndex, hasKey, keyOf, type GroupKey } from './group-index.js';
 import { attemptEnd, attemptStart, callEnd, callStart, LN_MISSING_ATTEMPT } from './retry-models.js';
-import { ChainSpace, MAX_POSITIONS, topChains, type TimedAttempt, type TimedCall } from './scoring.js';
+import { ChainSpace, chainLogLikelihood, MAX_POSITIONS, topChains, type TimedAttempt, type TimedCall } from './scoring.js';
 import type { Correlated, CorrelatorOptions, SettleCounts } from './types.js';
 
 /** Every attempt is sent before its ApiCall (captured for botocore, JS v2, Go v1; source for the rest). */
@@ -391,15 +392,15 @@ export class Correlator {
       const cands = this.candidates(call);
       // The common case: one call, its attempts already there, nothing left over. Nothing to score.
       if (cands.length === want || (cands.length < want && !call.callFirst)) {
-        if (cands.length <= 1) return this.claimAndEmit(call, cands);
+        if (cands.length <= 1) return this.claimAndEmit(call, cands, now);
         const best = topChains(call, cands, 1)[0]!;
-        if (best.attempts.length === cands.length) return this.claimAndEmit(call, best.attempts);
+        if (best.attempts.length === cands.length) return this.claimAndEmit(call, best.attempts, now);
       } else if (cands.length > want) {
         // More candidates than needed: a clear winner is exported at once; otherwise the rest may be a twin's.
         call.space = this.newSpace(call, cands);
         const [best, next] = call.space.best(2);
         if (best!.attempts.length >= want && (next === undefined || best!.ll - next.ll > RELEASE_MARGIN)) {
-          return this.claimAndEmit(call, best!.attempts);
+          return this.claimAndEmit(call, best!.attempts, now);
         }
       }
     }
@@ -603,6 +604,15 @@ export class Correlator {
     const lastBy = new Map<number, { local: Float64Array; banned: Uint8Array; out: PricedOption[] }>();
     return {
       emptyLl: c.want * LN_MISSING_ATTEMPT,
+      llOf: (ids) => {
+        const chain: PendingAttempt[] = [];
+        for (const id of ids) {
+          const a = cands.find((x) => x.idEpoch === epoch && x.id === id);
+          if (a === undefined) return -Infinity;
+          chain.push(a);
+        }
+        return chainLogLikelihood(c, chain.sort(byStart));
+      },
       bid: (prices, limit, taken) => {
         for (let j = 0; j < cands.length; j++) {
           const a = cands[j]!;
@@ -712,7 +722,7 @@ export class Correlator {
   private ambiguityOf(me: Party, waiting: readonly Party[], recent: readonly PendingCall[]): boolean[] | undefined {
     const call = me.call;
     const chain = me.chain;
-    const mineCands = this.spaceOf(call).cands;
+    const mineCands = this.withRecentOwned(call, recent).cands;
     const parties: Party[] = [me, ...waiting];
     const inChain = new Set(chain);
     const mineSet = new Set(mineCands);
@@ -762,6 +772,29 @@ export class Correlator {
   }
 
 
+  /**
+   * `call`'s chain space, widened by the attempts in its window that `recent` calls were exported
+   * with (an attempts-first call only those that arrived before it): the alternatives of a call
+   * that arrived after a twin took its attempt. Only for the ambiguity search (it bans what no
+   * party holds); the space is the call's from then on, as it is exported.
+   */
+  private withRecentOwned(call: PendingCall, recent: readonly PendingCall[]): ChainSpace<PendingAttempt> {
+    const space = this.spaceOf(call);
+    const have = new Set(space.cands);
+    const extra: PendingAttempt[] = [];
+    for (const r of recent) {
+      if (r === call || r.space === undefined) continue;
+      for (const a of r.space.cands) {
+        if (a.owner === r && !have.has(a) && this.fits(call, a) && (call.callFirst || a.seq < call.seq)) {
+          have.add(a);
+          extra.push(a);
+        }
+      }
+    }
+    if (extra.length === 0) return space;
+    return (call.space = this.newSpace(call, [...space.cands, ...extra].sort(byStart)));
+  }
+
   /** Remove a waiting call from its group and the counts. */
   private forget(c: PendingCall): void {
     if (!c.live) return;
@@ -783,10 +816,33 @@ export class Correlator {
     }
   }
 
-  private claimAndEmit(call: PendingCall, attempts: PendingAttempt[]): void {
-    for (const a of attempts) this.dropAttempt(a);
-    this.emitCall(call, attempts, undefined);
-    this.gc(call.group);
+  /**
+   * Export a call decided alone on arrival. Alone is not unopposed: calls of its group exported
+   * in the last RECENT_SETTLES settle times may have been as likely to own its attempts (a twin
+   * that took this one's attempt and left it another), so with any of them about, its ambiguity
+   * is searched against them (`now` given; not over the work budget).
+   */
+  private claimAndEmit(call: PendingCall, attempts: PendingAttempt[], now?: number): void {
+    const group = call.group;
+    let ambiguous: boolean[] | undefined;
+    if (now !== undefined && attempts.length > 0 && group.recent.length > 0 && !this.overBudget(now)) {
+      group.recent = group.recent.filter((r) => r.recentUntil >= now);
+      if (group.recent.length > 0) {
+        this.spaceOf(call);
+        ambiguous = this.ambiguityOf({ call, chain: attempts, ll: chainLogLikelihood(call, attempts) }, [], group.recent);
+      }
+    }
+    for (const a of attempts) {
+      this.dropAttempt(a);
+      a.owner = call;
+    }
+    if (ambiguous !== undefined) {
+      call.recentUntil = now! + RECENT_SETTLES * this.opts.settleMs;
+      group.recent.push(call);
+      if (group.recent.length > RECENT_CALLS) group.recent.shift();
+    }
+    this.emitCall(call, attempts, ambiguous);
+    this.gc(group);
   }
 
   private emitCall(c: PendingCall, chain: PendingAttempt[], ambiguous: boolean[] | undefined): void {

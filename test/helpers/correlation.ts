@@ -37,6 +37,8 @@ export interface CaptureScore {
   /** How long each call waited in the correlator (ms on the capture's clock), sorted. */
   waitsMs: number[];
   out: Correlated[];
+  /** The capture line of each event of `out`. */
+  lineOf: Map<CsmEvent, number>;
 }
 
 export interface Replayed {
@@ -106,7 +108,7 @@ export function measureCapture(scenario: string, opts: CorrelatorOptions): Captu
 
   const s: CaptureScore = {
     scenario, attempts: 0, attemptsRight: 0, calls: 0, callsExact: 0, orphans: orphans.size, flagged: flagged.size,
-    misplacedUnflagged: [], misplacedGroups: 0, truthMoreProbable: [], flaggedWithoutAlternative: [], waitsMs, out,
+    misplacedUnflagged: [], misplacedGroups: 0, truthMoreProbable: [], flaggedWithoutAlternative: [], waitsMs, out, lineOf,
   };
   const sameSet = (a: number[], b: number[]) => a.length === b.length && [...a].sort().join() === [...b].sort().join();
   // Misplaced groups: calls linked by the attempts that are not under their true call.
@@ -199,8 +201,14 @@ function flagsWithoutAlternative(ev: readonly CsmEvent[], ours: Map<number, numb
     const current = calls.map((_, i) => chainOf(i).map((a) => idOf.get(a.seq)!));
     const bidders: Bidder[] = spaces.map((space) => {
       const local = new Float64Array(space.cands.length);
+      const byId = new Map(space.cands.map((a) => [idOf.get(a.seq)!, a]));
       return {
         emptyLl: space.call.want * LN_MISSING_ATTEMPT,
+        llOf: (ids) => {
+          const chain = ids.map((id) => byId.get(id));
+          if (chain.some((a) => a === undefined)) return -Infinity;
+          return chainLogLikelihood(space.call, (chain as TimedAttempt[]).sort((a, b) => a.start - b.start || a.end - b.end));
+        },
         bid: (prices, limit, taken) => {
           const banned = space.cands.map((a) => taken !== undefined && taken[idOf.get(a.seq)!] !== 0);
           space.cands.forEach((a, j) => (local[j] = prices[idOf.get(a.seq)!]!));

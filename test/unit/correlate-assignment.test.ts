@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { assign, assignJointly, components, type Bidder, type Party } from '../../src/correlate/assignment.js';
+import { assign, assignJointly, bestWithout, components, type Bidder, type Party } from '../../src/correlate/assignment.js';
 import { attemptEnd, attemptStart } from '../../src/correlate/retry-models.js';
 import { ChainSpace, chainLogLikelihood, topChains, type TimedAttempt, type TimedCall } from '../../src/correlate/scoring.js';
 import type { CsmAttempt } from '../../src/decode/types.js';
@@ -93,6 +93,37 @@ function listBidders(parties: readonly Party[]): Bidder[] {
         .slice(0, limit),
   }));
 }
+
+describe('assignment: the best assignment without one attempt (ambiguity)', () => {
+  /** `listBidders` that can also score an exact chain (the option with those ids). */
+  const scoring = (parties: readonly Party[]): Bidder[] =>
+    listBidders(parties).map((b, i) => ({
+      ...b,
+      llOf: (ids: readonly number[]) => {
+        const key = [...ids].sort((x, y) => x - y).join();
+        return parties[i]!.options.find((o) => [...o.ids].sort((x, y) => x - y).join() === key)?.ll ?? -Infinity;
+      },
+    }));
+  // A holds 0,1; B 2,3; C 4,5. Without 1 under A, the only assignment as good is the rotation
+  // 1 → B (for its 3), 3 → C (for its 5), 5 → A. A's best chain with B's attempts free takes 2,
+  // which leaves B nothing; with C's free it takes 5, and C cannot have 1.
+  const parties: Party[] = [
+    { options: [{ ids: [0, 2], ll: -9.5 }, { ids: [0, 1], ll: -10 }, { ids: [0, 5], ll: -10 }, { ids: [], ll: -40 }] },
+    { options: [{ ids: [2, 3], ll: -10 }, { ids: [2, 1], ll: -10 }, { ids: [], ll: -40 }] },
+    { options: [{ ids: [4, 5], ll: -10 }, { ids: [4, 3], ll: -10 }, { ids: [], ll: -40 }] },
+  ];
+  const current = [[0, 1], [2, 3], [4, 5]];
+  const currentLl = [-10, -10, -10];
+  const mine = new Set([0, 1, 2, 5]);
+
+  it('finds an exchange along a cycle of three calls that no move or swap reaches', () => {
+    expect(bestWithout(scoring(parties), 6, current, currentLl, 0, 1, mine, 1)).toBeCloseTo(-30, 9);
+  });
+
+  it('without chain scores the same problem falls back to the moves and the short joint search', () => {
+    expect(bestWithout(listBidders(parties), 6, current, currentLl, 0, 1, mine, 1)).toBeLessThan(-30 - Math.LN2);
+  });
+});
 
 describe('assignment: the joint search with prices', () => {
   it('is feasible, never above its bound, and finds the optimum of small problems', () => {
