@@ -183,6 +183,24 @@ describe('retry models: offsets and hard cues (§1, §4)', () => {
     expect(logLastOffset(php, 150, 3, failed())).toBeCloseTo(logGap(php, 3, failed(), 150), 9);
   });
 
+  it('Ruby: the last attempt ends −1, 0 or 1 ms before its call as likely (wall-clock stamps, monotonic latencies: the captures)', () => {
+    const rb = profile('ruby-v3', 'legacy');
+    expect(logLastOffset(rb, -1, 1, undefined)).toBeCloseTo(logLastOffset(rb, 1, 1, undefined), 9);
+    expect(logLastOffset(rb, 0, 1, undefined)).toBeCloseTo(logLastOffset(rb, 1, 1, undefined), 9);
+    expect(logLastOffset(rb, 3, 1, undefined)).toBeLessThan(logLastOffset(rb, 1, 1, undefined) - 2);
+  });
+
+  it('no offset is impossible, for any SDK, from 50 ms early to 10 s late (Go had none at 5-6 ms)', () => {
+    const sdks: SdkFamily[] = ['botocore', 'js-v2', 'go-v1', 'ruby-v3', 'java-v1', 'php-v3', 'dotnet', 'unknown'];
+    for (const sdk of sdks) {
+      const p = profile(sdk, 'legacy');
+      for (let d = -50; d <= 10_000; d += d < 200 ? 1 : 97) {
+        expect(Number.isFinite(logFirstOffset(p, d)), `${sdk} first offset ${d}`).toBe(true);
+        expect(Number.isFinite(logLastOffset(p, d, 1, undefined)), `${sdk} last offset ${d}`).toBe(true);
+      }
+    }
+  });
+
   it('the last attempt carries the final outcome (exception families either way), Go the request id', () => {
     const c = apiCall({ service: 'S3', api: 'GetObject', timestamp: 0, finalHttpStatusCode: 404, finalAwsException: 'NoSuchKey' });
     const a = apiCallAttempt({ service: 'S3', api: 'GetObject', timestamp: 0, httpStatusCode: 404, sdkException: 'NoSuchKey' });
