@@ -4,7 +4,9 @@
  * the evidence is elsewhere: group-index.ts (which events may belong
  * together), retry-models.ts (each SDK's retry timing as log-densities),
  * scoring.ts (a call's most probable chains), assignment.ts (the most probable
- * assignment of a group's attempts to its calls, jointly).
+ * assignment of a group's attempts to its calls, jointly), ambiguity.ts (what
+ * the data cannot decide); pending.ts holds what waits, chain-spaces.ts a
+ * waiting call's chains and bids, work-budget.ts the joint search's budget.
  *
  * Attempts-first SDKs (botocore, JS v2, Go v1, Java v1, PHP, .NET) send every
  * attempt before its ApiCall. A call arriving with no competitor (no other
@@ -32,15 +34,19 @@
  * pending attempts, waiting calls and the attempts they hold are capped
  * together (maxPending, oldest exported first); at most MAX_WAITING_PER_GROUP
  * calls wait per group; a chain space holds at most MAX_STEP_TERMS; the joint
- * search has a work budget per second (`overBudget`); emptied groups are freed
+ * search has a work budget per second (work-budget.ts); emptied groups are freed
  * in batches. Everything is counted in `settleCounts` (/stats correlation.joint).
  */
 import type { CsmApiCall, CsmAttempt, CsmEvent, SdkFamily } from '../decode/types.js';
-import { assignJointly, bestWithout, type AssignOption, type Bidder, type JointResult, type PricedOption } from './assignment.js';
-import { GroupIndex, hasKey, keyOf, type GroupKey } from './group-index.js';
-import { attemptEnd, attemptStart, callEnd, callStart, LN_MISSING_ATTEMPT } from './retry-models.js';
-import { ChainSpace, chainLogLikelihood, MAX_POSITIONS, topChains, type TimedAttempt, type TimedCall } from './scoring.js';
+import { ambiguityOf, type Party } from './ambiguity.js';
+import { assignJointly, type AssignOption, type Bidder, type JointResult } from './assignment.js';
+import { ChainSpaces } from './chain-spaces.js';
+import { GroupIndex, hasKey, keyOf } from './group-index.js';
+import { byStart, candidatesOf, Fifo, fits, isEmpty, SettleQueue, type Group, type PendingAttempt, type PendingCall } from './pending.js';
+import { attemptEnd, attemptStart, callEnd, callStart } from './retry-models.js';
+import { chainLogLikelihood, topChains } from './scoring.js';
 import type { Correlated, CorrelatorOptions, SettleCounts } from './types.js';
+import { WorkBudget } from './work-budget.js';
 
 /** Every attempt is sent before its ApiCall (captured for botocore, JS v2, Go v1; source for the rest). */
 const ATTEMPTS_FIRST: ReadonlySet<SdkFamily> = new Set<SdkFamily>(['botocore', 'js-v2', 'go-v1', 'java-v1', 'php-v3', 'dotnet']);
@@ -49,8 +55,6 @@ const ATTEMPTS_FIRST: ReadonlySet<SdkFamily> = new Set<SdkFamily>(['botocore', '
 const RELEASE_MARGIN = Math.log(1000);
 /** A search that ends further than this below its bound counts as cut (searchesCut). */
 const CUT_GAP = 1;
-/** Price rounds of the joint search for the best assignment without one attempt (see `bestWithout`). */
-const AMBIGUITY_ROUNDS = 8;
 /**
  * Exported calls kept per group for the ambiguity of twins decided after them, and for how many
  * settle times: a twin's ApiCall comes up to its retry chain's length after the call, and in the
@@ -58,191 +62,15 @@ const AMBIGUITY_ROUNDS = 8;
  */
 const RECENT_CALLS = 32;
 const RECENT_SETTLES = 4;
-/** Candidates per call beyond which the nearest to its ends are kept (see `capped`), and the step terms of one chain space. */
-const MAX_CANDIDATES = 192;
-const MAX_STEP_TERMS = 1 << 18;
-/** Chain-space work allowed per second of the correlator's clock (see `overBudget`); building a space costs SPACE_WORK per term. */
-const WORK_PER_SECOND = 120_000_000;
-/**
- * Above this many events in a second of the correlator's clock (this second or the one before),
- * every call is decided alone on arrival, as before the joint search. The joint search costs
- * milliseconds per call in a storm; at 100k datagrams/s of twin calls it took the bridge past one
- * core (bench/run.mjs: 13-19 µs per datagram instead of 7, a third of the datagrams dropped by
- * the kernel). Storms of real applications are far below it (the captures: about 100 events/s).
- */
-const JOINT_MAX_EVENTS_PER_SECOND = 10_000;
-const SPACE_WORK = 10;
 /** Candidates a call decided alone over the budget looks at (the nearest to its ends). */
 const CANDIDATES_OVER_BUDGET = 16;
 /** Calls waiting in one group at most: beyond it the oldest is decided at once (counted: joint.crowded). */
 const MAX_WAITING_PER_GROUP = 32;
 /** What each attempt added to a short chain is worth when a call is filled (see `filled`): more than any chain's ln likelihood. */
 const FILL_BONUS = 1e4;
-/** An attempt is ambiguous when another placement is within this of the chosen one (a factor of 2). */
-const AMBIGUITY_LN = Math.LN2;
-
-interface PendingAttempt extends TimedAttempt {
-  group: Group;
-  live: boolean;
-  /** Inside the window of a waiting call: waits with it, not counted in pendingAttempts. */
-  held: boolean;
-  /** Arrival order (an attempts-first call can only have attempts that arrived before it). */
-  seq: number;
-  /** Scratch id for the joint search, valid while `idEpoch` is the correlator's. */
-  id: number;
-  idEpoch: number;
-  /** Its price in the joint search (assignment.ts), kept to warm-start the next one. */
-  price: number;
-  /** The call it was exported with. */
-  owner: PendingCall | undefined;
-}
-
-interface PendingCall extends TimedCall {
-  tol: number;
-  group: Group;
-  live: boolean;
-  seq: number;
-  /** The ApiCall is sent before its attempts (Ruby, unknown SDKs): it waits for them. */
-  callFirst: boolean;
-  /** When it is decided at the latest with its chain complete (settleMs) or not (callHoldMs). */
-  settleBy: number;
-  holdUntil: number;
-  /** Its chains over its candidates; undefined when new attempts came into its window since. */
-  space: ChainSpace<PendingAttempt> | undefined;
-  /** Once exported after competing: its chain's ln likelihood, and until when it counts in others' ambiguity. */
-  chosenLl: number;
-  recentUntil: number;
-  /** Since which arrival (seq) its chosen chain has been complete; Infinity while it is not. */
-  completeSince: number;
-}
-
-interface Group {
-  key: GroupKey;
-  /** Still in the index (an emptied group stays until the next sweep, see `gc`). */
-  indexed: boolean;
-  /** Queued in `emptied`. */
-  queued: boolean;
-  /** Unclaimed attempts sorted by `end` (dead entries removed lazily). */
-  attempts: PendingAttempt[];
-  liveAttempts: number;
-  deadAttempts: number;
-  /** Calls waiting (for competitors or late attempts), in arrival order. */
-  calls: PendingCall[];
-  /**
-   * Calls exported in the last RECENT_SETTLES settle times after competing (at most RECENT_CALLS):
-   * a twin decided later may have been as likely to own their attempts.
-   */
-  recent: PendingCall[];
-}
-
-/** A FIFO with lazy deletion: entries are marked dead and skipped. */
-class Fifo<T extends { live: boolean }> {
-  private items: T[] = [];
-  private head = 0;
-  private dead = 0;
-  push(x: T): void {
-    this.items.push(x);
-  }
-  markDead(): void {
-    this.dead++;
-    this.maybeCompact();
-  }
-  /** Oldest live entry, dropping dead ones in front of it. */
-  peek(): T | undefined {
-    while (this.head < this.items.length) {
-      const x = this.items[this.head]!;
-      if (x.live) return x;
-      this.head++;
-      this.dead--;
-    }
-    return undefined;
-  }
-  drain(): T[] {
-    const out = this.items.slice(this.head).filter((x) => x.live);
-    this.items = [];
-    this.head = 0;
-    this.dead = 0;
-    return out;
-  }
-  private maybeCompact(): void {
-    const size = this.items.length - this.head;
-    if (this.dead > 1024 && this.dead === size) {
-      // All dead (the usual case: attempts are claimed in arrival order): nothing to copy.
-      this.items = [];
-      this.head = 0;
-      this.dead = 0;
-    } else if (this.dead > 1024 && this.dead * 2 > size) {
-      this.items = this.items.slice(this.head).filter((x) => x.live);
-      this.head = 0;
-      this.dead = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-  }
-}
-
-/** Waiting calls by settle deadline (arrival order); entries leave when due, live or not. */
-class SettleQueue {
-  private items: PendingCall[] = [];
-  private head = 0;
-  push(c: PendingCall): void {
-    this.items.push(c);
-  }
-  /** The oldest entry due at `now`, removed; undefined when none is due. */
-  popDue(now: number): PendingCall | undefined {
-    while (this.head < this.items.length) {
-      const c = this.items[this.head]!;
-      if (c.live && c.settleBy > now) return undefined;
-      this.head++;
-      if (this.head > 1024 && this.head * 2 > this.items.length) {
-        this.items = this.items.slice(this.head);
-        this.head = 0;
-      }
-      if (c.live) return c;
-    }
-    return undefined;
-  }
-  clear(): void {
-    this.items = [];
-    this.head = 0;
-  }
-}
-
-function sameArrays(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function isEmpty(g: Group): boolean {
-  return g.liveAttempts === 0 && g.calls.length === 0;
-}
 
 /** Emptied groups kept for reuse before a sweep removes those still empty. */
 export const EMPTIED_BATCH = 1024;
-
-/** First index whose `end` is >= x. */
-function lowerBoundEnd(arr: PendingAttempt[], x: number): number {
-  let lo = 0;
-  let hi = arr.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (arr[mid]!.end < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-function byStart(a: PendingAttempt, b: PendingAttempt): number {
-  return a.start - b.start || a.end - b.end || a.seq - b.seq;
-}
-
-/** A call with a chain, as the ambiguity search sees it. */
-interface Party {
-  call: PendingCall;
-  chain: PendingAttempt[];
-  ll: number;
-}
 
 /** The joint decision over a group's waiting calls. */
 interface Decision {
@@ -266,20 +94,15 @@ export class Correlator {
   private readonly attemptFifo = new Fifo<PendingAttempt>();
   private readonly callFifo = new Fifo<PendingCall>();
   private readonly settleQueue = new SettleQueue();
-  /** Chain-space work (candidates² × positions per search step) since `workSince`, for the work budget. */
-  private work = 0;
-  private workSince = -Infinity;
-  /** Events since `workSince`, and in the second before it (the rate cut of `overBudget`). */
-  private events = 0;
-  private eventsBefore = 0;
+  private readonly budget = new WorkBudget();
   private nAttempts = 0;
   private nHeld = 0;
   private nCalls = 0;
   private seq = 0;
-  private idEpoch = 0;
   private readonly counts: SettleCounts = {
     calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0, overBudget: 0, filled: 0,
   };
+  private readonly spaces = new ChainSpaces(this.budget, this.counts);
 
   constructor(opts: CorrelatorOptions, emit: (c: Correlated) => void) {
     this.opts = opts;
@@ -328,7 +151,7 @@ export class Correlator {
 
   /** Feed one decoded event (in arrival order). `event.receivedAt` is the clock for holds. */
   add(event: CsmEvent): void {
-    this.events++;
+    this.budget.event();
     this.releaseDue(event.receivedAt);
     if (event.type === 'ApiCall') this.addCall(event);
     else this.addAttempt(event);
@@ -382,14 +205,14 @@ export class Correlator {
       this.gc(group);
       return;
     }
-    if (this.overBudget(now) && (!call.callFirst || this.candidates(call).length >= want)) {
+    if (this.budget.over(now) && (!call.callFirst || candidatesOf(call).length >= want)) {
       // Over the work budget: decided alone, on arrival (its best chain), as the joint search would a clear call.
       this.counts.overBudget++;
-      const cands = this.capped(call, this.candidates(call), CANDIDATES_OVER_BUDGET);
+      const cands = this.spaces.capped(call, candidatesOf(call), CANDIDATES_OVER_BUDGET);
       return this.claimAndEmit(call, cands.length <= 1 ? cands : topChains(call, cands, 1)[0]!.attempts);
     }
     if (group.calls.length === 0) {
-      const cands = this.candidates(call);
+      const cands = candidatesOf(call);
       // The common case: one call, its attempts already there, nothing left over. Nothing to score.
       if (cands.length === want || (cands.length < want && !call.callFirst)) {
         if (cands.length <= 1) return this.claimAndEmit(call, cands, now);
@@ -397,7 +220,7 @@ export class Correlator {
         if (best.attempts.length === cands.length) return this.claimAndEmit(call, best.attempts, now);
       } else if (cands.length > want) {
         // More candidates than needed: a clear winner is exported at once; otherwise the rest may be a twin's.
-        call.space = this.newSpace(call, cands);
+        call.space = this.spaces.build(call, cands);
         const [best, next] = call.space.best(2);
         if (best!.attempts.length >= want && (next === undefined || best!.ll - next.ll > RELEASE_MARGIN)) {
           return this.claimAndEmit(call, best!.attempts, now);
@@ -423,7 +246,7 @@ export class Correlator {
     let wanted = false;
     for (const c of group.calls) {
       // Only a call-first call can still get attempts; attempts-first calls sent theirs before the ApiCall.
-      if (c.callFirst && this.fits(c, a)) {
+      if (c.callFirst && fits(c, a)) {
         c.space = undefined;
         wanted = true;
       }
@@ -452,7 +275,7 @@ export class Correlator {
     this.settleQueue.push(call);
     this.nCalls++;
     this.counts.calls++;
-    for (const a of this.candidates(call)) {
+    for (const a of candidatesOf(call)) {
       if (!a.held) {
         a.held = true;
         this.nHeld++;
@@ -503,14 +326,14 @@ export class Correlator {
    */
   private flagAndEmit(group: Group, batch: readonly Party[], recentBefore: readonly PendingCall[], now: number): void {
     let waiting: Party[] = [];
-    const over = this.overBudget(now);
+    const over = this.budget.over(now);
     if (!over && group.calls.length > 0) {
       const d = this.decideAll(group, true);
       waiting = d.calls.map((c, j) => ({ call: c, chain: d.result.choice[j]!.ids.map((id) => d.byId[id]!), ll: d.result.choice[j]!.ll }));
     }
     const recent = [...new Set([...recentBefore, ...group.recent, ...batch.map((b) => b.call)])].filter((r) => r.recentUntil >= now || batch.some((b) => b.call === r));
     for (const b of batch) {
-      const ambiguous = over || b.chain.length === 0 ? undefined : this.ambiguityOf(b, waiting, recent);
+      const ambiguous = over || b.chain.length === 0 ? undefined : ambiguityOf(this.spaces, b, waiting, recent);
       if (ambiguous !== undefined && b.call.recentUntil < now) {
         b.call.recentUntil = now + RECENT_SETTLES * this.opts.settleMs;
         group.recent.push(b.call);
@@ -544,7 +367,7 @@ export class Correlator {
     for (let j = 0; j < d.calls.length; j++) {
       const c = d.calls[j]!;
       if (j === i || !c.callFirst || d.result.choice[j]!.ids.length >= c.want) continue;
-      const cands = this.spaceOf(c).cands;
+      const cands = this.spaces.of(c).cands;
       if (chosen.ids.some((id) => cands.includes(d.byId[id]!))) return false;
     }
     const two = d.bidders[i]!.bid(new Float64Array(d.byId.length), 2);
@@ -552,17 +375,17 @@ export class Correlator {
     if (other === undefined || other.ll <= chosen.ll - RELEASE_MARGIN) return true;
     const explained = new Uint8Array(d.byId.length);
     for (const o of d.result.choice) for (const id of o.ids) explained[id] = 1;
-    for (const a of this.spaceOf(d.calls[i]!).cands) if (a.live && explained[a.id] === 0) return false;
+    for (const a of this.spaces.of(d.calls[i]!).cands) if (a.live && explained[a.id] === 0) return false;
     return true;
   }
 
   /** The joint assignment of the group's waiting calls (assignment.ts), warm-started from the attempts' prices. */
   private decideAll(group: Group, probe = false): Decision {
     const calls = group.calls.slice();
-    const epoch = ++this.idEpoch;
+    const epoch = this.spaces.nextEpoch();
     const byId: PendingAttempt[] = [];
     for (const c of calls) {
-      for (const a of this.spaceOf(c).cands) {
+      for (const a of this.spaces.of(c).cands) {
         if (a.live && a.idEpoch !== epoch) {
           a.idEpoch = epoch;
           a.id = byId.length;
@@ -570,7 +393,7 @@ export class Correlator {
         }
       }
     }
-    const bidders = calls.map((c) => this.bidder(c, epoch));
+    const bidders = calls.map((c) => this.spaces.bidder(c, epoch));
     const prices = new Float64Array(byId.length);
     byId.forEach((a, id) => (prices[id] = a.price));
     const result = assignJointly(bidders, byId.length, prices);
@@ -581,56 +404,6 @@ export class Correlator {
     return { calls, bidders, byId, prices, result };
   }
 
-  /** A waiting call's chains over its candidates (built once; rebuilt when new attempts came into its window). */
-  private spaceOf(c: PendingCall): ChainSpace<PendingAttempt> {
-    if (c.space === undefined) c.space = this.newSpace(c, this.candidates(c));
-    return c.space;
-  }
-
-  /** A chain space over (at most MAX_CANDIDATES of) `cands`; its building counts as work. */
-  private newSpace(c: PendingCall, cands: PendingAttempt[]): ChainSpace<PendingAttempt> {
-    const kept = this.capped(c, cands);
-    this.work += kept.length * kept.length * Math.min(c.want, MAX_POSITIONS) * SPACE_WORK;
-    return new ChainSpace(c, kept);
-  }
-
-  /** `c` as a bidder in a joint search whose attempt ids are those of `epoch` (claimed attempts are left out). */
-  private bidder(c: PendingCall, epoch: number): Bidder {
-    const space = this.spaceOf(c);
-    const cands = space.cands;
-    const local = new Float64Array(cands.length);
-    const banned = new Uint8Array(cands.length);
-    // Price rounds often leave a bidder's prices as they were: the last answer per limit is kept for that.
-    const lastBy = new Map<number, { local: Float64Array; banned: Uint8Array; out: PricedOption[] }>();
-    return {
-      emptyLl: c.want * LN_MISSING_ATTEMPT,
-      llOf: (ids) => {
-        const chain: PendingAttempt[] = [];
-        for (const id of ids) {
-          const a = cands.find((x) => x.idEpoch === epoch && x.id === id);
-          if (a === undefined) return -Infinity;
-          chain.push(a);
-        }
-        return chainLogLikelihood(c, chain.sort(byStart));
-      },
-      bid: (prices, limit, taken) => {
-        for (let j = 0; j < cands.length; j++) {
-          const a = cands[j]!;
-          // Ids of the epoch are given to usable attempts only (see decideAll, ambiguity).
-          const usable = a.idEpoch === epoch && (taken === undefined || taken[a.id] === 0);
-          banned[j] = usable ? 0 : 1;
-          local[j] = usable ? prices[a.id]! : 0;
-        }
-        const last = lastBy.get(limit);
-        if (last !== undefined && sameArrays(last.local, local) && sameArrays(last.banned, banned)) return last.out;
-        this.work += cands.length * cands.length * Math.min(c.want, MAX_POSITIONS);
-        const out = space.best(limit, local, banned).map((ch) => ({ ids: ch.attempts.map((a) => a.id), ll: ch.ll, score: ch.score }));
-        lastBy.set(limit, { local: local.slice(), banned: banned.slice(), out });
-        return out;
-      },
-    };
-  }
-
   /** Export waiting call `i` of decision `d` with its chosen chain, ambiguity marked. */
   private release(d: Decision, i: number, now: number, batch?: Party[]): void {
     const call = d.calls[i]!;
@@ -638,7 +411,7 @@ export class Correlator {
     if (filled !== undefined) d.result.choice[i] = filled;
     const chain = d.result.choice[i]!.ids.map((id) => d.byId[id]!);
     // Over the work budget the ambiguity search is skipped: the flag is left out rather than guessed.
-    const ambiguous = batch !== undefined || this.overBudget(now) ? undefined : this.ambiguity(d, i, now);
+    const ambiguous = batch !== undefined || this.budget.over(now) ? undefined : this.ambiguity(d, i, now);
     this.forget(call);
     const wait = now === Infinity ? 0 : Math.max(0, now - call.ev.receivedAt);
     this.counts.waitMsTotal += wait;
@@ -680,7 +453,7 @@ export class Correlator {
     d.result.choice.forEach((o, j) => {
       if (j !== i) for (const id of o.ids) takenByOther[id] = 1;
     });
-    const space = this.spaceOf(call);
+    const space = this.spaces.of(call);
     const cands = space.cands;
     const banned = new Uint8Array(cands.length);
     let free = 0;
@@ -699,100 +472,20 @@ export class Correlator {
 
   /**
    * Per attempt of waiting call `i`'s chosen chain: true where the best joint
-   * assignment without that attempt under call `i` is within AMBIGUITY_LN of
+   * assignment without that attempt under call `i` is within ln 2 (ambiguity.ts) of
    * the chosen one. Undefined when none is.
    */
   private ambiguity(d: Decision, i: number, now: number): boolean[] | undefined {
     const chosen = d.result.choice[i]!;
     const call = d.calls[i]!;
-    if (chosen.ids.length === 0 || (d.calls.length < 2 && this.spaceOf(call).cands.length <= chosen.ids.length)) return undefined;
+    if (chosen.ids.length === 0 || (d.calls.length < 2 && this.spaces.of(call).cands.length <= chosen.ids.length)) return undefined;
     const waiting: Party[] = [];
     d.calls.forEach((c, j) => {
       if (j !== i && c.live) waiting.push({ call: c, chain: d.result.choice[j]!.ids.map((id) => d.byId[id]!), ll: d.result.choice[j]!.ll });
     });
     const group = call.group;
     group.recent = group.recent.filter((r) => r.recentUntil >= now);
-    return this.ambiguityOf({ call, chain: chosen.ids.map((id) => d.byId[id]!), ll: chosen.ll }, waiting, group.recent);
-  }
-
-  /**
-   * The ambiguity of `me`'s chain against the `waiting` calls (their chains as decided) and the `recent`
-   * exported calls that competed for the same attempts, both free to change their chain.
-   */
-  private ambiguityOf(me: Party, waiting: readonly Party[], recent: readonly PendingCall[]): boolean[] | undefined {
-    const call = me.call;
-    const chain = me.chain;
-    const mineCands = this.withRecentOwned(call, recent).cands;
-    const parties: Party[] = [me, ...waiting];
-    const inChain = new Set(chain);
-    const mineSet = new Set(mineCands);
-    for (const r of recent) {
-      if (r !== call && r.space!.cands.some((a) => inChain.has(a) || (a.owner === r && mineSet.has(a)))) {
-        parties.push({ call: r, chain: r.space!.cands.filter((a) => a.owner === r), ll: r.chosenLl });
-      }
-    }
-    if (parties.length === 1 && mineCands.length <= chain.length) return undefined;
-    const epoch = ++this.idEpoch;
-    const owners = new Set(parties.map((p) => p.call));
-    let nIds = 0;
-    for (const p of parties) {
-      for (const a of p.call.space!.cands) {
-        if (a.idEpoch !== epoch && (a.live || (a.owner !== undefined && owners.has(a.owner)))) {
-          a.idEpoch = epoch;
-          a.id = nIds++;
-        }
-      }
-    }
-    const bidders = parties.map((p) => this.bidder(p.call, epoch));
-    const current = parties.map((p) => p.chain.map((a) => a.id));
-    const currentLl = parties.map((p) => p.ll);
-    const base = currentLl.reduce((s, v) => s + v, 0);
-    const mineIds = new Set<number>();
-    for (const a of mineCands) if (a.idEpoch === epoch) mineIds.add(a.id);
-    // What the others could gain at most if they were free to take anything: bounds every alternative.
-    const zero = new Float64Array(nIds);
-    let othersGain = 0;
-    for (let j = 1; j < parties.length; j++) {
-      const o = bidders[j]!.bid(zero, 1)[0];
-      othersGain += Math.max(0, Math.max(o?.ll ?? -Infinity, bidders[j]!.emptyLl) - currentLl[j]!);
-    }
-    let out: boolean[] | undefined;
-    chain.forEach((a, k) => {
-      const banned = new Uint8Array(nIds);
-      banned[a.id] = 1;
-      const moved = bidders[0]!.bid(zero, 1, banned)[0];
-      const upper = base - currentLl[0]! + Math.max(moved?.ll ?? -Infinity, bidders[0]!.emptyLl) + othersGain;
-      if (base - upper > AMBIGUITY_LN) return;
-      if (base - bestWithout(bidders, nIds, current, currentLl, 0, a.id, mineIds, AMBIGUITY_ROUNDS) <= AMBIGUITY_LN) {
-        out ??= new Array<boolean>(chain.length).fill(false);
-        out[k] = true;
-      }
-    });
-    return out;
-  }
-
-
-  /**
-   * `call`'s chain space, widened by the attempts in its window that `recent` calls were exported
-   * with (an attempts-first call only those that arrived before it): the alternatives of a call
-   * that arrived after a twin took its attempt. Only for the ambiguity search (it bans what no
-   * party holds); the space is the call's from then on, as it is exported.
-   */
-  private withRecentOwned(call: PendingCall, recent: readonly PendingCall[]): ChainSpace<PendingAttempt> {
-    const space = this.spaceOf(call);
-    const have = new Set(space.cands);
-    const extra: PendingAttempt[] = [];
-    for (const r of recent) {
-      if (r === call || r.space === undefined) continue;
-      for (const a of r.space.cands) {
-        if (a.owner === r && !have.has(a) && this.fits(call, a) && (call.callFirst || a.seq < call.seq)) {
-          have.add(a);
-          extra.push(a);
-        }
-      }
-    }
-    if (extra.length === 0) return space;
-    return (call.space = this.newSpace(call, [...space.cands, ...extra].sort(byStart)));
+    return ambiguityOf(this.spaces, { call, chain: chosen.ids.map((id) => d.byId[id]!), ll: chosen.ll }, waiting, group.recent);
   }
 
   /** Remove a waiting call from its group and the counts. */
@@ -809,7 +502,7 @@ export class Correlator {
   private unhold(g: Group): void {
     for (const a of g.attempts) {
       if (!a.live || !a.held) continue;
-      if (g.calls.some((c) => this.fits(c, a) && (c.callFirst || a.seq < c.seq))) continue;
+      if (g.calls.some((c) => fits(c, a) && (c.callFirst || a.seq < c.seq))) continue;
       a.held = false;
       this.nHeld--;
       this.nAttempts++;
@@ -825,11 +518,11 @@ export class Correlator {
   private claimAndEmit(call: PendingCall, attempts: PendingAttempt[], now?: number): void {
     const group = call.group;
     let ambiguous: boolean[] | undefined;
-    if (now !== undefined && attempts.length > 0 && group.recent.length > 0 && !this.overBudget(now)) {
+    if (now !== undefined && attempts.length > 0 && group.recent.length > 0 && !this.budget.over(now)) {
       group.recent = group.recent.filter((r) => r.recentUntil >= now);
       if (group.recent.length > 0) {
-        this.spaceOf(call);
-        ambiguous = this.ambiguityOf({ call, chain: attempts, ll: chainLogLikelihood(call, attempts) }, [], group.recent);
+        this.spaces.of(call);
+        ambiguous = ambiguityOf(this.spaces, { call, chain: attempts, ll: chainLogLikelihood(call, attempts) }, [], group.recent);
       }
     }
     for (const a of attempts) {
@@ -865,63 +558,6 @@ export class Correlator {
     this.counts.ambiguousAttempts += n;
     this.counts.ambiguousCalls++;
     this.emit({ kind: 'call', call: c.ev, attempts, missingAttempts, ambiguous: flags });
-  }
-
-  // ---------------------------------------------------------------- candidates
-
-  /**
-   * At most MAX_CANDIDATES per call (the chain space grows with their square):
-   * beyond it, those starting nearest the call's start and ending nearest its
-   * end are kept, where its first and last attempts are.
-   */
-  private capped(c: PendingCall, cands: PendingAttempt[], limit = MAX_CANDIDATES): PendingAttempt[] {
-    // The space holds (positions − 1) × candidates² step terms: at most MAX_STEP_TERMS.
-    const max = Math.min(limit, Math.floor(Math.sqrt(MAX_STEP_TERMS / Math.max(1, Math.min(c.want, MAX_POSITIONS) - 1))));
-    if (cands.length <= max) return cands;
-    this.counts.candidatesCut++;
-    const keep = new Set([...cands].sort((x, y) => Math.abs(x.start - c.start) - Math.abs(y.start - c.start)).slice(0, max >> 1));
-    for (const a of [...cands].sort((x, y) => Math.abs(c.end - x.end) - Math.abs(c.end - y.end))) {
-      if (keep.size >= max) break;
-      keep.add(a);
-    }
-    return cands.filter((a) => keep.has(a));
-  }
-
-  /**
-   * The joint search costs far more than the common case: within each second
-   * of the correlator's clock it may do WORK_PER_SECOND units (candidates² ×
-   * positions per chain search; at most about half a second of CPU), then calls are decided alone
-   * until the next second (counted: joint.overBudget). A storm of thousands of
-   * identical calls cannot stall the datagram path. Above JOINT_MAX_EVENTS_PER_SECOND
-   * events a second the datagram path itself needs the CPU: every call is decided alone.
-   */
-  private overBudget(now: number): boolean {
-    if (now - this.workSince >= 1000) {
-      this.eventsBefore = now - this.workSince < 2000 ? this.events : 0;
-      this.workSince = now;
-      this.work = 0;
-      this.events = 0;
-    }
-    return this.work > WORK_PER_SECOND || this.events > JOINT_MAX_EVENTS_PER_SECOND || this.eventsBefore > JOINT_MAX_EVENTS_PER_SECOND;
-  }
-
-  /** `a` lies inside `c`'s window (± tolerance). */
-  private fits(c: PendingCall, a: PendingAttempt): boolean {
-    return a.start >= c.start - c.tol && a.end <= c.end + c.tol;
-  }
-
-  /** Live attempts of the call's group inside its window (± tolerance) that can be its, by start. */
-  private candidates(call: PendingCall): PendingAttempt[] {
-    const arr = call.group.attempts;
-    const out: PendingAttempt[] = [];
-    const lo = call.start - call.tol;
-    const hi = call.end + call.tol;
-    for (let i = lowerBoundEnd(arr, lo); i < arr.length; i++) {
-      const a = arr[i]!;
-      if (a.end > hi) break;
-      if (a.live && a.start >= lo && (call.callFirst || a.seq < call.seq)) out.push(a);
-    }
-    return out.length > 1 ? out.sort(byStart) : out;
   }
 
   // ---------------------------------------------------------------- bookkeeping
