@@ -40,8 +40,8 @@ export function ambiguityOf(spaces: ChainSpaces, me: Party, waiting: readonly Pa
   const inChain = new Set(chain);
   const mineSet = new Set(mineCands);
   for (const r of recent) {
-    if (r !== call && r.space!.cands.some((a) => inChain.has(a) || (a.owner === r && mineSet.has(a)))) {
-      parties.push({ call: r, chain: r.space!.cands.filter((a) => a.owner === r), ll: r.chosenLl });
+    if (r !== call && r.space !== undefined && r.space.cands.some((a) => inChain.has(a) || (a.owner === r && mineSet.has(a)))) {
+      parties.push({ call: r, chain: r.space.cands.filter((a) => a.owner === r), ll: r.chosenLl });
     }
   }
   if (parties.length === 1 && mineCands.length <= chain.length) return undefined;

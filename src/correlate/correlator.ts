@@ -334,13 +334,10 @@ export class Correlator {
     const recent = [...new Set([...recentBefore, ...group.recent, ...batch.map((b) => b.call)])].filter((r) => r.recentUntil >= now || batch.some((b) => b.call === r));
     for (const b of batch) {
       const ambiguous = over || b.chain.length === 0 ? undefined : ambiguityOf(this.spaces, b, waiting, recent);
-      if (ambiguous !== undefined && b.call.recentUntil < now) {
-        b.call.recentUntil = now + RECENT_SETTLES * this.opts.settleMs;
-        group.recent.push(b.call);
-        if (group.recent.length > RECENT_CALLS) group.recent.shift();
-      }
+      if (ambiguous !== undefined && b.call.recentUntil < now) this.remember(b.call, b.chain, now);
       this.emitCall(b.call, b.chain, ambiguous);
     }
+    for (const b of batch) if (b.call.recentUntil < now) this.letGo(b.call);
     this.gc(group);
   }
 
@@ -423,17 +420,13 @@ export class Correlator {
     }
     this.unhold(call.group);
     call.chosenLl = d.result.choice[i]!.ll;
-    if (d.calls.length > 1 || ambiguous !== undefined) {
-      call.recentUntil = now + RECENT_SETTLES * this.opts.settleMs;
-      const recent = call.group.recent;
-      recent.push(call);
-      if (recent.length > RECENT_CALLS) recent.shift();
-    }
+    if (d.calls.length > 1 || ambiguous !== undefined) this.remember(call, chain, now);
     if (batch !== undefined) {
       batch.push({ call, chain, ll: call.chosenLl });
       return;
     }
     this.emitCall(call, chain, ambiguous);
+    if (call.recentUntil < now) this.letGo(call);
     this.gc(call.group);
   }
 
@@ -483,9 +476,40 @@ export class Correlator {
     d.calls.forEach((c, j) => {
       if (j !== i && c.live) waiting.push({ call: c, chain: d.result.choice[j]!.ids.map((id) => d.byId[id]!), ll: d.result.choice[j]!.ll });
     });
-    const group = call.group;
-    group.recent = group.recent.filter((r) => r.recentUntil >= now);
-    return ambiguityOf(this.spaces, { call, chain: chosen.ids.map((id) => d.byId[id]!), ll: chosen.ll }, waiting, group.recent);
+    this.pruneRecent(call.group, now);
+    return ambiguityOf(this.spaces, { call, chain: chosen.ids.map((id) => d.byId[id]!), ll: chosen.ll }, waiting, call.group.recent);
+  }
+
+  /**
+   * `call`, exported with `chain`, counts in the ambiguity of its group's later twins for
+   * RECENT_SETTLES settle times (at most RECENT_CALLS per group, the oldest let go).
+   */
+  private remember(call: PendingCall, chain: readonly PendingAttempt[], now: number): void {
+    for (const a of chain) a.owner = call;
+    call.recentUntil = now + RECENT_SETTLES * this.opts.settleMs;
+    const recent = call.group.recent;
+    recent.push(call);
+    if (recent.length > RECENT_CALLS) this.letGo(recent.shift()!);
+  }
+
+  private pruneRecent(g: Group, now: number): void {
+    if (g.recent.every((r) => r.recentUntil >= now)) return;
+    g.recent = g.recent.filter((r) => {
+      if (r.recentUntil >= now) return true;
+      this.letGo(r);
+      return false;
+    });
+  }
+
+  /**
+   * A call leaves `recent`: its attempts forget it and it forgets its chain space, so an exported
+   * call holds no memory (attempts → owners → their spaces → attempts would keep a group's whole
+   * history reachable).
+   */
+  private letGo(r: PendingCall): void {
+    for (const a of r.space?.cands ?? []) if (a.owner === r) a.owner = undefined;
+    r.space = undefined;
+    r.recentUntil = -Infinity;
   }
 
   /** Remove a waiting call from its group and the counts. */
@@ -519,21 +543,14 @@ export class Correlator {
     const group = call.group;
     let ambiguous: boolean[] | undefined;
     if (now !== undefined && attempts.length > 0 && group.recent.length > 0 && !this.budget.over(now)) {
-      group.recent = group.recent.filter((r) => r.recentUntil >= now);
+      this.pruneRecent(group, now);
       if (group.recent.length > 0) {
         this.spaces.of(call);
         ambiguous = ambiguityOf(this.spaces, { call, chain: attempts, ll: chainLogLikelihood(call, attempts) }, [], group.recent);
       }
     }
-    for (const a of attempts) {
-      this.dropAttempt(a);
-      a.owner = call;
-    }
-    if (ambiguous !== undefined) {
-      call.recentUntil = now! + RECENT_SETTLES * this.opts.settleMs;
-      group.recent.push(call);
-      if (group.recent.length > RECENT_CALLS) group.recent.shift();
-    }
+    for (const a of attempts) this.dropAttempt(a);
+    if (ambiguous !== undefined) this.remember(call, attempts, now!);
     this.emitCall(call, attempts, ambiguous);
     this.gc(group);
   }
@@ -604,7 +621,8 @@ export class Correlator {
    */
   private gc(g: Group): void {
     if (!isEmpty(g)) return;
-    // Nothing waits: no later decision will ask about the calls exported from here.
+    // Nothing waits: no later decision will ask about the calls exported from here (a settle still
+    // flagging the calls it released holds its own references).
     g.recent = [];
     if (g.queued || !g.indexed) return;
     g.queued = true;
