@@ -69,7 +69,7 @@ export interface Stats {
   sampling: { kept: number; sampledOut: number; keptBy: { sampled: number; error: number; retry: number; slow: number } };
   metricExports: { succeeded: number; failed: number };
   /** Metric points folded into a series with otel.metric.overflow=true: the instrument had its 500 series for that ClientId. */
-  metricPoints: { overflowed: number };
+  metricPoints: { overflowed: number; rejected: number };
   /**
    * The export spool between the batches and the OTLP endpoint (src/export/spool.ts).
    * spans.created = spans.exported + failed + dropped + spool.queuedSpans + spans in the current batch.
@@ -143,7 +143,7 @@ export function newStats(now: number): Stats {
     spans: { created: 0, exported: 0, failed: 0, dropped: 0 },
     sampling: { kept: 0, sampledOut: 0, keptBy: { sampled: 0, error: 0, retry: 0, slow: 0 } },
     metricExports: { succeeded: 0, failed: 0 },
-    metricPoints: { overflowed: 0 },
+    metricPoints: { overflowed: 0, rejected: 0 },
     spool: {
       queuedSpans: 0,
       queuedMetricExports: 0,

@@ -1,6 +1,8 @@
 import { ChannelCredentials, Client, Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
 import type { OtlpTarget } from '../config/otel-env.js';
+import { protoFields } from './otlp/protobuf-reader.js';
 import type { OtlpSender } from './otlp-sender.js';
+import { partialSuccessOf } from './partial-success.js';
 import type { SendResult } from './spool.js';
 
 /**
@@ -20,6 +22,7 @@ import type { SendResult } from './spool.js';
  * and INTERNAL are `server_error` (the analogue of an HTTP 500: retried a few
  * times, then rejected); every other code (INVALID_ARGUMENT, UNAUTHENTICATED,
  * UNIMPLEMENTED, RESOURCE_EXHAUSTED without RetryInfo, ...) is `rejected`.
+ * An OK answer may carry a partial success (partial-success.ts).
  */
 const METHODS = {
   traces: '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
@@ -54,9 +57,11 @@ export function createGrpcSender(target: OtlpTarget): OtlpSender {
   const send = (body: Uint8Array): Promise<SendResult> => {
     const p = new Promise<SendResult>((resolve) => {
       try {
-        client.makeUnaryRequest(method, passThrough, keepBytes, body, metadata.clone(), { deadline: Date.now() + target.timeoutMs }, (err) =>
-          resolve(err ? classifyGrpc(err) : { ok: true }),
-        );
+        client.makeUnaryRequest(method, passThrough, keepBytes, body, metadata.clone(), { deadline: Date.now() + target.timeoutMs }, (err, response) => {
+          if (err) return resolve(classifyGrpc(err));
+          const partial = partialSuccessOf(target.signal, 'protobuf', response);
+          resolve(partial === undefined ? { ok: true } : { ok: true, partial });
+        });
       } catch (e) {
         // e.g. the channel was closed: nothing went out.
         resolve({ ok: false, kind: 'transient', error: `gRPC: ${(e as Error).message}` });
@@ -104,19 +109,19 @@ function isTlsFailure(detail: string): boolean {
 export function retryInfoDelayMs(statusBytes: unknown): number | undefined {
   if (!(statusBytes instanceof Uint8Array)) return undefined;
   try {
-    for (const [field, any] of fields(statusBytes)) {
+    for (const [field, any] of protoFields(statusBytes)) {
       if (field !== 3 || !(any instanceof Uint8Array)) continue;
       let typeUrl = '';
       let value: Uint8Array | undefined;
-      for (const [f, v] of fields(any)) {
+      for (const [f, v] of protoFields(any)) {
         if (f === 1 && v instanceof Uint8Array) typeUrl = Buffer.from(v).toString('utf8');
         if (f === 2 && v instanceof Uint8Array) value = v;
       }
       if (typeUrl !== RETRY_INFO_TYPE || !value) continue;
       let ms = 0;
-      for (const [f, duration] of fields(value)) {
+      for (const [f, duration] of protoFields(value)) {
         if (f !== 1 || !(duration instanceof Uint8Array)) continue;
-        for (const [g, n] of fields(duration)) {
+        for (const [g, n] of protoFields(duration)) {
           if (g === 1 && typeof n === 'number') ms += n * 1000;
           if (g === 2 && typeof n === 'number') ms += n / 1e6;
         }
@@ -127,35 +132,4 @@ export function retryInfoDelayMs(statusBytes: unknown): number | undefined {
     return undefined;
   }
   return undefined;
-}
-
-/** Top-level fields of a protobuf message: varints as numbers, length-delimited as bytes (others skipped). */
-function* fields(buf: Uint8Array): Generator<[number, number | Uint8Array]> {
-  let i = 0;
-  const varint = (): number => {
-    let v = 0;
-    let scale = 1;
-    for (let n = 0; n < 10; n++) {
-      if (i >= buf.length) throw new Error('truncated');
-      const b = buf[i++]!;
-      v += (b & 0x7f) * scale;
-      if (b < 0x80) return v;
-      scale *= 128;
-    }
-    throw new Error('varint too long');
-  };
-  while (i < buf.length) {
-    const tag = varint();
-    const field = Math.floor(tag / 8);
-    const wire = tag & 7;
-    if (wire === 0) yield [field, varint()];
-    else if (wire === 2) {
-      const len = varint();
-      if (i + len > buf.length) throw new Error('truncated');
-      yield [field, buf.subarray(i, i + len)];
-      i += len;
-    } else if (wire === 1) i += 8;
-    else if (wire === 5) i += 4;
-    else throw new Error(`wire type ${wire}`);
-  }
 }

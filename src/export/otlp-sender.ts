@@ -10,6 +10,7 @@ import {
 } from '@opentelemetry/otlp-transformer';
 import type { OtlpTarget, Signal } from '../config/otel-env.js';
 import { createGrpcSender } from './otlp-grpc-sender.js';
+import { partialSuccessOf, type PartialSuccess } from './partial-success.js';
 import type { Encoding, SendResult } from './spool.js';
 
 export type { Signal };
@@ -51,10 +52,16 @@ interface Prepared {
  * so a body can wait in the spool as the exact bytes that go on the wire.
  */
 function createHttpSender(target: OtlpTarget, encoding: Encoding): OtlpSender {
-  const real = serializerFor(target.signal, encoding) as ISerializer<unknown, unknown>;
+  // The delegate hands a 2xx answer's body to the serializer, then calls back at once (same tick):
+  // the partial success read here belongs to the export whose callback comes next.
+  let partial: PartialSuccess | undefined;
   const serializer: ISerializer<Prepared, unknown> = {
     serializeRequest: (p) => p.body,
-    deserializeResponse: (data) => real.deserializeResponse(data),
+    deserializeResponse: (data) => {
+      partial = partialSuccessOf(target.signal, encoding, data);
+      // Nothing for the delegate's own handler, which would only log it through the OTel diag logger.
+      return {};
+    },
   };
   const helper: IExporterMetricsHelper<Prepared> = {
     name: target.signal === 'traces' ? 'span' : 'metric_data_point',
@@ -78,7 +85,15 @@ function createHttpSender(target: OtlpTarget, encoding: Encoding): OtlpSender {
     undefined,
   );
   return {
-    send: (body, items) => new Promise((resolve) => delegate.export({ body, items }, (r) => resolve(classify(r)))),
+    send: (body, items) =>
+      new Promise((resolve) => {
+        partial = undefined;
+        delegate.export({ body, items }, (r) => {
+          const result = classify(r);
+          resolve(result.ok && partial !== undefined ? { ok: true, partial } : result);
+          partial = undefined;
+        });
+      }),
     shutdown: () => delegate.shutdown(),
   };
 }

@@ -68,6 +68,13 @@ export const SELF_METRICS: readonly SelfMetric[] = [
     observe: (s, r) => r.observe(s.metricPoints.overflowed),
   },
   {
+    name: 'csm.bridge.metric_points.rejected',
+    kind: 'counter',
+    unit: '{point}',
+    description: 'Metric data points the OTLP endpoint rejected in a partial success (the rest of the export was accepted).',
+    observe: (s, r) => r.observe(s.metricPoints.rejected),
+  },
+  {
     name: 'csm.bridge.attempts.unmatched',
     kind: 'counter',
     unit: '{attempt}',

@@ -1,5 +1,6 @@
 import { constants as zlib, gunzipSync, gzipSync } from 'node:zlib';
 import { MemoryStorage, type BatchKey, type Encoding, type SpoolStorage } from './spool-storage.js';
+import type { PartialSuccess } from './partial-success.js';
 
 export type { Encoding };
 export { DiskStorage, MemoryStorage, type SpoolStorage } from './spool-storage.js';
@@ -37,7 +38,8 @@ export const GZIP_WHEN_WAITING = 4;
 export const MAX_RETRY_AFTER_MS = 60_000;
 
 export type SendResult =
-  | { ok: true }
+  /** Accepted; `partial`: the endpoint rejected some of it all the same (partial-success.ts). */
+  | { ok: true; partial?: PartialSuccess }
   /**
    * transient: unreachable, timed out, 429/502/503/504 after the inner retries, a retryable gRPC
    * code: retry, no limit (the spool bound limits what waits). server_error: another 5xx, gRPC
@@ -69,7 +71,8 @@ export interface SpoolEvents {
   queued(itemsDelta: number, bytesDelta: number): void;
   /** Items and bytes of the queue that are on disk (a durable storage) changed. */
   onDisk(itemsDelta: number, bytesDelta: number): void;
-  delivered(items: number): void;
+  /** `partial`: what the endpoint rejected of an accepted request. */
+  delivered(items: number, partial?: PartialSuccess): void;
   rejected(items: number, error: string): void;
   dropped(items: number, reason: DropReason): void;
   retrying(error: string, delayMs: number, tls: boolean): void;
@@ -340,7 +343,7 @@ export class Spool {
       if (r.ok) {
         this.failures = 0;
         this.remove(entry);
-        ev.delivered(entry.items);
+        ev.delivered(entry.items, r.partial);
         continue;
       }
       if (r.kind === 'rejected' || (r.kind === 'server_error' && ++entry.serverErrors >= this.maxServerErrorAttempts)) {

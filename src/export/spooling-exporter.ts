@@ -41,6 +41,13 @@ const SIGNALS = {
     delivered: (s: Stats, n: number) => (s.spans.exported += n),
     rejected: (s: Stats, n: number) => (s.spans.failed += n),
     gone: (s: Stats, n: number) => (s.spans.dropped += n),
+    /** Of a request of `n` spans, `rejected` were refused in a partial success: they are not delivered. */
+    partial: (s: Stats, n: number, rejected: number) => {
+      const r = Math.min(n, rejected);
+      s.spans.exported += n - r;
+      s.spans.failed += r;
+    },
+    partialNoun: 'spans',
   },
   metrics: {
     noun: 'metric exports',
@@ -52,6 +59,11 @@ const SIGNALS = {
     delivered: (s: Stats) => s.metricExports.succeeded++,
     rejected: (s: Stats) => s.metricExports.failed++,
     gone: () => {},
+    partial: (s: Stats, _n: number, rejected: number) => {
+      s.metricExports.succeeded++;
+      s.metricPoints.rejected += rejected;
+    },
+    partialNoun: 'data points',
   },
 } as const;
 
@@ -67,9 +79,20 @@ export function spoolEvents(signal: Signal, stats: Stats, log: Logger, dir: stri
       sp[t.onDisk] += n;
       sp.onDiskBytes += b;
     },
-    delivered: (n) => {
-      t.delivered(stats, n);
+    delivered: (n, partial) => {
       stats.lastExportOkAt[signal] = Date.now();
+      if (partial === undefined) {
+        t.delivered(stats, n);
+        return;
+      }
+      t.partial(stats, n, partial.rejected);
+      if (partial.rejected === 0) {
+        log.warnLimited(`${signal}-export-warning`, 'the OTLP endpoint accepted the export with a warning', { warning: partial.message });
+        return;
+      }
+      const error = `partial success: ${partial.rejected} ${t.partialNoun} rejected${partial.message ? `: ${partial.message}` : ''}`;
+      stats.lastExportError[signal] = exportError(error);
+      log.warnLimited(`${signal}-export-partial`, `the OTLP endpoint rejected part of an export (${t.partialNoun}); they are lost`, { [t.partialNoun]: partial.rejected, error: partial.message });
     },
     rejected: (n, error) => {
       t.rejected(stats, n);

@@ -8,7 +8,8 @@
  *
  * Plaintext, TLS (`tls: { key, cert }`) or mutual TLS (`tls.clientCa`: client
  * certificates are required and checked). `setStatus` makes it answer a gRPC
- * code instead (optionally with a RetryInfo in grpc-status-details-bin).
+ * code instead (optionally with a RetryInfo in grpc-status-details-bin), or OK with a
+ * partial success.
  */
 import { Metadata, Server, ServerCredentials, status as GrpcStatus, type ServerUnaryCall, type sendUnaryData, type ServiceDefinition } from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
@@ -30,6 +31,8 @@ export interface GrpcAnswer {
   code: number;
   /** With code RESOURCE_EXHAUSTED (or any): a google.rpc.RetryInfo asking to come back after this delay. */
   retryAfterMs?: number;
+  /** With code OK: an Export*ServiceResponse with partial_success (the last `rejected` items are not stored). */
+  partial?: { rejected: number; message: string };
 }
 
 export interface OtlpGrpcSink {
@@ -49,8 +52,8 @@ export interface GrpcSinkOptions {
 }
 
 const SERVICES = [
-  { signal: 'traces', service: 'opentelemetry.proto.collector.trace.v1.TraceService', request: 'ExportTraceServiceRequest' },
-  { signal: 'metrics', service: 'opentelemetry.proto.collector.metrics.v1.MetricsService', request: 'ExportMetricsServiceRequest' },
+  { signal: 'traces', service: 'opentelemetry.proto.collector.trace.v1.TraceService', request: 'ExportTraceServiceRequest', rejected: 'rejectedSpans' },
+  { signal: 'metrics', service: 'opentelemetry.proto.collector.metrics.v1.MetricsService', request: 'ExportMetricsServiceRequest', rejected: 'rejectedDataPoints' },
 ] as const;
 
 /** google.rpc.Status { code = 1; message = 2; details = 3 (Any { type_url = 1; value = 2 }) } with one RetryInfo { retry_delay = 1 (Duration) }. */
@@ -113,9 +116,17 @@ export async function startOtlpGrpcSink(opts: GrpcSinkOptions = {}): Promise<Otl
         const a = typeof answer === 'function' ? answer(req) : answer;
         req.code = a.code;
         if (a.code === GrpcStatus.OK) {
-          if (s.signal === 'traces') spans.push(...(items as SinkSpan[]));
-          else metricPoints.push(...(items as SinkMetricPoint[]));
-          callback(null, Buffer.alloc(0)); // an empty Export*ServiceResponse
+          const kept = a.partial === undefined ? items : items.slice(0, Math.max(0, items.length - a.partial.rejected));
+          if (s.signal === 'traces') spans.push(...(kept as SinkSpan[]));
+          else metricPoints.push(...(kept as SinkMetricPoint[]));
+          if (a.partial === undefined) {
+            callback(null, Buffer.alloc(0)); // an empty Export*ServiceResponse
+            return;
+          }
+          // Encoded with the official response type: partial_success { rejected_*, error_message }.
+          const type = root.lookupType(`${s.service.replace(/\.\w+Service$/, '')}.${s.request.replace('Request', 'Response')}`);
+          const msg = type.fromObject({ partialSuccess: { [s.rejected]: a.partial.rejected, errorMessage: a.partial.message } });
+          callback(null, Buffer.from(type.encode(msg).finish()));
           return;
         }
         const metadata = new Metadata();

@@ -126,6 +126,9 @@ export interface SinkRequest {
 
 export type SinkStatus = number | ((req: IncomingMessage, info: { path: string; index: number }) => number);
 
+/** A 2xx answer that rejects the last `rejected` items of the request (OTLP partial success). */
+export type SinkPartial = (info: { path: string; index: number; items: number }) => { rejected: number; message: string } | undefined;
+
 export interface OtlpSinkOptions {
   /**
    * HTTP status to answer valid requests with (default 200). A non-2xx status makes
@@ -136,6 +139,8 @@ export interface OtlpSinkOptions {
    * `{ path, index }` (index = position it will take in `requests`).
    */
   status?: SinkStatus;
+  /** Answer some accepted requests with a partial success (their last `rejected` items are not stored). */
+  partial?: SinkPartial;
 }
 
 export interface OtlpSink {
@@ -929,6 +934,18 @@ function sendSuccess(res: ServerResponse, status: number, encoding: OtlpEncoding
   }
 }
 
+/** An Export*ServiceResponse with partial_success, encoded with the official types (JSON: int64 as a string). */
+function sendPartial(res: ServerResponse, status: number, encoding: OtlpEncoding, signal: 'traces' | 'metrics', p: { rejected: number; message: string }): void {
+  const name = signal === 'traces' ? 'opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse' : 'opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceResponse';
+  const partialSuccess = { [signal === 'traces' ? 'rejectedSpans' : 'rejectedDataPoints']: p.rejected, errorMessage: p.message };
+  const body =
+    encoding === 'protobuf'
+      ? Buffer.from(loadOtlpProtoRoot().lookupType(name).encode(loadOtlpProtoRoot().lookupType(name).fromObject({ partialSuccess })).finish())
+      : Buffer.from(JSON.stringify({ partialSuccess: { ...partialSuccess, [signal === 'traces' ? 'rejectedSpans' : 'rejectedDataPoints']: String(p.rejected) } }));
+  res.writeHead(status, { 'content-type': encoding === 'protobuf' ? 'application/x-protobuf' : 'application/json', 'content-length': body.length });
+  res.end(body);
+}
+
 export async function startOtlpSink(opts: OtlpSinkOptions = {}): Promise<OtlpSink> {
   const spans: SinkSpan[] = [];
   const metricPoints: SinkMetricPoint[] = [];
@@ -1010,9 +1027,12 @@ export async function startOtlpSink(opts: OtlpSinkOptions = {}): Promise<OtlpSin
     record.status = answer;
     record.items = items.length;
     if (answer >= 200 && answer < 300) {
-      if (signal === 'traces') spans.push(...(items as SinkSpan[]));
-      else metricPoints.push(...(items as SinkMetricPoint[]));
-      sendSuccess(res, answer, encoding);
+      const partial = opts.partial?.({ path: urlPath, index, items: items.length });
+      const kept = partial === undefined ? items : items.slice(0, Math.max(0, items.length - partial.rejected));
+      if (signal === 'traces') spans.push(...(kept as SinkSpan[]));
+      else metricPoints.push(...(kept as SinkMetricPoint[]));
+      if (partial === undefined) sendSuccess(res, answer, encoding);
+      else sendPartial(res, answer, encoding, signal, partial);
     } else {
       sendStatus(res, answer, encoding, `test sink configured to answer ${answer}`);
     }

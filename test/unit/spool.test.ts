@@ -6,14 +6,17 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { resourceFromAttributes } from '@opentelemetry/resources';
 import { classify } from '../../src/export/otlp-sender.js';
+import { partialSuccessOf } from '../../src/export/partial-success.js';
 import { DiskStorage, GZIP_WHEN_WAITING, Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
 import { resolveOtelEnv } from '../../src/config/otel-env.js';
-import { SpoolingSpanExporter } from '../../src/export/spooling-exporter.js';
+import { SpoolingMetricExporter, SpoolingSpanExporter } from '../../src/export/spooling-exporter.js';
 import { prepareResource, TraceBatch } from '../../src/export/trace-batch.js';
 import type { SpanRecord } from '../../src/translate/types.js';
 import { createLogger } from '../../src/log.js';
 import { newStats } from '../../src/stats.js';
+import { startOtlpGrpcSink } from '../helpers/otlp-grpc-sink.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
 import { mountTmpfs, tmpfsUnavailable } from '../helpers/tmpfs.js';
 
@@ -455,6 +458,72 @@ describe('SpoolingSpanExporter with the real OTLP HTTP delegate', () => {
     expect(sink.requests.filter((q) => q.status === 400)).toHaveLength(1);
     expect([stats.spans.exported, stats.spool.queuedSpans, stats.spool.retries]).toEqual([0, 0, 0]);
     await exporter.close();
+  });
+});
+
+describe('partial success: the endpoint accepts a request but rejects some of it', () => {
+  const spans = (encoding: Encoding, n: number): Uint8Array => {
+    const batch = new TraceBatch({ encoding, scope: { name: 't', version: '1' }, attributeValueLengthLimit: 1024 });
+    const resource = prepareResource({ 'service.name': 'partial-test' });
+    for (let i = 0; i < n; i++) batch.add(resource, spanRecord(`op-${i}`));
+    return batch.take()!;
+  };
+  const answer = { rejected: 2, message: 'span limit exceeded for tenant' };
+
+  for (const protocol of ['http/protobuf', 'http/json', 'grpc'] as const) {
+    it(`${protocol}: the rejected spans count as failed (not retried), the rest as exported, the message is the last export error`, async () => {
+      const encoding: Encoding = protocol === 'http/json' ? 'json' : 'protobuf';
+      const http = protocol === 'grpc' ? undefined : await startOtlpSink({ partial: ({ index }) => (index === 0 ? answer : undefined) });
+      const grpc = protocol === 'grpc' ? await startOtlpGrpcSink() : undefined;
+      let calls = 0;
+      grpc?.setStatus(() => (calls++ === 0 ? { code: 0, partial: answer } : { code: 0 }));
+      const endpoint = http?.url ?? `http://${grpc!.address}`;
+      const stats = newStats(0);
+      const lines: string[] = [];
+      const exporter = new SpoolingSpanExporter(
+        { target: resolveOtelEnv({}, { otlpEndpoint: endpoint, otlpProtocol: protocol }).traces, maxBytes: 1_000_000, initialBackoffMs: 20, maxBackoffMs: 50 },
+        stats,
+        createLogger('warn', (l) => lines.push(l)),
+      );
+      exporter.push(spans(encoding, 5), 5);
+      exporter.push(spans(encoding, 3), 3);
+      await until(() => stats.spans.exported + stats.spans.failed === 8, 'both answers counted');
+      expect([stats.spans.exported, stats.spans.failed, stats.spool.retries]).toEqual([6, 2, 0]);
+      expect(stats.lastExportError.traces?.message).toBe('partial success: 2 spans rejected: span limit exceeded for tenant');
+      expect(lines.some((l) => l.includes('rejected part of an export'))).toBe(true);
+      // What the endpoint kept: the first request less its last two, and the second.
+      const names = (http?.spans ?? grpc!.spans).map((x) => x.name);
+      expect(names).toEqual(['op-0', 'op-1', 'op-2', 'op-0', 'op-1', 'op-2']);
+      await exporter.close();
+      await http?.close();
+      await grpc?.close();
+    });
+  }
+
+  it('metrics: the export succeeded, the rejected data points are counted apart', async () => {
+    const sink = await startOtlpSink({ partial: () => ({ rejected: 7, message: 'cardinality limit' }) });
+    const stats = newStats(0);
+    const exporter = new SpoolingMetricExporter(
+      { target: resolveOtelEnv({}, { otlpEndpoint: sink.url, otlpProtocol: 'http/protobuf' }).metrics, maxBytes: 1_000_000 },
+      stats,
+      createLogger('error', () => {}),
+    );
+    await new Promise<void>((resolve) => exporter.export({ resource: resourceFromAttributes({ 'service.name': 'partial-test' }), scopeMetrics: [] }, () => resolve()));
+    await until(() => stats.metricExports.succeeded === 1, 'the answer counted');
+    expect([stats.metricExports.failed, stats.metricPoints.rejected]).toEqual([0, 7]);
+    expect(stats.lastExportError.metrics?.message).toBe('partial success: 7 data points rejected: cardinality limit');
+    await exporter.close();
+    await sink.close();
+  });
+
+  it('a response that says nothing, or cannot be read, is a plain success', () => {
+    expect(partialSuccessOf('traces', 'protobuf', new Uint8Array(0))).toBeUndefined();
+    expect(partialSuccessOf('traces', 'json', Buffer.from('{}'))).toBeUndefined();
+    expect(partialSuccessOf('traces', 'json', Buffer.from('<html>proxy</html>'))).toBeUndefined();
+    expect(partialSuccessOf('traces', 'protobuf', Buffer.from([0x0a, 0x05, 0x08]))).toBeUndefined();
+    expect(partialSuccessOf('metrics', 'json', Buffer.from('{"partialSuccess":{"rejectedDataPoints":"4","errorMessage":"x"}}'))).toEqual({ rejected: 4, message: 'x' });
+    // A warning with nothing rejected.
+    expect(partialSuccessOf('traces', 'json', Buffer.from('{"partialSuccess":{"errorMessage":"slow down"}}'))).toEqual({ rejected: 0, message: 'slow down' });
   });
 });
 
