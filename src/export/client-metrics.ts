@@ -4,8 +4,9 @@
  * Each push exporter (OTLP, console) gets its own periodic reader and its own aggregator,
  * because collect() is stateful (delta resets, the cardinality epoch); the scrape endpoint gets
  * a cumulative aggregator of its own. With exponential histograms the SDK's own instruments
- * record instead (one MeterProvider per exporter). Every aggregator of every client draws on one
- * series budget (`maxMetricSeries`), so the bridge's series stay bounded whatever the clients do.
+ * record instead (one MeterProvider per exporter). Every aggregator and SDK recorder of every
+ * client draws on one series budget (`maxMetricSeries`), so the bridge's series stay bounded
+ * whatever the clients do.
  */
 import { AggregationTemporality, MeterProvider, PeriodicExportingMetricReader, type MetricProducer, type MetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import type { Resource } from '@opentelemetry/resources';
@@ -75,7 +76,9 @@ export class ClientMetricsFactory {
       // The SDK's instruments, with exponential histograms: one provider per exporter (each reader its own state).
       for (const reader of this.pushReaders(() => [], true)) {
         const p = new MeterProvider({ resource, readers: [reader] });
-        recorders.push(new SdkInstrumentRecorder(p.getMeter('aws-csm-bridge', this.opts.version), METRIC_INSTRUMENTS));
+        recorders.push(
+          new SdkInstrumentRecorder(p.getMeter('aws-csm-bridge', this.opts.version), METRIC_INSTRUMENTS, this.budget, (n) => (this.stats.metricPoints.overflowed += n)),
+        );
         providers.push(p);
       }
     } else {

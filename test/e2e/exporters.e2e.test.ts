@@ -105,6 +105,31 @@ describe('exporter selection', () => {
     expect(await b.stop()).toBe(0);
   });
 
+  it('exponential histograms draw on the same series budget: beyond --max-metric-series, the overflow series', async () => {
+    const b = await start({ OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: 'base2_exponential_bucket_histogram' }, ['--max-metric-series', '100']);
+    // 150 APIs of one client: several instruments each, far more series than the budget.
+    const apis = 150;
+    const t = Date.now() - 60_000;
+    for (let i = 0; i < apis; i++) {
+      const common = { Version: 1, Service: 'DynamoDB', Api: `Op${i}`, Region: 'us-east-1', ClientId: 'series-budget', UserAgent: 'aws-sdk-nodejs/2.1693.0 linux/v20.20.2 promise' };
+      const attempt = { ...common, Type: 'ApiCallAttempt', Timestamp: t + i * 10 + 1, AttemptLatency: 5, Fqdn: 'dynamodb.us-east-1.amazonaws.com', HttpStatusCode: 200, XAmznRequestId: `r${i}` };
+      const call = { ...common, Type: 'ApiCall', Timestamp: t + i * 10, Latency: 7, AttemptCount: 1, FinalHttpStatusCode: 200, MaxRetriesExceeded: 0 };
+      for (const d of [attempt, call]) await new Promise<void>((res, rej) => udp.send(JSON.stringify(d), b.udpPort, '127.0.0.1', (e) => (e ? rej(e) : res())));
+    }
+    const s = await waitStats(b, (x) => x.events.calls === apis && x.metricPoints.overflowed > 0, 'calls counted, points folded');
+    await sink.waitFor(() => sink.latestMetric('rpc.client.call.duration').reduce((n, p) => n + (p.count ?? 0), 0) === apis);
+    const durations = sink.latestMetric('rpc.client.call.duration');
+    const overflow = durations.filter((p) => p.attributes['otel.metric.overflow'] === true);
+    expect(overflow).toHaveLength(1);
+    expect(overflow[0]!.type).toBe('exponentialHistogram');
+    // Every call is counted, in its own series or in the overflow one; the series stay within the budget.
+    expect(durations.length - 1).toBeLessThan(100);
+    expect(overflow[0]!.count).toBeGreaterThanOrEqual(apis - 100);
+    expect(s.metricPoints.overflowed).toBeGreaterThan(0);
+    expect(sink.errors).toEqual([]);
+    expect(await b.stop()).toBe(0);
+  });
+
   it('OTEL_LOG_LEVEL=debug sets the log level; --log-level wins over it', async () => {
     const verbose = await start({ OTEL_LOG_LEVEL: 'debug' });
     expect(verbose.logs.some((l) => l['level'] === 'debug' && l['msg'] === 'warm-up done')).toBe(true);
