@@ -25,15 +25,21 @@ export { DiskStorage, MemoryStorage, type SpoolStorage } from './spool-storage.j
  * for the next start and counts the rest as lost (`dropped(..., 'shutdown')`):
  * a memory spool's content, and what the disk never took.
  *
- * A batch that arrives behind a backlog (GZIP_WHEN_WAITING batches already
- * queued) is stored gzipped: OTLP bodies of CSM spans repeat the same keys and
- * values, so an outage holds several times more calls in the same bound. A
- * healthy endpoint pays nothing: at 100k datagrams/s a batch often arrives while
- * the previous request is in flight, and gzipping those cost 2.5 % of the CPU.
+ * A batch that arrives while the endpoint is failing, behind a backlog
+ * (GZIP_WHEN_WAITING batches already queued), or when the spool holds a
+ * quarter of its bound (GZIP_WHEN_FULLER), is stored gzipped: OTLP bodies of
+ * CSM spans repeat the same keys and values, so an outage holds several times
+ * more calls in the same bound. An endpoint that answers pays nothing until the
+ * bound is in sight: at 100k datagrams/s a batch often arrives while the
+ * previous request is in flight (gzipping those cost 2.5 % of the CPU), and an
+ * endpoint that is up but slow would only fall further behind a bridge that
+ * spends its CPU compressing (memory is spent first, within the bound).
  */
 
-/** A backlog of this many batches means the endpoint is down or slow: later batches are gzipped. */
+/** A backlog of this many batches behind a failing endpoint: later batches are gzipped. */
 export const GZIP_WHEN_WAITING = 4;
+/** Share of the bound (bytes) the spool may hold before every new batch is gzipped, whatever the endpoint does. */
+export const GZIP_WHEN_FULLER = 0.25;
 /** The longest wait a server's RetryInfo / Retry-After may impose on the spool. */
 export const MAX_RETRY_AFTER_MS = 60_000;
 
@@ -92,7 +98,7 @@ export interface SpoolOptions {
   maxBackoffMs?: number;
   /** Attempts for a batch the endpoint answers with a non-retryable 5xx before it is rejected. */
   maxServerErrorAttempts?: number;
-  /** Batches already queued from which a new one is stored gzipped (default GZIP_WHEN_WAITING; Infinity: never). */
+  /** Batches queued behind a failing endpoint from which a new one is stored gzipped (default GZIP_WHEN_WAITING; Infinity: never, not even near the bound). */
   gzipWhenWaiting?: number;
 }
 
@@ -178,8 +184,10 @@ export class Spool {
       ev.dropped(items, 'shutdown');
       return;
     }
-    // A backlog: this batch will wait too, store it compressed (level 1: ~1 ms per 100 KiB).
-    const gzipped = this.queue.length >= (this.opts.gzipWhenWaiting ?? GZIP_WHEN_WAITING);
+    // This batch will wait: stored compressed (level 1: ~1 ms per 100 KiB).
+    const gzipWhenWaiting = this.opts.gzipWhenWaiting ?? GZIP_WHEN_WAITING;
+    const gzipped =
+      gzipWhenWaiting !== Infinity && ((this.failures > 0 && this.queue.length >= gzipWhenWaiting) || this.bytes >= this.maxBytes * GZIP_WHEN_FULLER);
     if (gzipped) body = gzipSync(body, { level: zlib.Z_BEST_SPEED });
     const size = body.byteLength;
     if (size > this.maxBytes) {

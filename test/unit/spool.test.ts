@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { classify } from '../../src/export/otlp-sender.js';
 import { partialSuccessOf } from '../../src/export/partial-success.js';
-import { DiskStorage, GZIP_WHEN_WAITING, Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
+import { DiskStorage, GZIP_WHEN_FULLER, GZIP_WHEN_WAITING, Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
 import { resolveOtelEnv } from '../../src/config/otel-env.js';
 import { SpoolingMetricExporter, SpoolingSpanExporter } from '../../src/export/spooling-exporter.js';
 import { prepareResource, TraceBatch } from '../../src/export/trace-batch.js';
@@ -236,36 +236,48 @@ describe('Spool (disk)', () => {
     second.close();
   });
 
-  it('stores batches that arrive behind a backlog gzipped, in memory and on disk, and sends the original bytes', async () => {
+  it('stores batches that arrive behind a failing endpoint gzipped, on disk, and sends the original bytes', async () => {
     const dir = tempDir();
     const down = async (): Promise<SendResult> => ({ ok: false, kind: 'transient', error: 'down' });
     // Repetitive, like OTLP bodies of similar spans.
     const original = (n: number) => Buffer.from(`{"name":"S3.ListBuckets","attrs":{"rpc.system":"aws-api","n":${n}}}`.repeat(200));
-    const first = new Spool({ maxBytes: 100_000, storage: new DiskStorage(dir), send: down, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 5 });
+    const rec = recorder();
+    const first = new Spool({ maxBytes: 1_000_000, storage: new DiskStorage(dir), send: down, events: rec.events, initialBackoffMs: 50, maxBackoffMs: 50 });
+    first.push(original(1), 1, 'json');
+    await until(() => rec.r.retries >= 1, 'the endpoint failed');
     const n = GZIP_WHEN_WAITING + 2;
-    for (let i = 1; i <= n; i++) first.push(original(i), i, 'json');
+    for (let i = 2; i <= n; i++) first.push(original(i), i, 'json');
     const files = readdirSync(dir).filter((f) => !f.startsWith('.'));
-    // The first GZIP_WHEN_WAITING batches are stored as is (a healthy endpoint takes them soon); the rest arrived behind a backlog.
+    // The first GZIP_WHEN_WAITING batches are stored as is; the rest arrived behind a backlog of a failing endpoint.
     const name = (i: number) => `${String(i).padStart(12, '0')}-${i}.json${i > GZIP_WHEN_WAITING ? '.gz' : ''}`;
     expect(files).toEqual(Array.from({ length: n }, (_, i) => name(i + 1)));
     expect(first.queuedBytes).toBeLessThan(GZIP_WHEN_WAITING * original(1).length + (2 * original(1).length) / 10);
     first.close();
 
     const got: Buffer[] = [];
-    const second = new Spool({ maxBytes: 100_000, storage: new DiskStorage(dir), events: recorder().events, send: async (b) => (got.push(Buffer.from(b)), { ok: true }) });
+    const second = new Spool({ maxBytes: 1_000_000, storage: new DiskStorage(dir), events: recorder().events, send: async (b) => (got.push(Buffer.from(b)), { ok: true }) });
     await until(() => got.length === n, 'replay');
     expect(got).toEqual(Array.from({ length: n }, (_, i) => original(i + 1)));
     second.close();
+  });
 
-    // Memory spool: same round trip.
+  it('an endpoint that is up but slow: batches wait as they are until a quarter of the bound, then gzipped; the original bytes go out', async () => {
+    const original = (n: number) => Buffer.from(`{"name":"S3.ListBuckets","attrs":{"rpc.system":"aws-api","n":${n}}}`.repeat(200));
+    const size = original(10).length;
     const s = manualSender();
-    const mem = new Spool({ maxBytes: 100_000, send: s.send, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 2, gzipWhenWaiting: 1 });
-    mem.push(original(7), 1, 'json');
-    mem.push(original(8), 1, 'json');
-    expect(mem.queuedBytes).toBeLessThan(original(7).length * 1.1);
-    for (const n of [7, 8]) {
+    const maxBytes = 40 * size;
+    const mem = new Spool({ maxBytes, send: s.send, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 2 });
+    // No answer yet, no failure: a backlog of 9 batches, none compressed (no CPU spent while the endpoint keeps up).
+    for (let i = 10; i < 19; i++) mem.push(original(i), i, 'json');
+    expect(mem.queuedBytes).toBe(9 * size);
+    // Past a quarter of the bound every new batch is stored compressed.
+    for (let i = 19; i < 29; i++) mem.push(original(i), i, 'json');
+    const compressed = mem.queuedBytes - Math.ceil((maxBytes * GZIP_WHEN_FULLER) / size) * size;
+    expect(compressed).toBeGreaterThan(0);
+    expect(compressed).toBeLessThan((19 - Math.ceil((maxBytes * GZIP_WHEN_FULLER) / size)) * size * 0.2);
+    for (let i = 10; i < 29; i++) {
       const sent = await s.next();
-      expect(Buffer.from(sent.body)).toEqual(original(n));
+      expect(Buffer.from(sent.body)).toEqual(original(i));
       sent.answer({ ok: true });
     }
     await until(() => mem.queuedBatches === 0, 'memory delivery');
