@@ -25,19 +25,23 @@ export { DiskStorage, MemoryStorage, type SpoolStorage } from './spool-storage.j
  * for the next start and counts the rest as lost (`dropped(..., 'shutdown')`):
  * a memory spool's content, and what the disk never took.
  *
- * A batch that arrives while the endpoint is failing, behind a backlog
- * (GZIP_WHEN_WAITING batches already queued), or when the spool holds a
- * quarter of its bound (GZIP_WHEN_FULLER), is stored gzipped: OTLP bodies of
- * CSM spans repeat the same keys and values, so an outage holds several times
- * more calls in the same bound. An endpoint that answers pays nothing until the
- * bound is in sight: at 100k datagrams/s a batch often arrives while the
- * previous request is in flight (gzipping those cost 2.5 % of the CPU), and an
- * endpoint that is up but slow would only fall further behind a bridge that
- * spends its CPU compressing (memory is spent first, within the bound).
+ * A batch that arrives behind a backlog (GZIP_WHEN_WAITING batches already
+ * queued) while nothing was delivered for ANSWERING_MS, or when the spool
+ * holds a quarter of its bound (GZIP_WHEN_FULLER), is stored gzipped: OTLP
+ * bodies of CSM spans repeat the same keys and values, so an outage holds
+ * several times more calls in the same bound. An endpoint that answers pays
+ * nothing until the bound is in sight: at 100k datagrams/s a batch often
+ * arrives while the previous request is in flight (gzipping those cost 2.5 % of
+ * the CPU), and an endpoint that is up but slow would only fall further behind
+ * a bridge that spends its CPU compressing (memory is spent first, within the
+ * bound). "Delivered" rather than "failed": a refused connection is retried
+ * inside the sender for its whole timeout (10 s) before the spool hears of it.
  */
 
-/** A backlog of this many batches behind a failing endpoint: later batches are gzipped. */
+/** A backlog of this many batches behind an endpoint that delivered nothing for ANSWERING_MS: later batches are gzipped. */
 export const GZIP_WHEN_WAITING = 4;
+/** An endpoint that delivered a batch this recently is answering (slow perhaps, not down). */
+export const ANSWERING_MS = 2_000;
 /** Share of the bound (bytes) the spool may hold before every new batch is gzipped, whatever the endpoint does. */
 export const GZIP_WHEN_FULLER = 0.25;
 /** The longest wait a server's RetryInfo / Retry-After may impose on the spool. */
@@ -98,8 +102,10 @@ export interface SpoolOptions {
   maxBackoffMs?: number;
   /** Attempts for a batch the endpoint answers with a non-retryable 5xx before it is rejected. */
   maxServerErrorAttempts?: number;
-  /** Batches queued behind a failing endpoint from which a new one is stored gzipped (default GZIP_WHEN_WAITING; Infinity: never, not even near the bound). */
+  /** Batches queued behind a silent endpoint from which a new one is stored gzipped (default GZIP_WHEN_WAITING; Infinity: never, not even near the bound). */
   gzipWhenWaiting?: number;
+  /** The clock (ms) for ANSWERING_MS. */
+  now?: () => number;
 }
 
 interface Entry extends BatchKey {
@@ -134,6 +140,9 @@ export class Spool {
   private running = false;
   private closed = false;
   private failures = 0;
+  /** When a batch was last delivered (for ANSWERING_MS). */
+  private deliveredAt = -Infinity;
+  private readonly now: () => number;
   private sleepTimer: NodeJS.Timeout | undefined;
   private wakeUp: (() => void) | undefined;
   private readonly idleWaiters = new Set<() => void>();
@@ -144,6 +153,7 @@ export class Spool {
   constructor(private readonly opts: SpoolOptions) {
     this.storage = opts.storage ?? new MemoryStorage();
     this.maxMemoryBytes = opts.maxMemoryBytes ?? opts.maxBytes;
+    this.now = opts.now ?? Date.now;
     this.maxBytes = this.storage.durable ? opts.maxBytes : Math.min(opts.maxBytes, this.maxMemoryBytes);
     this.initialBackoffMs = opts.initialBackoffMs ?? 500;
     this.maxBackoffMs = opts.maxBackoffMs ?? 5_000;
@@ -186,8 +196,9 @@ export class Spool {
     }
     // This batch will wait: stored compressed (level 1: ~1 ms per 100 KiB).
     const gzipWhenWaiting = this.opts.gzipWhenWaiting ?? GZIP_WHEN_WAITING;
+    const answering = this.now() - this.deliveredAt < ANSWERING_MS;
     const gzipped =
-      gzipWhenWaiting !== Infinity && ((this.failures > 0 && this.queue.length >= gzipWhenWaiting) || this.bytes >= this.maxBytes * GZIP_WHEN_FULLER);
+      gzipWhenWaiting !== Infinity && ((!answering && this.queue.length >= gzipWhenWaiting) || this.bytes >= this.maxBytes * GZIP_WHEN_FULLER);
     if (gzipped) body = gzipSync(body, { level: zlib.Z_BEST_SPEED });
     const size = body.byteLength;
     if (size > this.maxBytes) {
@@ -350,6 +361,7 @@ export class Spool {
       if (!this.queue.includes(entry)) continue;
       if (r.ok) {
         this.failures = 0;
+        this.deliveredAt = this.now();
         this.remove(entry);
         ev.delivered(entry.items, r.partial);
         continue;

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { classify } from '../../src/export/otlp-sender.js';
 import { partialSuccessOf } from '../../src/export/partial-success.js';
-import { DiskStorage, GZIP_WHEN_FULLER, GZIP_WHEN_WAITING, Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
+import { ANSWERING_MS, DiskStorage, GZIP_WHEN_FULLER, GZIP_WHEN_WAITING, Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
 import { resolveOtelEnv } from '../../src/config/otel-env.js';
 import { SpoolingMetricExporter, SpoolingSpanExporter } from '../../src/export/spooling-exporter.js';
 import { prepareResource, TraceBatch } from '../../src/export/trace-batch.js';
@@ -236,7 +236,7 @@ describe('Spool (disk)', () => {
     second.close();
   });
 
-  it('stores batches that arrive behind a failing endpoint gzipped, on disk, and sends the original bytes', async () => {
+  it('stores batches that arrive behind an endpoint that delivers nothing gzipped, on disk, and sends the original bytes', async () => {
     const dir = tempDir();
     const down = async (): Promise<SendResult> => ({ ok: false, kind: 'transient', error: 'down' });
     // Repetitive, like OTLP bodies of similar spans.
@@ -248,7 +248,7 @@ describe('Spool (disk)', () => {
     const n = GZIP_WHEN_WAITING + 2;
     for (let i = 2; i <= n; i++) first.push(original(i), i, 'json');
     const files = readdirSync(dir).filter((f) => !f.startsWith('.'));
-    // The first GZIP_WHEN_WAITING batches are stored as is; the rest arrived behind a backlog of a failing endpoint.
+    // The first GZIP_WHEN_WAITING batches are stored as is; the rest arrived behind a backlog of an endpoint that delivered nothing.
     const name = (i: number) => `${String(i).padStart(12, '0')}-${i}.json${i > GZIP_WHEN_WAITING ? '.gz' : ''}`;
     expect(files).toEqual(Array.from({ length: n }, (_, i) => name(i + 1)));
     expect(first.queuedBytes).toBeLessThan(GZIP_WHEN_WAITING * original(1).length + (2 * original(1).length) / 10);
@@ -261,26 +261,42 @@ describe('Spool (disk)', () => {
     second.close();
   });
 
-  it('an endpoint that is up but slow: batches wait as they are until a quarter of the bound, then gzipped; the original bytes go out', async () => {
+  it('an endpoint that answers, slowly: batches wait as they are until a quarter of the bound, or until it has delivered nothing for a while', async () => {
     const original = (n: number) => Buffer.from(`{"name":"S3.ListBuckets","attrs":{"rpc.system":"aws-api","n":${n}}}`.repeat(200));
     const size = original(10).length;
     const s = manualSender();
+    let clock = 1_000_000;
     const maxBytes = 40 * size;
-    const mem = new Spool({ maxBytes, send: s.send, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 2 });
-    // No answer yet, no failure: a backlog of 9 batches, none compressed (no CPU spent while the endpoint keeps up).
+    const mem = new Spool({ maxBytes, send: s.send, events: recorder().events, initialBackoffMs: 1, maxBackoffMs: 2, now: () => clock });
+    mem.push(original(9), 9, 'json');
+    (await s.next()).answer({ ok: true });
+    await until(() => mem.queuedBatches === 0, 'the first delivery');
+    // It delivered a second ago: a backlog of 9 batches, none compressed (no CPU spent while the endpoint keeps up).
+    clock += 1_000;
     for (let i = 10; i < 19; i++) mem.push(original(i), i, 'json');
     expect(mem.queuedBytes).toBe(9 * size);
     // Past a quarter of the bound every new batch is stored compressed.
-    for (let i = 19; i < 29; i++) mem.push(original(i), i, 'json');
-    const compressed = mem.queuedBytes - Math.ceil((maxBytes * GZIP_WHEN_FULLER) / size) * size;
+    const raw = Math.ceil((maxBytes * GZIP_WHEN_FULLER) / size);
+    for (let i = 19; i < 25; i++) mem.push(original(i), i, 'json');
+    const compressed = mem.queuedBytes - raw * size;
     expect(compressed).toBeGreaterThan(0);
-    expect(compressed).toBeLessThan((19 - Math.ceil((maxBytes * GZIP_WHEN_FULLER) / size)) * size * 0.2);
-    for (let i = 10; i < 29; i++) {
+    expect(compressed).toBeLessThan((24 - 9 - raw) * size * 0.2);
+    for (let i = 10; i < 25; i++) {
       const sent = await s.next();
       expect(Buffer.from(sent.body)).toEqual(original(i));
       sent.answer({ ok: true });
     }
     await until(() => mem.queuedBatches === 0, 'memory delivery');
+    // Nothing delivered for ANSWERING_MS: behind GZIP_WHEN_WAITING batches, compressed again.
+    clock += ANSWERING_MS;
+    for (let i = 30; i < 30 + GZIP_WHEN_WAITING + 2; i++) mem.push(original(i), i, 'json');
+    expect(mem.queuedBytes).toBeLessThan(GZIP_WHEN_WAITING * size + 2 * size * 0.2);
+    for (let i = 30; i < 30 + GZIP_WHEN_WAITING + 2; i++) {
+      const sent = await s.next();
+      expect(Buffer.from(sent.body)).toEqual(original(i));
+      sent.answer({ ok: true });
+    }
+    await until(() => mem.queuedBatches === 0, 'the rest delivered');
     mem.close();
   });
 
