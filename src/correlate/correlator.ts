@@ -209,7 +209,7 @@ export class Correlator {
       // Over the work budget: decided alone, on arrival (its best chain), as the joint search would a clear call.
       this.counts.overBudget++;
       const cands = this.spaces.capped(call, candidatesOf(call), CANDIDATES_OVER_BUDGET);
-      return this.claimAndEmit(call, cands.length <= 1 ? cands : topChains(call, cands, 1)[0]!.attempts);
+      return this.claimAndEmit(call, cands.length <= 1 ? cands : topChains(call, cands, 1)[0]!.attempts, now, false);
     }
     if (group.calls.length === 0) {
       const cands = candidatesOf(call);
@@ -537,20 +537,21 @@ export class Correlator {
    * Export a call decided alone on arrival. Alone is not unopposed: calls of its group exported
    * in the last RECENT_SETTLES settle times may have been as likely to own its attempts (a twin
    * that took this one's attempt and left it another), so with any of them about, its ambiguity
-   * is searched against them (`now` given; not over the work budget).
+   * is searched against them (`flag`: not over the work budget).
    */
-  private claimAndEmit(call: PendingCall, attempts: PendingAttempt[], now?: number): void {
+  private claimAndEmit(call: PendingCall, attempts: PendingAttempt[], now: number, flag = true): void {
     const group = call.group;
     let ambiguous: boolean[] | undefined;
-    if (now !== undefined && attempts.length > 0 && group.recent.length > 0 && !this.budget.over(now)) {
+    if (group.recent.length > 0) {
+      // Also over the budget: the recent calls' chain spaces are let go once they no longer count.
       this.pruneRecent(group, now);
-      if (group.recent.length > 0) {
+      if (flag && attempts.length > 0 && group.recent.length > 0) {
         this.spaces.of(call);
         ambiguous = ambiguityOf(this.spaces, { call, chain: attempts, ll: chainLogLikelihood(call, attempts) }, [], group.recent);
       }
     }
     for (const a of attempts) this.dropAttempt(a);
-    if (ambiguous !== undefined) this.remember(call, attempts, now!);
+    if (ambiguous !== undefined) this.remember(call, attempts, now);
     this.emitCall(call, attempts, ambiguous);
     this.gc(group);
   }
