@@ -14,12 +14,12 @@ export interface PendingAttempt extends TimedAttempt {
   held: boolean;
   /** Arrival order (an attempts-first call can only have attempts that arrived before it). */
   seq: number;
-  /** Scratch id for the joint search, valid while `idEpoch` is the correlator's. */
+  /** Scratch id for the joint search, valid while `idEpoch` is the current search's (chain-spaces.ts). */
   id: number;
   idEpoch: number;
   /** Its price in the joint search (assignment.ts), kept to warm-start the next one. */
   price: number;
-  /** The call it was exported with. */
+  /** The call it was exported with, while that call counts in its group's ambiguity (`Group.recent`). */
   owner: PendingCall | undefined;
 }
 
