@@ -376,6 +376,9 @@ export function bestWithout(
   return Math.max(alt, assignJointly(others, nIds, new Float64Array(nIds), rounds).ll);
 }
 
+/** Ends of an exchange cycle kept per side (see `exchange`): at most their square of three-call cycles is scored. */
+const EXCHANGE_ENDS = 64;
+
 /**
  * The best gain (ln) of moving `x` off `me` by exchanging attempts along a
  * cycle of two or three bidders, every other attempt of their chains kept:
@@ -423,8 +426,9 @@ function exchange(
     }
     return g;
   };
-  toMe.sort((a, b) => b.d - a.d);
-  toR1.sort((a, b) => b.d - a.d);
+  // The most promising ends of the cycle only: the pairs, each a chain scored, stay bounded whatever the storm.
+  toMe.sort((a, b) => b.d - a.d).length = Math.min(toMe.length, EXCHANGE_ENDS);
+  toR1.sort((a, b) => b.d - a.d).length = Math.min(toR1.length, EXCHANGE_ENDS);
   let best: number | undefined;
   for (const m of toMe) {
     for (const o of toR1) {

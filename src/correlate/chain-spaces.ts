@@ -77,6 +77,8 @@ export class ChainSpaces {
     return {
       emptyLl: c.want * LN_MISSING_ATTEMPT,
       llOf: (ids) => {
+        // Scoring one chain is linear in its length: counted like a search step, so the ambiguity search stays in the budget.
+        this.budget.charge(ids.length * Math.min(c.want, MAX_POSITIONS));
         byId ??= new Map(cands.filter((a) => a.idEpoch === epoch).map((a) => [a.id, a]));
         const chain: PendingAttempt[] = [];
         for (const id of ids) {

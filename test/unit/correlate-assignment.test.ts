@@ -120,6 +120,37 @@ describe('assignment: the best assignment without one attempt (ambiguity)', () =
     expect(bestWithout(scoring(parties), 6, current, currentLl, 0, 1, mine, 1)).toBeCloseTo(-30, 9);
   });
 
+  it('the exchange search is bounded: 64 calls of 64 attempts, no cycle possible, a few thousand chains scored', () => {
+    const n = 64;
+    const len = 64;
+    let scored = 0;
+    const chains = Array.from({ length: n }, (_, p) => Array.from({ length: len }, (_, k) => p * len + k));
+    const x = 0;
+    const bidders: Bidder[] = chains.map((chain, p) => ({
+      emptyLl: -1e6,
+      // Its own chain only: every move, swap and joint search finds nothing.
+      bid: (_prices, _limit, taken) => (chain.some((id) => taken?.[id]) ? [] : [{ ids: chain, ll: -10, score: -10 }]),
+      // The flagged call (0) could take any other call's even attempt in place of x; any other
+      // call could take x in place of an odd one; no other exchange fits (so no cycle closes).
+      llOf: (got) => {
+        scored++;
+        const foreign = got.filter((id) => Math.floor(id / len) !== p);
+        if (foreign.length === 0) return -10;
+        if (foreign.length > 1) return -Infinity;
+        const f = foreign[0]!;
+        if (p === 0) return f % 2 === 0 ? -10 - (f % 97) / 10 : -Infinity;
+        const replaced = chain.find((id) => !got.includes(id))!;
+        return f === x && replaced % 2 === 1 ? -10 - (replaced % 89) / 10 : -Infinity;
+      },
+    }));
+    const mine = new Set(Array.from({ length: n * len }, (_, i) => i).filter((i) => i % 2 === 0));
+    const got = bestWithout(bidders, n * len, chains, chains.map(() => -10), 0, x, mine, 1);
+    expect(got).toBeLessThan(-10 * n - Math.LN2);
+    // Building both ends scores 63 × 64 chains each; the three-call cycles at most 64 × 64 more
+    // (4 million without the cap: 63 × 32 ends on either side).
+    expect(scored).toBeLessThanOrEqual(2 * (n - 1) * len + 64 * 64);
+  });
+
   it('without chain scores the same problem falls back to the moves and the short joint search', () => {
     expect(bestWithout(listBidders(parties), 6, current, currentLl, 0, 1, mine, 1)).toBeLessThan(-30 - Math.LN2);
   });
