@@ -196,9 +196,13 @@ export class Correlator {
     const tol = this.opts.toleranceMs + (ev.latency ?? 0) / 1000;
     const want = ev.attemptCount === undefined ? 1 : Math.max(0, ev.attemptCount);
     const now = ev.receivedAt;
+    const callFirst = !ATTEMPTS_FIRST.has(ev.sdk);
+    // callHoldMs is how long a call waits for its own late attempts (the ApiCall came first); an
+    // attempts-first call has them all, and waits for its twins as long as settleMs says.
+    const hold = callFirst ? this.opts.callHoldMs : Math.max(this.opts.callHoldMs, this.opts.settleMs);
     const call: PendingCall = {
-      ev, start, end, want, tol, group, live: true, seq: this.seq++, callFirst: !ATTEMPTS_FIRST.has(ev.sdk),
-      settleBy: now + this.opts.settleMs, holdUntil: now + this.opts.callHoldMs, space: undefined, chosenLl: 0, recentUntil: -Infinity, completeSince: Infinity,
+      ev, start, end, want, tol, group, live: true, seq: this.seq++, callFirst,
+      settleBy: now + this.opts.settleMs, holdUntil: now + hold, space: undefined, chosenLl: 0, recentUntil: -Infinity, completeSince: Infinity,
     };
     if (want === 0) {
       this.emitCall(call, [], undefined);

@@ -92,6 +92,18 @@ describe('correlate: real captures against ground truth (shipped defaults)', () 
     });
   }
 
+  it('--match-settle-ms 10000 (README: for exact storm trees, at the cost of export latency): no misplaced group where the truth is more probable, every misplaced attempt flagged', () => {
+    const opts = pipelineOptions({ ...DEFAULT_CONFIG, matchSettleMs: 10_000 }, '').correlator;
+    for (const sc of scenarios()) {
+      const s = measureCapture(sc, opts);
+      expect(s.truthMoreProbable, `${sc}: truth more probable`).toEqual([]);
+      expect(s.misplacedUnflagged, `${sc}: misplaced, not flagged`).toEqual([]);
+      expect(s.orphans, `${sc}: orphans`).toBe(0);
+      // Waits beyond callHoldMs (3 s): it bounds only a call waiting for its own attempts.
+      if (sc === 'boto3_storm_standard') expect(s.waitsMs.at(-1)).toBeGreaterThan(DEFAULT_CONFIG.callHoldMs);
+    }
+  });
+
   it('every datagram comes out exactly once, attempts in start order', () => {
     for (const sc of scenarios()) {
       const decoded = decodeCapture(sc);
