@@ -320,8 +320,9 @@ function repair(bidders: readonly Bidder[], nIds: number, prices: Float64Array, 
  * bidder `me`, starting from their `current` chains: `me` moves to its best
  * chain among attempts no one else holds, or swaps with one other bidder
  * whose chain holds one of its candidates (that bidder then takes its best
- * chain with `x` free); when neither comes within ln 2, a short
- * joint search (deeper rearrangements).
+ * chain with `x` free), or exchanges attempts along a cycle of two or three
+ * bidders (`exchange`); when none comes within ln 2, a short joint search
+ * (deeper rearrangements).
  */
 export function bestWithout(
   bidders: readonly Bidder[],
