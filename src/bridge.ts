@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { AdminServer } from './admin/server.js';
 import type { OtelSettings } from './config/otel-env.js';
 import type { Config } from './config/schema.js';
-import { parseHostPort, type Source } from './net/address.js';
+import type { Source } from './net/address.js';
 import { OtelExporter } from './export/otel-exporter.js';
 import { PolicyService } from './policy/policy-service.js';
 import { IdentityStage } from './identity/identity-stage.js';
@@ -16,7 +16,6 @@ import type { Logger } from './log.js';
 import { MemoryGuard } from './memory-guard.js';
 import { Pipeline, pipelineOptions, type CallTap, type DatagramTap, type PipelineOptions } from './pipeline.js';
 import { UdpReceiver } from './receive/udp-receiver.js';
-import { bindPolicyError, httpBindPolicyError } from './receive/source-filter.js';
 import { newStats, type Stats } from './stats.js';
 import { warmUp } from './warm-up.js';
 
@@ -49,7 +48,6 @@ export class Bridge {
   /** IAM policies per application (GET /policy, the live view, --policy-file); not for replays. */
   readonly policy: PolicyService | undefined;
   private readonly memory: MemoryGuard;
-  private readonly bindError: string | undefined;
   private expireTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -94,17 +92,6 @@ export class Bridge {
     this.pipeline = new Pipeline(this.options, this.identity, this.stats, log);
     this.memory = new MemoryGuard(this.stats.memory, this.pipeline, () => this.exporter.spoolMemoryBytes, log);
     this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
-    this.bindError =
-      bindPolicyError(config.listen, config.allowSource, config.allowAnySource) ??
-      httpBindPolicyError(
-        [
-          ...(config.admin === 'off' ? [] : [{ what: 'admin listener', host: parseHostPort(config.admin).host, setting: '--admin' }]),
-          ...(this.exporter.prometheusListen && intake === 'udp'
-            ? [{ what: 'Prometheus endpoint', host: this.exporter.prometheusListen.host, setting: 'OTEL_EXPORTER_PROMETHEUS_HOST' }]
-            : []),
-        ],
-        config.allowRemoteHttp,
-      );
     if (otel.sdkDisabled) log.warn('OTEL_SDK_DISABLED=true: nothing is exported; datagrams are still received and counted, and the live view and /stats work');
     this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log, config.udpReceiver);
     this.admin = config.admin === 'off' ? undefined : new AdminServer(config.admin, () => this.snapshot(), this.policy);
@@ -112,7 +99,6 @@ export class Bridge {
 
   async start(): Promise<{ listen: string[]; admin?: string; prometheus?: string }> {
     if (this.intake === 'replay') return { listen: [] };
-    if (this.bindError) throw new Error(this.bindError);
     this.warmUp();
     await this.receiver.start();
     let prometheus: string | undefined;

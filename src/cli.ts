@@ -7,7 +7,6 @@ import { createLogger } from './log.js';
 import { Recorder } from './record/recorder.js';
 import { runReplayCommand } from './record/replay-command.js';
 import { runPolicyCommand } from './policy/policy-command.js';
-import { PolicyFileError } from './policy/policy-file.js';
 import { startView, wantsView } from './ui/attach.js';
 import { describeTargets } from './config/otel-env.js';
 import type { LiveView } from './ui/live-view.js';
@@ -19,10 +18,7 @@ async function main(): Promise<number> {
   try {
     command = loadConfig(process.argv.slice(2), process.env);
   } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`aws-csm-bridge: ${e.message}\n`);
-      return 2;
-    }
+    if (e instanceof ConfigError) return refuse(e);
     throw e;
   }
   if (command.kind === 'help') {
@@ -58,10 +54,10 @@ async function main(): Promise<number> {
   try {
     bridge = new Bridge(config, log, VERSION, otel);
   } catch (e) {
-    // e.g. the spool directory cannot be created or another bridge uses it.
+    // e.g. the policy file or the spool directory cannot be used (2), another bridge holds the spool directory (1).
+    if (e instanceof ConfigError) return refuse(e);
     log.error((e as Error).message);
-    // A policy file that exists but cannot be used: the user must fix or remove it.
-    return e instanceof PolicyFileError ? 2 : 1;
+    return 1;
   }
   let recorder: Recorder | undefined;
   if (sub?.name === 'record') {
@@ -69,8 +65,7 @@ async function main(): Promise<number> {
     try {
       await r.ready();
     } catch (e) {
-      log.error('cannot open the recording file', { file: sub.file, error: (e as Error).message });
-      return 1;
+      return refuse(new ConfigError(`cannot open the recording file ${sub.file}: ${(e as Error).message}`));
     }
     bridge.tapDatagrams((bytes, from, receivedAt) => r.write(bytes, from, receivedAt));
   }
@@ -78,6 +73,8 @@ async function main(): Promise<number> {
   try {
     addresses = await bridge.start();
   } catch (e) {
+    // e.g. udpReceiver recvmmsg without the addon (2), a port another process holds (1).
+    if (e instanceof ConfigError) return refuse(e);
     log.error((e as Error).message);
     return 1;
   }
@@ -152,9 +149,17 @@ async function main(): Promise<number> {
   });
 }
 
+/** Every configuration refusal, whichever stage finds it: one line on stderr, exit 2 (see config/error.ts). */
+function refuse(e: ConfigError): number {
+  process.stderr.write(`aws-csm-bridge: ${e.message}\n`);
+  return 2;
+}
+
 main().then(
   (code) => process.exit(code),
   (e: unknown) => {
+    // A refusal thrown past the start's own catches (replay FILE, its spool directory).
+    if (e instanceof ConfigError) process.exit(refuse(e));
     process.stderr.write(`aws-csm-bridge: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
     process.exit(1);
   },

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { formatHostPort } from '../net/address.js';
+import { formatHostPort, splitHostPort } from '../net/address.js';
+import { bindPolicyError, httpBindPolicyError } from '../receive/source-filter.js';
+import { ConfigError } from './error.js';
 import { OTEL_VARIABLES, resolveOtelEnv, type OtelSettings } from './otel-env.js';
 import { configSchema, OPTIONS, type Config, type OptionKey } from './schema.js';
 
-/** A config problem the user must fix; the message says what and where. */
-export class ConfigError extends Error {}
+export { ConfigError };
 
 /** `record FILE` / `replay FILE` / `policy FILE`; absent: run the bridge. */
 export type Subcommand = { name: 'record' | 'replay' | 'policy'; file: string };
@@ -48,6 +49,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Com
     }
     // --log-level / AWS_CSM_BRIDGE_LOG_LEVEL / the file win; else OTEL_LOG_LEVEL.
     if (merged.logLevel === undefined && otel.logLevel !== undefined) config.logLevel = otel.logLevel;
+    // Replay and policy open no listener; the bridge and record open them all.
+    const refusal = subcommand?.name === 'replay' || subcommand?.name === 'policy' ? undefined : listenerRefusal(config, otel);
+    if (refusal !== undefined) throw new ConfigError(refusal);
     return subcommand ? { kind: 'run', config, otel, subcommand } : { kind: 'run', config, otel };
   }
   const lines = r.error.issues.map((issue) => {
@@ -57,6 +61,21 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Com
     return `  ${key}${got}: ${issue.message}`;
   });
   throw new ConfigError(`invalid configuration:\n${lines.join('\n')}\nRun with --help to see every setting.`);
+}
+
+/** Why the listeners this configuration opens break the bind policy (src/receive/source-filter.ts), or undefined. */
+function listenerRefusal(config: Config, otel: OtelSettings): string | undefined {
+  const prometheus = !otel.sdkDisabled && otel.metricsExporters.includes('prometheus');
+  return (
+    bindPolicyError(config.listen, config.allowSource, config.allowAnySource) ??
+    httpBindPolicyError(
+      [
+        ...(config.admin === 'off' ? [] : [{ what: 'admin listener', host: splitHostPort(config.admin)?.host ?? config.admin, setting: '--admin' }]),
+        ...(prometheus ? [{ what: 'Prometheus endpoint', host: otel.prometheus.host, setting: 'OTEL_EXPORTER_PROMETHEUS_HOST' }] : []),
+      ],
+      config.allowRemoteHttp,
+    )
+  );
 }
 
 function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string; command?: 'help' | 'version'; subcommand?: Subcommand } {

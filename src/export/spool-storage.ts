@@ -1,5 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ConfigError } from '../config/error.js';
 
 /**
  * Where the export spool keeps its batches: in memory (the default; gone at
@@ -78,13 +79,24 @@ const LOCK = '.lock';
  * same files; a symlink, so it can be taken on a full disk. Delivery is at least once: a batch in flight at exit is sent
  * again at the next start.
  */
+/** Errors of mkdir/symlink that mean the path itself is wrong for this user, not a passing state. */
+const SETTING_ERRNOS = new Set(['EACCES', 'EPERM', 'ENOTDIR', 'EROFS', 'EEXIST', 'ENOENT', 'ENAMETOOLONG', 'ELOOP']);
+
 export class DiskStorage implements SpoolStorage {
   readonly durable = true;
   private readonly lockFile: string;
 
   constructor(readonly where: string) {
-    mkdirSync(where, { recursive: true, mode: 0o700 });
-    this.lockFile = lockDir(where);
+    try {
+      mkdirSync(where, { recursive: true, mode: 0o700 });
+      this.lockFile = lockDir(where);
+    } catch (e) {
+      // A directory this user cannot create or write: a configuration refusal (exit 2). One a
+      // live bridge holds stays a plain error (exit 1): it is free again once that bridge stops.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== undefined && SETTING_ERRNOS.has(code)) throw new ConfigError(`cannot use the spool directory ${where} (--spool-dir): ${(e as Error).message}`);
+      throw e;
+    }
   }
 
   private file(key: BatchKey): string {

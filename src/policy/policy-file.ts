@@ -8,10 +8,12 @@
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { ConfigError } from '../config/error.js';
 import type { PolicyDocument } from './document.js';
 import type { PolicyState } from './observer.js';
 
-export class PolicyFileError extends Error {}
+/** A configuration refusal (exit 2): the file --policy-file names is there but unusable. */
+export class PolicyFileError extends ConfigError {}
 
 const count = z.number().int().min(0);
 const stateSchema = z.object({

@@ -2,6 +2,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { isIP, isIPv6 } from 'node:net';
+import { ConfigError } from '../config/error.js';
 import { parseProcNetUdp } from '../identity/proc-net.js';
 import type { Logger } from '../log.js';
 import { parseHostPort, type Source } from '../net/address.js';
@@ -65,7 +66,8 @@ export class UdpReceiver {
     if (this.kind === 'dgram') return undefined;
     const { addon, why } = loadBatchAddon();
     if (addon) return addon;
-    if (this.kind === 'recvmmsg') throw new Error(`udpReceiver is recvmmsg but ${why}: ${BUILD_HINT}`);
+    // Asked for by name: a configuration the bridge cannot honour (exit 2), not a fallback.
+    if (this.kind === 'recvmmsg') throw new ConfigError(`udpReceiver is recvmmsg but ${why}: ${BUILD_HINT}`);
     this.log.info('UDP receiver: node:dgram (udpReceiver auto)', { why });
     return undefined;
   }

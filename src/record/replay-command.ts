@@ -1,5 +1,7 @@
 /** `aws-csm-bridge replay FILE [--speed N]`: the command around `replay`. */
+import { closeSync, openSync } from 'node:fs';
 import { Bridge } from '../bridge.js';
+import { ConfigError } from '../config/error.js';
 import { describeTargets, type OtelSettings } from '../config/otel-env.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
@@ -19,6 +21,12 @@ export async function runReplayCommand(
   /** Lets the caller route log lines into the view while it is up. */
   onView: (v: LiveView | undefined) => void,
 ): Promise<number> {
+  // A FILE that cannot be opened is a configuration refusal (exit 2), as for policy FILE.
+  try {
+    closeSync(openSync(file, 'r'));
+  } catch (e) {
+    throw new ConfigError(`cannot read the recording ${file}: ${(e as Error).message}`);
+  }
   // No sockets, no admin server: a replay can run next to a live bridge.
   const bridge = new Bridge({ ...config, admin: 'off' }, log, version, otel, 'replay');
   await bridge.start();

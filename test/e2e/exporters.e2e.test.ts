@@ -141,10 +141,10 @@ describe('exporter selection', () => {
 describe('every listener under one policy: loopback unless opted in', () => {
   it('a non-loopback admin listener or Prometheus endpoint needs --allow-remote-http', async () => {
     const admin = await runCli(['--listen', '127.0.0.1:0', '--admin', '0.0.0.0:0', '--no-ui']);
-    expect(admin.code).toBe(1);
+    expect(admin.code).toBe(2);
     expect(admin.stderr).toMatch(/refusing to serve the admin listener on non-loopback address 0\.0\.0\.0 \(--admin\).*--allow-remote-http/);
     const prom = await runCli(['--listen', '127.0.0.1:0', '--admin', 'off', '--no-ui'], { OTEL_METRICS_EXPORTER: 'prometheus', OTEL_EXPORTER_PROMETHEUS_HOST: '0.0.0.0', OTEL_EXPORTER_PROMETHEUS_PORT: '0' });
-    expect(prom.code).toBe(1);
+    expect(prom.code).toBe(2);
     expect(prom.stderr).toMatch(/the Prometheus endpoint on non-loopback address 0\.0\.0\.0 \(OTEL_EXPORTER_PROMETHEUS_HOST\)/);
     // Opted in, it starts (and is stopped at once).
     const b = await start({ OTEL_METRICS_EXPORTER: 'prometheus', OTEL_EXPORTER_PROMETHEUS_HOST: '0.0.0.0', OTEL_EXPORTER_PROMETHEUS_PORT: '0' }, ['--allow-remote-http']);

@@ -44,12 +44,12 @@ const call = (extra: Record<string, unknown> = {}) =>
 describe('bind policy', () => {
   it('refuses a non-loopback UDP address without --allow-source or --allow-any-source, with a message saying what to do', async () => {
     const r = await runCli(['--listen', '0.0.0.0:0', '--admin', 'off']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toContain('refusing to listen on non-loopback UDP address 0.0.0.0:0');
     expect(r.stderr).toContain('--allow-source CIDR');
     expect(r.stderr).toContain('--allow-any-source');
     const v6 = await runCli(['--listen', '[::]:0', '--admin', 'off']);
-    expect([v6.code, v6.stderr]).toEqual([1, expect.stringContaining('refusing to listen on non-loopback UDP address [::]:0')]);
+    expect([v6.code, v6.stderr]).toEqual([2, expect.stringContaining('refusing to listen on non-loopback UDP address [::]:0')]);
     const bad = await runCli(['--listen', '0.0.0.0:0', '--allow-source', '10.0.0.0/33']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('allowSource (--allow-source: got ["10.0.0.0/33"]): expected an IPv4 or IPv6 address or CIDR');

@@ -30,7 +30,7 @@ describe('config', () => {
   it('AWS_CSM_HOST / AWS_CSM_PORT, the SDK variables, set the listen address', () => {
     expect(run([], { AWS_CSM_PORT: '4000' }).listen).toEqual(['127.0.0.1:4000']);
     expect(run([], { AWS_CSM_HOST: '::1' }).listen).toEqual(['[::1]:31000']);
-    expect(run(['--listen', '0.0.0.0:1'], { AWS_CSM_PORT: '4000' }).listen).toEqual(['0.0.0.0:1']);
+    expect(run(['--listen', '0.0.0.0:1', '--allow-any-source'], { AWS_CSM_PORT: '4000' }).listen).toEqual(['0.0.0.0:1']);
   });
 
   it('errors name the key, the source, the value and what is allowed', () => {
