@@ -3,7 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { formatHostPort, splitHostPort } from '../net/address.js';
 import { bindPolicyError, httpBindPolicyError } from '../receive/source-filter.js';
 import { ConfigError } from './error.js';
-import { OTEL_VARIABLES, resolveOtelEnv, type OtelSettings } from './otel-env.js';
+import { byPrecedence, OTEL_VARIABLES, resolveOtelEnv, type OtelSettings, type SettingLayer } from './otel-env.js';
 import { configSchema, OPTIONS, type Config, type OptionKey } from './schema.js';
 
 export { ConfigError };
@@ -14,7 +14,8 @@ export type Subcommand = { name: 'record' | 'replay' | 'policy'; file: string };
 /** `otel`: the OTEL_* variables, resolved once (otel-env.ts); nothing else reads them. */
 export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: Config; otel: OtelSettings; subcommand?: Subcommand };
 
-type Source = { desc: string; raw: unknown };
+/** A value as given, where (for messages) and in which layer (for the precedence rule). */
+type Source = { desc: string; raw: unknown; layer: 'flag' | 'env' | 'file' };
 type Layer = Partial<Record<OptionKey, Source>>;
 
 const KEYS = Object.keys(OPTIONS) as OptionKey[];
@@ -29,12 +30,13 @@ const ALIASES = new Map<string, OptionKey>([
 ]);
 const SUBCOMMANDS = new Set(['record', 'replay', 'policy']);
 
-/** Flags > environment > config file > defaults. */
+/** Flags > environment (per-signal OTel variables > generic ones) > config file > defaults, for every setting. */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
   const { flags, configPath, command, subcommand } = parseArgv(argv);
   if (command) return { kind: command };
   const file = configPath ?? env['AWS_CSM_BRIDGE_CONFIG'];
   const merged: Layer = { ...(file ? fileLayer(file) : {}), ...envLayer(env), ...flags };
+  const layerOf = (k: OptionKey): SettingLayer => merged[k]?.layer ?? 'default';
   const input: Record<string, unknown> = {};
   for (const [k, s] of Object.entries(merged)) input[k] = s.raw;
   const r = configSchema.safeParse(input);
@@ -42,13 +44,17 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Com
     const config = r.data;
     let otel: OtelSettings;
     try {
-      otel = resolveOtelEnv(env, { otlpEndpoint: config.otlpEndpoint, otlpProtocol: config.otlpProtocol });
+      otel = resolveOtelEnv(env, {
+        otlpEndpoint: config.otlpEndpoint,
+        otlpProtocol: config.otlpProtocol,
+        from: { otlpEndpoint: layerOf('otlpEndpoint'), otlpProtocol: layerOf('otlpProtocol') },
+      });
     } catch (e) {
       const lines = (e as Error).message.split('\n').map((l) => `  ${l}`);
       throw new ConfigError(`invalid OpenTelemetry environment:\n${lines.join('\n')}\nRun with --help to see every variable.`);
     }
-    // --log-level / AWS_CSM_BRIDGE_LOG_LEVEL / the file win; else OTEL_LOG_LEVEL.
-    if (merged.logLevel === undefined && otel.logLevel !== undefined) config.logLevel = otel.logLevel;
+    // OTEL_LOG_LEVEL is the generic variable of --log-level (AWS_CSM_BRIDGE_LOG_LEVEL its own).
+    config.logLevel = byPrecedence({ value: config.logLevel, from: layerOf('logLevel') }, undefined, otel.logLevel);
     // Replay and policy open no listener; the bridge and record open them all.
     const refusal = subcommand?.name === 'replay' || subcommand?.name === 'policy' ? undefined : listenerRefusal(config, otel);
     if (refusal !== undefined) throw new ConfigError(refusal);
@@ -96,7 +102,7 @@ function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string
     // `--no-ui`: a switch set to false.
     const negated = arg.startsWith('--no-') ? FLAGS.get(`--${arg.slice(5)}`) : undefined;
     if (negated !== undefined && OPTIONS[negated].kind === 'bool') {
-      flags[negated] = { desc: arg, raw: false };
+      flags[negated] = { desc: arg, raw: false, layer: 'flag' };
       continue;
     }
     const eq = arg.indexOf('=');
@@ -121,8 +127,8 @@ function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string
     flags[key] =
       o.kind === 'list'
         ? // Repeatable, and a comma list as in the environment: --sample-keep errors,retries.
-          { desc: name, raw: [...((prev?.raw as string[] | undefined) ?? []), ...(fromString('list', value) as string[])] }
-        : { desc: name, raw: fromString(o.kind, value) };
+          { desc: name, raw: [...((prev?.raw as string[] | undefined) ?? []), ...(fromString('list', value) as string[])], layer: 'flag' }
+        : { desc: name, raw: fromString(o.kind, value), layer: 'flag' };
   }
   if (subName !== undefined && subFile === undefined) {
     throw new ConfigError(`${subName} needs a FILE: aws-csm-bridge ${subName} FILE [--SETTING VALUE ...]. Run with --help.`);
@@ -137,7 +143,7 @@ function envLayer(env: NodeJS.ProcessEnv): Layer {
     for (const name of OPTIONS[key].env) {
       const v = env[name];
       if (v !== undefined && v !== '') {
-        layer[key] = { desc: `env ${name}`, raw: fromString(OPTIONS[key].kind, v) };
+        layer[key] = { desc: `env ${name}`, raw: fromString(OPTIONS[key].kind, v), layer: 'env' };
         break;
       }
     }
@@ -146,7 +152,7 @@ function envLayer(env: NodeJS.ProcessEnv): Layer {
   const host = env['AWS_CSM_HOST'];
   const port = env['AWS_CSM_PORT'];
   if (host || port) {
-    layer.listen = { desc: 'env AWS_CSM_HOST/AWS_CSM_PORT', raw: [formatHostPort(host || '127.0.0.1', port || '31000')] };
+    layer.listen = { desc: 'env AWS_CSM_HOST/AWS_CSM_PORT', raw: [formatHostPort(host || '127.0.0.1', port || '31000')], layer: 'env' };
   }
   return layer;
 }
@@ -173,7 +179,7 @@ function fileLayer(path: string): Layer {
     }
     const key = k as OptionKey;
     // A single address is accepted where a list is expected.
-    layer[key] = { desc: `file ${path}`, raw: OPTIONS[key].kind === 'list' && typeof v === 'string' ? [v] : v };
+    layer[key] = { desc: `file ${path}`, raw: OPTIONS[key].kind === 'list' && typeof v === 'string' ? [v] : v, layer: 'file' };
   }
   return layer;
 }

@@ -72,12 +72,31 @@ export interface OtelSettings {
   resourceAttributes: Record<string, string>;
 }
 
-/** What the rest of the config contributes (flags/file values that override or default the variables). */
+/** Where a setting's value came from: the precedence rule needs it. */
+export type SettingLayer = 'flag' | 'env' | 'file' | 'default';
+
+/** The config settings that OTel variables also set (flag, env, file or default values). */
 export interface OtelOverrides {
-  /** --otlp-endpoint: a base URL for both signals, over every endpoint variable. */
+  /** --otlp-endpoint: a base URL for both signals. */
   otlpEndpoint?: string | undefined;
-  /** --otlp-protocol / OTEL_EXPORTER_OTLP_PROTOCOL (the schema's otlpProtocol); the per-signal variables win. */
+  /** --otlp-protocol (its generic variable OTEL_EXPORTER_OTLP_PROTOCOL is the schema's). */
   otlpProtocol: OtlpProtocol;
+  /** Where each came from (the loader knows); absent means a flag: a value given here wins. */
+  from?: { otlpEndpoint?: SettingLayer; otlpProtocol?: SettingLayer };
+}
+
+/**
+ * The one precedence rule, for every setting that has both a flag and OpenTelemetry
+ * variables: flag > per-signal variable > generic variable > config file > default. A
+ * setting's own variable (AWS_CSM_BRIDGE_*, or the generic OTel one the schema reads)
+ * comes in `setting` as layer 'env', ahead of `generic`, the generic OTel variable the
+ * schema does not read.
+ */
+export function byPrecedence<T>(setting: { value: T; from: SettingLayer }, perSignal: T | undefined, generic: T | undefined): T {
+  if (setting.from === 'flag') return setting.value;
+  if (perSignal !== undefined) return perSignal;
+  if (setting.from === 'env' || generic === undefined) return setting.value;
+  return generic;
 }
 
 export const DEFAULT_HTTP_ENDPOINT = 'http://localhost:4318';
@@ -92,7 +111,7 @@ const LOG_LEVELS: Record<string, OtelLogLevel> = { none: 'none', error: 'error',
 
 /** Every variable resolved here, for `--help` and the README (a test checks both list each one). */
 export const OTEL_VARIABLES: readonly { name: string; help: string }[] = [
-  { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', help: `OTLP base URL. http/*: /v1/traces and /v1/metrics are appended (default ${DEFAULT_HTTP_ENDPOINT}); grpc: scheme://host:port, no path (default ${DEFAULT_GRPC_ENDPOINT}). --otlp-endpoint overrides every endpoint variable.` },
+  { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', help: `OTLP base URL. http/*: /v1/traces and /v1/metrics are appended (default ${DEFAULT_HTTP_ENDPOINT}); grpc: scheme://host:port, no path (default ${DEFAULT_GRPC_ENDPOINT}). --otlp-endpoint beats every endpoint variable.` },
   { name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', help: 'Traces URL, used as is (http/*: the full URL; grpc: scheme://host:port).' },
   { name: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', help: 'Metrics URL, used as is.' },
   { name: 'OTEL_EXPORTER_OTLP_PROTOCOL', help: 'http/protobuf (default), http/json or grpc; also --otlp-protocol.' },
@@ -182,29 +201,27 @@ export function resolveOtelEnv(env: NodeJS.ProcessEnv, overrides: OtelOverrides)
     };
 
     const protocolVar = perSignal('PROTOCOL');
-    const protocol = get(protocolVar) === undefined ? overrides.otlpProtocol : oneOf(protocolVar, PROTOCOLS, overrides.otlpProtocol);
+    const signalProtocol = get(protocolVar) === undefined ? undefined : oneOf(protocolVar, PROTOCOLS, overrides.otlpProtocol);
+    const protocol = byPrecedence({ value: overrides.otlpProtocol, from: overrides.from?.otlpProtocol ?? 'flag' }, signalProtocol, undefined);
     const grpc = protocol === 'grpc';
 
-    // Endpoint: --otlp-endpoint > per-signal (as is) > generic (http: + /v1/<signal>) > default.
-    let url: string;
-    let from: string;
+    // Endpoint: a per-signal variable is used as is; a base URL (http: + /v1/<signal>) otherwise.
+    type Endpoint = { url: string; from: string; isBase: boolean };
+    const settingFrom = overrides.otlpEndpoint === undefined ? 'default' : (overrides.from?.otlpEndpoint ?? 'flag');
+    const settingName = { flag: '--otlp-endpoint', env: 'AWS_CSM_BRIDGE_OTLP_ENDPOINT', file: 'otlpEndpoint (config file)', default: '' }[settingFrom];
+    const named = (name: string, isBase: boolean): Endpoint | undefined => {
+      const v = get(name);
+      return v === undefined ? undefined : { url: v, from: name, isBase };
+    };
+    const chosen = byPrecedence<Endpoint | undefined>(
+      { value: overrides.otlpEndpoint === undefined ? undefined : { url: overrides.otlpEndpoint, from: settingName, isBase: true }, from: settingFrom },
+      named(perSignal('ENDPOINT'), false),
+      named(generic('ENDPOINT'), true),
+    );
     const base = (b: string) => (grpc ? b : `${b}${b.endsWith('/') ? '' : '/'}v1/${signal}`);
-    const signalUrl = get(perSignal('ENDPOINT'));
-    const genericUrl = get(generic('ENDPOINT'));
-    if (overrides.otlpEndpoint !== undefined) {
-      url = base(overrides.otlpEndpoint);
-      from = '--otlp-endpoint';
-    } else if (signalUrl !== undefined) {
-      url = signalUrl;
-      from = perSignal('ENDPOINT');
-    } else if (genericUrl !== undefined) {
-      url = base(genericUrl);
-      from = generic('ENDPOINT');
-    } else {
-      url = grpc ? DEFAULT_GRPC_ENDPOINT : `${DEFAULT_HTTP_ENDPOINT}/v1/${signal}`;
-      from = '';
-    }
-    const raw = from === '--otlp-endpoint' ? (overrides.otlpEndpoint ?? '') : from ? (get(from) ?? '') : url;
+    let url = chosen === undefined ? (grpc ? DEFAULT_GRPC_ENDPOINT : `${DEFAULT_HTTP_ENDPOINT}/v1/${signal}`) : chosen.isBase ? base(chosen.url) : chosen.url;
+    const from = chosen?.from ?? '';
+    const raw = chosen?.url ?? url;
     const insecureVar = get(perSignal('INSECURE')) !== undefined ? perSignal('INSECURE') : generic('INSECURE');
     const insecure = bool(insecureVar) ?? false;
     let secure = false;

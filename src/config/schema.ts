@@ -79,14 +79,14 @@ export const OPTIONS = {
   otlpEndpoint: opt(
     z.string().url().optional(),
     'string',
-    'OTLP base URL for both signals, over every OTEL_EXPORTER_OTLP_*ENDPOINT variable. http/*: /v1/traces and /v1/metrics are appended; grpc: scheme://host:port. Without it the standard variables apply (default http://localhost:4318, grpc http://localhost:4317).',
+    'OTLP base URL for both signals. http/*: /v1/traces and /v1/metrics are appended; grpc: scheme://host:port. As a flag it beats every OTEL_EXPORTER_OTLP_*ENDPOINT variable; in the environment or the file, a per-signal variable beats it. Default http://localhost:4318, grpc http://localhost:4317.',
     ['AWS_CSM_BRIDGE_OTLP_ENDPOINT'],
     'from OTEL_EXPORTER_OTLP_ENDPOINT',
   ),
   otlpProtocol: opt(
     z.enum(['http/protobuf', 'http/json', 'grpc']).default('http/protobuf'),
     'string',
-    'OTLP transport and encoding; OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / _METRICS_PROTOCOL override it per signal.',
+    'OTLP transport and encoding. As a flag it beats every protocol variable; otherwise OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / _METRICS_PROTOCOL beat it per signal.',
     ['OTEL_EXPORTER_OTLP_PROTOCOL'],
   ),
   sampleKeep: opt(
