@@ -22,7 +22,7 @@ async function main(): Promise<number> {
     throw e;
   }
   if (command.kind === 'help') {
-    process.stdout.write(helpText(VERSION));
+    process.stdout.write(helpText(VERSION, command.topic));
     return 0;
   }
   if (command.kind === 'version') {

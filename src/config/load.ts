@@ -3,8 +3,11 @@ import { parse as parseYaml } from 'yaml';
 import { formatHostPort, splitHostPort } from '../net/address.js';
 import { bindPolicyError, httpBindPolicyError } from '../receive/source-filter.js';
 import { ConfigError } from './error.js';
-import { byPrecedence, OTEL_VARIABLES, resolveOtelEnv, type OtelSettings, type SettingLayer } from './otel-env.js';
-import { configSchema, OPTIONS, type Config, type OptionKey } from './schema.js';
+import { byPrecedence, resolveOtelEnv, type OtelSettings, type SettingLayer } from './otel-env.js';
+import { configSchema, OPTIONS, type Config, type Kind, type OptionKey } from './schema.js';
+import { flagName, HELP_TOPICS, type HelpTopic } from './help.js';
+
+export { helpText } from './help.js';
 
 export { ConfigError };
 
@@ -12,14 +15,13 @@ export { ConfigError };
 export type Subcommand = { name: 'record' | 'replay' | 'policy'; file: string };
 
 /** `otel`: the OTEL_* variables, resolved once (otel-env.ts); nothing else reads them. */
-export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: Config; otel: OtelSettings; subcommand?: Subcommand };
+export type Command = { kind: 'help'; topic: HelpTopic } | { kind: 'version' } | { kind: 'run'; config: Config; otel: OtelSettings; subcommand?: Subcommand };
 
 /** A value as given, where (for messages) and in which layer (for the precedence rule). */
 type Source = { desc: string; raw: unknown; layer: 'flag' | 'env' | 'file' };
 type Layer = Partial<Record<OptionKey, Source>>;
 
 const KEYS = Object.keys(OPTIONS) as OptionKey[];
-const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 const FLAGS = new Map(KEYS.map((k) => [flagName(k), k]));
 /** Short spellings: `replay FILE --speed N`. */
 const ALIASES = new Map<string, OptionKey>([
@@ -29,11 +31,20 @@ const ALIASES = new Map<string, OptionKey>([
   ['--include-possible', 'policyIncludePossible'],
 ]);
 const SUBCOMMANDS = new Set(['record', 'replay', 'policy']);
+/** Every flag a typo may have meant. */
+const FLAG_NAMES = [
+  ...FLAGS.keys(),
+  ...ALIASES.keys(),
+  ...KEYS.filter((k) => OPTIONS[k].kind === 'bool').map((k) => `--no-${flagName(k).slice(2)}`),
+  '--config',
+  '--help',
+  '--version',
+];
 
 /** Flags > environment (per-signal OTel variables > generic ones) > config file > defaults, for every setting. */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Command {
   const { flags, configPath, command, subcommand } = parseArgv(argv);
-  if (command) return { kind: command };
+  if (command) return command;
   const file = configPath ?? env['AWS_CSM_BRIDGE_CONFIG'];
   const merged: Layer = { ...(file ? fileLayer(file) : {}), ...envLayer(env), ...flags };
   const layerOf = (k: OptionKey): SettingLayer => merged[k]?.layer ?? 'default';
@@ -64,7 +75,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Com
     const key = String(issue.path[0] ?? '');
     const src = merged[key as OptionKey];
     const got = src ? ` (${src.desc}: got ${JSON.stringify(src.raw)})` : '';
-    return `  ${key}${got}: ${issue.message}`;
+    // A value of the wrong type: say what the setting takes, not zod's "expected number, received string".
+    const message = issue.code === 'invalid_type' && key in OPTIONS ? `takes ${takes(key as OptionKey)}` : issue.message;
+    return `  ${key}${got}: ${message}`;
   });
   throw new ConfigError(`invalid configuration:\n${lines.join('\n')}\nRun with --help to see every setting.`);
 }
@@ -84,19 +97,27 @@ function listenerRefusal(config: Config, otel: OtelSettings): string | undefined
   );
 }
 
-function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string; command?: 'help' | 'version'; subcommand?: Subcommand } {
+function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string; command?: Command; subcommand?: Subcommand } {
   const flags: Layer = {};
   let configPath: string | undefined;
   let subName: Subcommand['name'] | undefined;
   let subFile: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
-    if (arg === '--help' || arg === '-h') return { flags, command: 'help' };
-    if (arg === '--version' || arg === '-v') return { flags, command: 'version' };
+    if (arg === '--help' || arg === '-h' || arg.startsWith('--help=')) {
+      // --help [TOPIC] / --help=TOPIC: a group, all, or otel; alone the overview.
+      const next = arg.startsWith('--help=') ? arg.slice(7) : argv[i + 1];
+      const topic = next === undefined || next.startsWith('-') ? 'overview' : next;
+      if (topic !== 'overview' && !HELP_TOPICS.includes(topic as HelpTopic)) {
+        throw new ConfigError(`no help topic "${topic}".${didYouMean(topic, HELP_TOPICS)} The topics: ${HELP_TOPICS.join(', ')}.`);
+      }
+      return { flags, command: { kind: 'help', topic: topic as HelpTopic } };
+    }
+    if (arg === '--version' || arg === '-v') return { flags, command: { kind: 'version' } };
     if (!arg.startsWith('-') || arg === '-') {
       if (subName === undefined && SUBCOMMANDS.has(arg)) subName = arg as Subcommand['name'];
       else if (subName !== undefined && subFile === undefined) subFile = arg;
-      else throw new ConfigError(`unexpected argument "${arg}". Run with --help to see the commands and every setting.`);
+      else throw new ConfigError(`unexpected argument "${arg}".${didYouMean(arg, [...SUBCOMMANDS])} Run with --help to see the commands and every setting.`);
       continue;
     }
     // `--no-ui`: a switch set to false.
@@ -118,7 +139,7 @@ function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string
       continue;
     }
     const key = FLAGS.get(name) ?? ALIASES.get(name);
-    if (!key) throw new ConfigError(`unknown argument "${arg}". Run with --help to see every setting.`);
+    if (!key) throw new ConfigError(`unknown argument "${arg}".${didYouMean(name, FLAG_NAMES)} Run with --help to see every setting.`);
     const o = OPTIONS[key];
     // A switch may stand alone: `--allow-any-source` means true.
     const next = argv[i + 1];
@@ -175,23 +196,65 @@ function fileLayer(path: string): Layer {
   const layer: Layer = {};
   for (const [k, v] of Object.entries(doc)) {
     if (!(k in OPTIONS)) {
-      throw new ConfigError(`config file ${path}: unknown key "${k}". Allowed keys: ${KEYS.join(', ')}`);
+      throw new ConfigError(`config file ${path}: unknown key "${k}".${didYouMean(k, KEYS)} The keys are the flags' names in camelCase (--attempt-hold-ms: attemptHoldMs); --help lists them.`);
     }
     const key = k as OptionKey;
-    // A single address is accepted where a list is expected.
-    layer[key] = { desc: `file ${path}`, raw: OPTIONS[key].kind === 'list' && typeof v === 'string' ? [v] : v, layer: 'file' };
+    const kind = OPTIONS[key].kind;
+    // A single address is accepted where a list is expected; a quoted number or one with a unit ("5s") where a number is.
+    const raw = typeof v !== 'string' ? v : kind === 'list' ? [v] : fromString(kind, v);
+    layer[key] = { desc: `file ${path}`, raw, layer: 'file' };
   }
   return layer;
 }
 
-function fromString(kind: 'string' | 'int' | 'number' | 'bool' | 'list', v: string): unknown {
+/** Units a duration in milliseconds (`ms` kind) or a size in bytes (`bytes` kind) may be written with. */
+const UNITS: Record<'ms' | 'bytes', Record<string, number>> = {
+  ms: { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 },
+  bytes: { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 },
+};
+
+/** What a setting takes, for the message when a value is not one. */
+function takes(k: OptionKey): string {
+  const o: { kind: Kind; schema: { safeParse(v: unknown): { success: boolean; data?: unknown } } } = OPTIONS[k];
+  const d = o.schema.safeParse(undefined);
+  const example = d.success && typeof d.data === 'number' ? d.data : 100;
+  switch (o.kind) {
+    case 'int':
+      return `a whole number, e.g. ${example}`;
+    case 'ms':
+      return 'milliseconds as a whole number, e.g. 5000, or with a unit: 5s, 2m, 1h, 250ms';
+    case 'bytes':
+      return 'bytes as a whole number, e.g. 65536, or with a unit: 64KiB, 8MiB, 1GiB';
+    case 'number':
+      return `a number, e.g. ${example}`;
+    case 'bool':
+      return 'true or false';
+    case 'list':
+      return 'a list (comma-separated, or the flag repeated)';
+    case 'string':
+      return 'text';
+  }
+}
+
+/** A flag's or variable's text as the kind's value; left as text when it is not one (the schema then says what is wrong). */
+function fromString(kind: Kind, v: string): unknown {
+  const t = v.trim();
   switch (kind) {
     case 'int':
-      return /^-?\d+$/.test(v.trim()) ? Number(v.trim()) : v;
+      return /^-?\d+$/.test(t) ? Number(t) : v;
+    case 'ms':
+    case 'bytes': {
+      if (/^-?\d+$/.test(t)) return Number(t);
+      const m = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/i.exec(t);
+      const unit = m ? UNITS[kind][m[2]!.toLowerCase()] : undefined;
+      // 1.5s is 1500; 1.0001s is not a whole number of milliseconds and stays text (refused).
+      const n = m && unit !== undefined ? Number(m[1]) * unit : NaN;
+      return Number.isInteger(n) ? n : v;
+    }
     case 'number':
-      return /^-?(\d+\.?\d*|\.\d+)$/.test(v.trim()) ? Number(v.trim()) : v;
+      return /^-?(\d+\.?\d*|\.\d+)$/.test(t) ? Number(t) : v;
     case 'bool':
-      return /^(1|true|yes|on)$/i.test(v) ? true : /^(0|false|no|off)$/i.test(v) ? false : v;
+      return /^(1|true|yes|on)$/i.test(t) ? true : /^(0|false|no|off)$/i.test(t) ? false : v;
     case 'list':
       return v.split(',').map((s) => s.trim()).filter((s) => s !== '');
     case 'string':
@@ -199,58 +262,33 @@ function fromString(kind: 'string' | 'int' | 'number' | 'bool' | 'list', v: stri
   }
 }
 
-export function helpText(version: string): string {
-  const rows = KEYS.map((k) => {
-    const o: { help: string; env: readonly string[]; schema: { parse(v: unknown): unknown }; defaultText?: string } = OPTIONS[k];
-    let def: unknown;
-    try {
-      def = o.schema.parse(undefined);
-    } catch {
-      def = undefined;
+/** Typos worth a suggestion: at most this many edits, and fewer than a third of the word. */
+const MAX_SUGGESTION_EDITS = 3;
+
+/** ` Did you mean X?` for the nearest of `candidates` to a mistyped `word`, or '' when none is near. */
+function didYouMean(word: string, candidates: readonly string[]): string {
+  // Compared without case and separators, so --attemptHoldMs finds --attempt-hold-ms and attempt-hold-ms finds attemptHoldMs.
+  const norm = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
+  const w = norm(word);
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(w, norm(c));
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  const limit = Math.min(MAX_SUGGESTION_EDITS, Math.floor(w.replace(/^-+/, '').length / 3));
+  return best !== undefined && bestD <= limit ? ` Did you mean ${best}?` : '';
+}
+
+/** Levenshtein distance, adjacent swaps counting one edit (the optimal string alignment distance). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
     }
-    const shown = o.defaultText ?? (def === undefined ? undefined : Array.isArray(def) ? def.join(',') : String(def));
-    const meta = [shown === undefined ? undefined : `default ${shown}`, o.env.length ? `env ${o.env.join(', ')}` : undefined, `file key ${k}`]
-      .filter(Boolean)
-      .join('; ');
-    return `  ${flagName(k)} VALUE\n      ${o.help}\n      (${meta})`;
-  });
-  return `aws-csm-bridge ${version}
-Receives AWS SDK Client-Side Monitoring (CSM) datagrams and exports them as
-OpenTelemetry traces and metrics over OTLP (HTTP or gRPC) or a Prometheus endpoint.
-
-Usage: aws-csm-bridge [--config FILE] [--SETTING VALUE ...]
-       aws-csm-bridge record FILE [--SETTING VALUE ...]
-       aws-csm-bridge replay FILE [--speed N] [--SETTING VALUE ...]
-       aws-csm-bridge policy FILE [--client ID] [--fails-only] [--include-possible]
-
-Commands:
-  (none)         Run the bridge. On a terminal it shows the live view (calls per
-                 Service.Api, latencies, errors, export health; q or Ctrl-C quits);
-                 with --no-ui, or when stdout is not a terminal, JSON logs on stderr.
-  record FILE    Run the bridge and also append every received datagram to FILE
-                 (JSON lines: recv_ns, src, raw; SessionToken removed), up to
-                 --record-max-bytes.
-  replay FILE    Feed a recording (or a test/fixtures capture) through decode,
-                 correlate, translate and export, keeping the recorded sources and
-                 gaps (divided by --speed; 0 = at once), then flush and exit.
-  policy FILE    Print the least-privilege IAM policy of each application in a
-                 recording or capture (JSON, keyed by client); with --client ID
-                 exactly one policy document. Unmapped calls, left-out possible
-                 actions and AccessDenied explanations go to stderr. The running
-                 bridge serves the same as GET /policy[?client=ID].
-
-Turn CSM on in an application: AWS_CSM_ENABLED=true (and AWS_CSM_PORT if not 31000).
-Precedence: flags > environment > config file (YAML, same keys) > defaults.
-The standard OpenTelemetry variables (below) are honoured; a bad value stops
-the bridge with a message naming it.
-
-Options:
-  --config FILE
-      YAML config file (env AWS_CSM_BRIDGE_CONFIG); see config/aws-csm-bridge.example.yaml.
-${rows.join('\n')}
-  --help, --version
-
-OpenTelemetry environment variables (empty = unset):
-${OTEL_VARIABLES.map((v) => `  ${v.name}\n      ${v.help}`).join('\n')}
-`;
+  }
+  return d[a.length]![b.length]!;
 }

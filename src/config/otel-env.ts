@@ -152,11 +152,12 @@ export const OTEL_VARIABLES: readonly { name: string; help: string }[] = [
   { name: 'OTEL_RESOURCE_ATTRIBUTES', help: "key=value,... added to the bridge's resource and to every client's resource." },
 ];
 
-/** Collects every problem, so one start shows them all. */
+/** Collects every problem, so one start shows them all, each once (a generic variable is read for both signals). */
 class Problems {
   readonly list: string[] = [];
   add(name: string, value: string, allowed: string): void {
-    this.list.push(`${name}=${JSON.stringify(value)}: ${allowed}`);
+    const line = `${name}=${JSON.stringify(value)}: ${allowed}`;
+    if (!this.list.includes(line)) this.list.push(line);
   }
 }
 

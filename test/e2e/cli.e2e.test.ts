@@ -12,7 +12,7 @@ describe('the CLI as a user meets it', () => {
   it('--help lists every setting with its flag, env var and default; --version prints the version', async () => {
     const help = await runCli(['--help']);
     expect(help.code).toBe(0);
-    for (const s of ['--listen', '--admin', '--attempt-hold-ms', 'AWS_CSM_HOST', 'OTEL_EXPORTER_OTLP_PROTOCOL', 'default 127.0.0.1:31000', 'AWS_CSM_ENABLED=true']) {
+    for (const s of ['--listen', '--admin', '--attempt-hold-ms', 'AWS_CSM_HOST', 'OTEL_EXPORTER_OTLP_PROTOCOL', 'Default 127.0.0.1:31000', 'AWS_CSM_ENABLED=true']) {
       expect(help.stdout).toContain(s);
     }
     const v = await runCli(['--version']);

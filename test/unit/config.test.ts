@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, helpText, loadConfig } from '../../src/config/load.js';
@@ -42,6 +43,24 @@ describe('config', () => {
 
   it('--help shows every flag', () => {
     const h = helpText('9.9.9');
-    for (const key of Object.keys(OPTIONS)) expect(h).toContain(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} VALUE`);
+    for (const key of Object.keys(OPTIONS)) expect(h).toMatch(new RegExp(`^  --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}( \\S+)?$`, 'm'));
+  });
+
+  it('durations and sizes take a unit, in flags, variables and the file; a value of the wrong type says what the setting takes', () => {
+    expect(run(['--attempt-hold-ms', '5s']).attemptHoldMs).toBe(5000);
+    expect(run(['--attempt-hold-ms=1.5s', '--call-hold-ms', '250ms']).attemptHoldMs).toBe(1500);
+    expect(run([], { AWS_CSM_BRIDGE_ATTEMPT_HOLD_MS: '2m', AWS_CSM_BRIDGE_SPOOL_MAX_BYTES: '8MiB' })).toMatchObject({ attemptHoldMs: 120_000, spoolMaxBytes: 8 * 1024 * 1024 });
+    expect(run(['--attempt-hold-ms', '5000']).attemptHoldMs).toBe(5000);
+    const dir = mkdtempSync(join(tmpdir(), 'csm-units-'));
+    try {
+      writeFileSync(join(dir, 'c.yaml'), 'attemptHoldMs: 5s\nmaxPending: "7"\n');
+      expect(run(['--config', join(dir, 'c.yaml')])).toMatchObject({ attemptHoldMs: 5000, maxPending: 7 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(() => run(['--attempt-hold-ms', '5x'])).toThrow(/attemptHoldMs \(--attempt-hold-ms: got "5x"\): takes milliseconds as a whole number, e\.g\. 5000/);
+    expect(() => run(['--attempt-hold-ms', '1.0001s'])).toThrow(/takes milliseconds/);
+    expect(() => run(['--spool-max-bytes', '8MB'])).toThrow(/takes bytes as a whole number, e\.g\. 65536, or with a unit: 64KiB/);
+    expect(() => run(['--allow-any-source', 'maybe'])).toThrow(/allowAnySource .*takes true or false/);
   });
 });
