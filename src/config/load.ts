@@ -7,9 +7,8 @@ import { byPrecedence, resolveOtelEnv, type OtelSettings, type SettingLayer } fr
 import { configSchema, OPTIONS, type Config, type Kind, type OptionKey } from './schema.js';
 import { flagName, HELP_TOPICS, type HelpTopic } from './help.js';
 
-export { helpText } from './help.js';
-
 export { ConfigError };
+export { helpText } from './help.js';
 
 /** `record FILE` / `replay FILE` / `policy FILE`; absent: run the bridge. */
 export type Subcommand = { name: 'record' | 'replay' | 'policy'; file: string };
@@ -18,7 +17,7 @@ export type Subcommand = { name: 'record' | 'replay' | 'policy'; file: string };
 export type Command = { kind: 'help'; topic: HelpTopic } | { kind: 'version' } | { kind: 'run'; config: Config; otel: OtelSettings; subcommand?: Subcommand };
 
 /** A value as given, where (for messages) and in which layer (for the precedence rule). */
-type Source = { desc: string; raw: unknown; layer: 'flag' | 'env' | 'file' };
+type Source = { desc: string; raw: unknown; layer: Exclude<SettingLayer, 'default'> };
 type Layer = Partial<Record<OptionKey, Source>>;
 
 const KEYS = Object.keys(OPTIONS) as OptionKey[];
