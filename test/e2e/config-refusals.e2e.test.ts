@@ -4,11 +4,12 @@
  * 2 s forever. The real CLI, each refusal once; a port another process holds stays 1
  * (test/e2e/cli.e2e.test.ts), since a restart may succeed.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/bridge-process.js';
+import { ROOT, runCli } from '../helpers/bridge-process.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'csm-refusals-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -53,5 +54,18 @@ describe('every configuration refusal exits 2 (the systemd unit does not restart
     const r = await runCli(args, env);
     expect(r.stderr).toMatch(says);
     expect(r.code, r.stderr).toBe(2);
+  });
+});
+
+describe('a refusal found when the sockets open', () => {
+  it('udpReceiver recvmmsg where the addon is not built exits 2 (auto would fall back to dgram)', () => {
+    // The built CLI without build/Release: what an install without a compiler has.
+    const bare = join(dir, 'no-addon');
+    cpSync(join(ROOT, 'dist'), join(bare, 'dist'), { recursive: true });
+    cpSync(join(ROOT, 'package.json'), join(bare, 'package.json'));
+    symlinkSync(join(ROOT, 'node_modules'), join(bare, 'node_modules'));
+    const r = spawnSync(process.execPath, [join(bare, 'dist', 'cli.js'), ...LOOPBACK, '--udp-receiver', 'recvmmsg'], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.stderr).toMatch(/udpReceiver is recvmmsg but the recvmmsg addon is not built/);
+    expect(r.status, r.stderr).toBe(2);
   });
 });
