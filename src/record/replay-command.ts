@@ -1,5 +1,5 @@
 /** `aws-csm-bridge replay FILE [--speed N]`: the command around `replay`. */
-import { closeSync, openSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { Bridge } from '../bridge.js';
 import { ConfigError } from '../config/error.js';
 import { describeTargets, type OtelSettings } from '../config/otel-env.js';
@@ -21,9 +21,10 @@ export async function runReplayCommand(
   /** Lets the caller route log lines into the view while it is up. */
   onView: (v: LiveView | undefined) => void,
 ): Promise<number> {
-  // A FILE that cannot be opened is a configuration refusal (exit 2), as for policy FILE.
+  // A FILE that is not there or not readable is a configuration refusal (exit 2), as for policy
+  // FILE. Checked without opening it: opening and closing a named pipe would end its writer.
   try {
-    closeSync(openSync(file, 'r'));
+    accessSync(file, constants.R_OK);
   } catch (e) {
     throw new ConfigError(`cannot read the recording ${file}: ${(e as Error).message}`);
   }
