@@ -111,7 +111,7 @@ const LOG_LEVELS: Record<string, OtelLogLevel> = { none: 'none', error: 'error',
 
 /** Every variable resolved here, for `--help` and the README (a test checks both list each one). */
 export const OTEL_VARIABLES: readonly { name: string; help: string }[] = [
-  { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', help: `OTLP base URL. http/*: /v1/traces and /v1/metrics are appended (default ${DEFAULT_HTTP_ENDPOINT}); grpc: scheme://host:port, no path (default ${DEFAULT_GRPC_ENDPOINT}). --otlp-endpoint beats every endpoint variable.` },
+  { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', help: `OTLP base URL. http/*: /v1/traces and /v1/metrics are appended (default ${DEFAULT_HTTP_ENDPOINT}); grpc: scheme://host:port, no path (default ${DEFAULT_GRPC_ENDPOINT}). --otlp-endpoint overrides every endpoint variable.` },
   { name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', help: 'Traces URL, used as is (http/*: the full URL; grpc: scheme://host:port).' },
   { name: 'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT', help: 'Metrics URL, used as is.' },
   { name: 'OTEL_EXPORTER_OTLP_PROTOCOL', help: 'http/protobuf (default), http/json or grpc; also --otlp-protocol.' },
