@@ -14,7 +14,7 @@ export function findTool(name: string): string | undefined {
   const r = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
   const path = r.stdout.trim();
   if (r.status === 0 && path) return path;
-  const msg = `\n!!! ${name} is not installed: the end-to-end tests that drive it cannot run.\n!!! Install it (see README "Running the tests") — CI must have it.\n`;
+  const msg = `\n!!! ${name} is not installed: the end-to-end tests that drive it cannot run.\n!!! Install it (see docs/testing.md) — CI must have it.\n`;
   if (process.env['CI']) throw new Error(msg);
   process.stderr.write(msg);
   return undefined;
