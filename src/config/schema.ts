@@ -269,9 +269,13 @@ export const OPTIONS = {
     ['AWS_CSM_BRIDGE_RECORD_MAX_BYTES'],
   ),
   replaySpeed: opt(
-    z.number().min(0).max(1_000_000).default(1),
+    // Slower than 1/1000 stretches a 1 s gap past 16 minutes: a typo, not a replay.
+    z
+      .number()
+      .refine((v) => v === 0 || (v >= 0.001 && v <= 1_000_000), 'expected 0 (as fast as possible) or a speed from 0.001 to 1000000')
+      .default(1),
     'number',
-    'replay FILE: divides the recorded gaps between datagrams (2 = twice as fast); 0 = as fast as possible. Also --speed.',
+    'replay FILE: divides the recorded gaps between datagrams (2 = twice as fast), 0.001 to 1000000; 0 = as fast as possible. Also --speed.',
     ['AWS_CSM_BRIDGE_REPLAY_SPEED'],
   ),
   policyFile: opt(
