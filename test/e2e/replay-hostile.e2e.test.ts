@@ -1,16 +1,18 @@
 /**
- * Recordings as an attacker (or a slip of the keyboard) would hand them to the CLI: absurd
- * receive times, lines larger than memory, devices, absurd speeds. Each runs the built CLI on
- * real files and pipes (issue 16 items 8 and 11).
+ * Recordings and record paths as an attacker (or a slip of the keyboard) would hand them to the
+ * CLI: absurd receive times, lines larger than memory, devices, planted links, world-readable
+ * files, absurd speeds. Each runs the built CLI on real files and pipes (issue 16 items 8 and 11).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, fstatSync, lstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, runCli } from '../helpers/bridge-process.js';
+import { CLI, runCli, startBridge } from '../helpers/bridge-process.js';
 import { FIXTURES } from '../helpers/captures.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
+import { waitStats } from '../helpers/stats.js';
+import { sendUdp } from '../helpers/tools.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'csm-replay-hostile-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -145,5 +147,46 @@ describe('replay of hostile recordings ends, counts what it skipped, and never b
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(/replaySpeed \(--speed: got [^)]*\): expected 0 \(as fast as possible\) or a speed from 0\.001 to 1000000/);
     }
+  });
+});
+
+describe('record FILE is readable by its owner only, and never written through a link', () => {
+  const recordArgs = (file: string) => ['record', file, '--no-ui'];
+
+  it('an existing world-readable file becomes a new 0600 file; a reader of the old one sees none of the recording', async () => {
+    const file = join(dir, 'shared.jsonl');
+    writeFileSync(file, 'old recording\n');
+    chmodSync(file, 0o644);
+    // Someone opened the old, world-readable file before the bridge started.
+    const reader = openSync(file, 'r');
+    try {
+      const bridge = await startBridge(recordArgs(file), { OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' });
+      await sendUdp(bridge.udpPort, JSON.stringify({ Version: 1, Type: 'ApiCall', ClientId: 'perm', Service: 'S3', Api: 'ListBuckets', Timestamp: Date.now(), AccessKey: 'AKIAPERMTEST00000001', Latency: 3, AttemptCount: 1 }));
+      await waitStats(bridge, (s) => s.datagrams.received >= 1, 'the datagram read', 5_000);
+      expect(await bridge.stop('SIGTERM')).toBe(0);
+      const st = statSync(file);
+      expect((st.mode & 0o777).toString(8)).toBe('600');
+      expect(readFileSync(file, 'utf8')).toContain('AKIAPERMTEST00000001');
+      // Before: the file was truncated in place; the old reader read the access key through its descriptor.
+      expect(st.ino).not.toBe(fstatSync(reader).ino);
+      const buf = Buffer.alloc(4096);
+      const n = readSync(reader, buf, 0, buf.length, 0);
+      expect(buf.subarray(0, n).toString()).toBe('old recording\n');
+    } finally {
+      closeSync(reader);
+    }
+  });
+
+  it('a symbolic link planted at the path is refused, its target untouched', async () => {
+    const target = join(dir, 'precious');
+    writeFileSync(target, 'precious\n', { mode: 0o600 });
+    const link = join(dir, 'planted.jsonl');
+    symlinkSync(target, link);
+    const r = await runCli([...recordArgs(link), '--listen', '127.0.0.1:0', '--admin', 'off'], { OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none' });
+    // Before: the bridge followed the link, truncated the target and ran (killed here after 20 s).
+    expect(r.code, r.stderr).toBe(1);
+    expect(logLines(r.stderr).find((l) => l['msg'] === 'cannot open the recording file')?.['error']).toMatch(/is not a regular file/);
+    expect(readFileSync(target, 'utf8')).toBe('precious\n');
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
   });
 });
