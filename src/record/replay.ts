@@ -3,9 +3,13 @@
  * (decode → correlate → translate → export). Each datagram keeps its recorded
  * source (correlation uses it) and its recorded receive time: the bridge runs
  * on the recording's clock, and the expiry tick the live bridge runs every
- * second is driven on that clock too, so holds expire exactly as they would
+ * 100 ms is driven on that clock too, so holds expire exactly as they would
  * have live, whatever the speed. Only the wall-clock pacing changes: gaps are
  * divided by `speed`, and speed 0 feeds as fast as the exporter keeps up.
+ *
+ * A recording is input like a datagram: every line, receive time and gap is
+ * bounded (the constants below), what is skipped is counted, and a stop is
+ * seen within a read chunk, a sleep slice or YIELD_EVERY_WORK steps.
  */
 import type { Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
