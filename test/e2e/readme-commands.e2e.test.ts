@@ -68,8 +68,9 @@ interface Run {
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const COMMANDS = documentedCommands(README);
-/** The application the README's policy command asks about; the datagrams sent while recording come from it. */
-const CLIENT = COMMANDS.map((c) => subcommand(c).client).find((c) => c !== undefined) ?? 'my-app';
+/** The application a README policy command asks about in `file`; the datagrams sent while recording it come from that application. */
+const clientOf = (file: string) =>
+  COMMANDS.map(subcommand).find((c) => c.name === 'policy' && c.file === file && c.client !== undefined)?.client ?? 'my-app';
 /** Files the README's commands create in the repository root, removed afterwards. */
 const created = new Set<string>();
 
@@ -126,9 +127,9 @@ describe('every aws-csm-bridge command the README shows runs as written in the r
   }
 
   /** A captured aws CLI run (S3 ListBuckets and more), re-labelled as the README's application. */
-  async function sendCapturedCalls(port: number, adminUrl: string): Promise<void> {
+  async function sendCapturedCalls(client: string, port: number, adminUrl: string): Promise<void> {
     const lines = readCapture('cli_moto_basic');
-    for (const l of lines) await sendUdp(port, l.raw.replace(/"ClientId":"[^"]*"/, `"ClientId":${JSON.stringify(CLIENT)}`));
+    for (const l of lines) await sendUdp(port, l.raw.replace(/"ClientId":"[^"]*"/, `"ClientId":${JSON.stringify(client)}`));
     // Every datagram read before Ctrl-C closes the socket (bounded: 5 s).
     for (let i = 0; i < 100; i++) {
       const s = (await (await fetch(`${adminUrl}/stats`)).json()) as Stats;
@@ -145,7 +146,7 @@ describe('every aws-csm-bridge command the README shows runs as written in the r
   it.each(COMMANDS)('%s', async (cmd) => {
     const sub = subcommand(cmd);
     if (sub.name === 'record' && sub.file) created.add(sub.file);
-    const r = await shell(cmd, sub.name === 'record' || sub.name === 'serve', sendCapturedCalls);
+    const r = await shell(cmd, sub.name === 'record' || sub.name === 'serve', (port, admin) => sendCapturedCalls(clientOf(sub.file ?? ''), port, admin));
     const what = `${cmd}\nexit ${r.code} ${r.signal ?? ''}\n${r.stderr.slice(0, 3000)}`;
     expect(r.stderr, what).not.toMatch(/command not found|aws-csm-bridge: not found/);
     switch (sub.name) {
