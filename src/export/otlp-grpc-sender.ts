@@ -54,12 +54,12 @@ export function createGrpcSender(target: OtlpTarget): OtlpSender {
   const method = METHODS[target.signal];
   const inflight = new Set<Promise<SendResult>>();
 
-  const send = (body: Uint8Array): Promise<SendResult> => {
+  const send = (body: Uint8Array, items: number): Promise<SendResult> => {
     const p = new Promise<SendResult>((resolve) => {
       try {
         client.makeUnaryRequest(method, passThrough, keepBytes, body, metadata.clone(), { deadline: Date.now() + target.timeoutMs }, (err, response) => {
           if (err) return resolve(classifyGrpc(err));
-          const partial = partialSuccessOf(target.signal, 'protobuf', response);
+          const partial = partialSuccessOf(target.signal, 'protobuf', response, { body, items });
           resolve(partial === undefined ? { ok: true } : { ok: true, partial });
         });
       } catch (e) {

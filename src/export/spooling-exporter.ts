@@ -79,8 +79,9 @@ export function spoolEvents(signal: Signal, stats: Stats, log: Logger, dir: stri
       sp[t.onDisk] += n;
       sp.onDiskBytes += b;
     },
-    delivered: (n, partial) => {
+    delivered: (n, partial, unread) => {
       stats.lastExportOkAt[signal] = Date.now();
+      if (unread !== undefined) log.warnLimited(`${signal}-export-unread`, `the OTLP endpoint accepted ${t.noun} but its answer was not read`, { [t.noun]: n, why: unread });
       if (partial === undefined) {
         t.delivered(stats, n);
         return;

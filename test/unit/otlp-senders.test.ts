@@ -13,9 +13,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { OtlpTarget } from '../../src/config/otel-env.js';
 import { retryInfoDelayMs } from '../../src/export/otlp-grpc-sender.js';
-import { createOtlpSender } from '../../src/export/otlp-sender.js';
+import { createOtlpSender, MAX_RESPONSE_BYTES } from '../../src/export/otlp-sender.js';
 import { prepareResource, TraceBatch } from '../../src/export/trace-batch.js';
 import type { SpanRecord } from '../../src/translate/types.js';
+import { startHostileCollector, type HostileCollector } from '../helpers/hostile-collector.js';
 import { startOtlpGrpcSink, type OtlpGrpcSink } from '../helpers/otlp-grpc-sink.js';
 import { decodeOtlpTraces, type SinkSpan } from '../helpers/otlp-sink.js';
 import { makeTestPki, type TestPki } from '../helpers/test-ca.js';
@@ -234,5 +235,41 @@ describe('HTTP sender over TLS', () => {
     expect(await anonymous.send(body(1), 1)).toMatchObject({ ok: false, kind: 'transient' });
     await anonymous.shutdown();
     expect(s.spans).toHaveLength(0);
+  });
+});
+
+describe('HTTP sender against an endpoint that never finishes its answer, or answers too much', () => {
+  let collector: HostileCollector | undefined;
+  afterEach(async () => {
+    await collector?.close();
+    collector = undefined;
+  });
+  const sender = (url: string) => createOtlpSender(traces({ OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_TIMEOUT: '1000' }), 'protobuf');
+
+  it('a status line dripped a byte at a time: the export timeout ends the request, a transient failure that says so', { timeout: 15_000 }, async () => {
+    collector = await startHostileCollector({ kind: 'drip-status', dripMs: 200 });
+    const s = sender(collector.url);
+    expect(await s.send(body(2), 2)).toEqual({ ok: false, kind: 'transient', error: 'no answer within the export timeout (1000 ms; OTEL_EXPORTER_OTLP_TIMEOUT)' });
+    await s.shutdown();
+    expect(collector.requests).toEqual([{ path: '/v1/traces', spans: 2 }]);
+  });
+
+  it('a 200 whose body drips for ever: delivered at the timeout (a 2xx is the answer), the unread body said', { timeout: 15_000 }, async () => {
+    collector = await startHostileCollector({ kind: 'drip-body', dripMs: 200 });
+    const s = sender(collector.url);
+    expect(await s.send(body(2), 2)).toEqual({ ok: true, unread: 'HTTP 200 (delivered), but its answer was not read: it did not arrive within the export timeout (1000 ms); a partial success in it is not counted' });
+    await s.shutdown();
+  });
+
+  it('a 200 with a body over MAX_RESPONSE_BYTES: delivered once, read no further, said', { timeout: 15_000 }, async () => {
+    collector = await startHostileCollector({ kind: 'huge-body', bytes: MAX_RESPONSE_BYTES + 1024 * 1024 });
+    const s = sender(collector.url);
+    expect(await s.send(body(3), 3)).toEqual({ ok: true, unread: `HTTP 200 (delivered), but its answer was not read: it is over ${MAX_RESPONSE_BYTES} bytes; a partial success in it is not counted` });
+    expect(await s.send(body(1), 1)).toMatchObject({ ok: true });
+    await s.shutdown();
+    expect(collector.requests).toEqual([
+      { path: '/v1/traces', spans: 3 },
+      { path: '/v1/traces', spans: 1 },
+    ]);
   });
 });
