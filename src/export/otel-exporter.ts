@@ -217,13 +217,26 @@ export class OtelExporter {
    * for the next start, what was only in memory is lost (counted).
    */
   async shutdown(deadlineAt = Date.now() + 10_000): Promise<void> {
-    for (const b of this.batchers) b.flush();
+    // Never throws: a step that fails is logged and the next still runs, so what is kept and lost is always said.
+    const step = async <T>(what: string, run: () => T | Promise<T>, otherwise: T): Promise<T> => {
+      try {
+        return await run();
+      } catch (e) {
+        this.stats.internalErrors++;
+        this.log.error(`export shutdown: ${what} failed`, { error: (e as Error).message });
+        return otherwise;
+      }
+    };
+    await step('span batch', () => this.batchers.forEach((b) => b.flush()), undefined);
     await Promise.all(this.meterProviders().map((p) => p.shutdown().catch((e: Error) => this.log.warn('shutdown failed', { error: e.message }))));
-    await this.prometheus?.close();
-    await Promise.all([this.spanExporter?.drain(deadlineAt), this.metricExporter?.drain(deadlineAt)]);
+    await step('Prometheus endpoint', () => this.prometheus?.close(), undefined);
+    await step('drain', async () => void (await Promise.all([this.spanExporter?.drain(deadlineAt), this.metricExporter?.drain(deadlineAt)])), undefined);
     // A request still in flight is abandoned at the deadline (a disk spool sends it again next time).
     const none: SpoolContent = { onDisk: { items: 0, bytes: 0, batches: 0 }, inMemory: { items: 0, bytes: 0, batches: 0 } };
-    const [spans, metrics] = await Promise.all([this.spanExporter?.close(deadlineAt) ?? none, this.metricExporter?.close(deadlineAt) ?? none]);
+    const [spans, metrics] = await Promise.all([
+      step('span spool', () => this.spanExporter?.close(deadlineAt) ?? none, none),
+      step('metric spool', () => this.metricExporter?.close(deadlineAt) ?? none, none),
+    ]);
     logUndelivered(this.log, spans, metrics, this.stats, this.opts.spoolDir);
   }
 

@@ -252,7 +252,8 @@ export class Spool {
   /**
    * Stops sending. What the disk refused gets one more try; what is still only in memory is
    * lost and counted (`dropped(..., 'shutdown')`), except the batch in flight, which counts when
-   * its answer comes (delivered, or lost) or at `abandon()`. Returns what is left.
+   * its answer comes (delivered, or lost) or at `abandon()`. Returns what is left. Never throws:
+   * a storage that fails now (read-only, gone) is a disk error, counted and logged.
    */
   close(): SpoolContent {
     if (!this.closed) {
@@ -265,7 +266,12 @@ export class Spool {
           this.opts.events.dropped(e.items, 'shutdown');
         }
       }
-      this.storage.close();
+      try {
+        this.storage.close();
+      } catch (err) {
+        // e.g. the directory turned read-only: the lock stays (a later start sees its process is gone).
+        this.opts.events.diskError('unlock', (err as Error).message);
+      }
     }
     return this.content();
   }
