@@ -84,7 +84,7 @@ export function createGrpcSender(target: OtlpTarget): OtlpSender {
 export function classifyGrpc(err: ServiceError): SendResult {
   const name = Status[err.code] ?? String(err.code);
   const detail = err.details || err.message;
-  const error = `gRPC ${name}: ${detail}`;
+  const error = `gRPC ${name}: ${grpcDetails(detail)}`;
   const tls = isTlsFailure(detail);
   if (RETRYABLE.has(err.code)) return { ok: false, kind: 'transient', error, ...(tls ? { tls } : {}) };
   if (err.code === Status.RESOURCE_EXHAUSTED) {
@@ -93,6 +93,20 @@ export function classifyGrpc(err: ServiceError): SendResult {
   }
   if (SERVER_ERROR.has(err.code)) return { ok: false, kind: 'server_error', error };
   return { ok: false, kind: 'rejected', error };
+}
+
+/**
+ * grpc-js's words for a call that found no connection, without what says nothing: it reads
+ * "No connection established. Last error: null. Resolution note: " before any attempt failed,
+ * and stamps each error with its time (the log line has one).
+ */
+export function grpcDetails(detail: string): string {
+  const m = /^No connection established\. Last error: (.*)\. Resolution note: (.*)$/s.exec(detail);
+  if (!m) return detail;
+  const said = [m[1]!, m[2]!]
+    .map((x) => x.replace(/^Error: /, '').replace(/ \(\d{4}-\d\d-\d\dT[\d:.]+Z\)/, '').trim())
+    .filter((x) => x !== '' && x !== 'null' && x !== 'undefined');
+  return said.length > 0 ? `no connection established: ${said.join('; ')}` : 'no connection established';
 }
 
 /** grpc-js reports a failed handshake as UNAVAILABLE with the TLS library's words in the details. */

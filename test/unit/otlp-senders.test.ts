@@ -12,7 +12,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { OtlpTarget } from '../../src/config/otel-env.js';
-import { retryInfoDelayMs } from '../../src/export/otlp-grpc-sender.js';
+import { grpcDetails, retryInfoDelayMs } from '../../src/export/otlp-grpc-sender.js';
 import { createOtlpSender, MAX_RESPONSE_BYTES } from '../../src/export/otlp-sender.js';
 import { prepareResource, TraceBatch } from '../../src/export/trace-batch.js';
 import type { SpanRecord } from '../../src/translate/types.js';
@@ -128,8 +128,19 @@ describe('gRPC sender', () => {
       traces({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: `127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_INSECURE: 'true', OTEL_EXPORTER_OTLP_TIMEOUT: '2000' }),
       'protobuf',
     );
-    expect(await sender.send(body(1), 1)).toMatchObject({ ok: false, kind: 'transient', error: expect.stringMatching(/UNAVAILABLE|DEADLINE_EXCEEDED/) });
+    const r = await sender.send(body(1), 1);
+    expect(r).toMatchObject({ ok: false, kind: 'transient', error: expect.stringMatching(/^gRPC (UNAVAILABLE: no connection established: connect ECONNREFUSED|DEADLINE_EXCEEDED)/) });
+    expect(r.ok ? '' : r.error).not.toMatch(/null|Resolution note/);
     await sender.shutdown();
+  });
+
+  it('says what happened without grpc-js\'s empty parts ("Last error: null. Resolution note: ")', () => {
+    expect(grpcDetails('No connection established. Last error: null. Resolution note: ')).toBe('no connection established');
+    expect(grpcDetails('No connection established. Last error: Protocol error (2026-12-06T10:31:37.485Z). Resolution note: ')).toBe('no connection established: Protocol error');
+    expect(grpcDetails('No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: DNS says no')).toBe(
+      'no connection established: connect ECONNREFUSED 127.0.0.1:1; DNS says no',
+    );
+    expect(grpcDetails('Deadline exceeded after 1.502s,Waiting for LB pick')).toBe('Deadline exceeded after 1.502s,Waiting for LB pick');
   });
 
   it('a JSON batch left by an http/json run cannot go over gRPC: rejected, not retried', async () => {
