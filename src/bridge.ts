@@ -192,6 +192,7 @@ export class Bridge {
     this.stats.correlation.pendingCalls = p.calls;
     this.stats.correlation.pendingGroups = p.groups;
     Object.assign(this.stats.correlation.joint, this.pipeline.jointCounts);
+    this.exporter.countQueued();
     this.refreshKernelDrops();
     this.memory.readRss();
     return this.stats;

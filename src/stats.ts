@@ -60,20 +60,49 @@ export interface Stats {
     /** Pending calls exported early, without their late attempts. */
     shedCalls: number;
   };
-  spans: { created: number; exported: number; failed: number; dropped: number };
+  /**
+   * Spans, from creation to their end. Every span is in exactly one place:
+   * created + spool.recoveredSpans (from an earlier run) = exported + queued + lost.
+   */
+  spans: {
+    created: number;
+    exported: number;
+    /** Waiting now: in the export spool (memory or spoolDir) or in the batch being filled. */
+    queued: number;
+    /** Given up: lost = failed + dropped. */
+    lost: number;
+    /** Refused by the endpoint (4xx, a 5xx it kept answering, a partial success's rejected spans). */
+    failed: number;
+    /** Dropped: spool full, disk full, unreadable, or undelivered at shutdown and not on disk (spool.lostSpans). */
+    dropped: number;
+    /** Send attempts that failed (endpoint down, timed out, 429/5xx) and will be retried: nothing is lost by them, the spans stay queued. */
+    failedAttempts: number;
+  };
   /**
    * Trace sampling (OTEL_TRACES_SAMPLER, --sample-keep), per call: kept = keptBy.* summed; a call
    * sampled out has no span at all. Metrics count every call whatever this says. All 0 without a
    * traces exporter (OTEL_TRACES_EXPORTER=none).
    */
   sampling: { kept: number; sampledOut: number; keptBy: { sampled: number; error: number; retry: number; slow: number } };
-  metricExports: { succeeded: number; failed: number };
+  /**
+   * OTLP metric export requests (one per collection), the same way as spans:
+   * created + spool.recoveredMetricExports = succeeded + queued + lost.
+   */
+  metricExports: {
+    created: number;
+    succeeded: number;
+    queued: number;
+    /** lost = failed + dropped. */
+    lost: number;
+    /** Refused by the endpoint, or could not be serialized. */
+    failed: number;
+    /** Dropped: spool full, disk full, unreadable, or undelivered at shutdown and not on disk (spool.lostMetricExports). */
+    dropped: number;
+    failedAttempts: number;
+  };
   /** Metric points folded into a series with otel.metric.overflow=true: the instrument had its 500 series for that ClientId. */
   metricPoints: { overflowed: number; rejected: number };
-  /**
-   * The export spool between the batches and the OTLP endpoint (src/export/spool.ts).
-   * spans.created = spans.exported + failed + dropped + spool.queuedSpans + spans in the current batch.
-   */
+  /** The export spool between the batches and the OTLP endpoint (src/export/spool.ts). */
   spool: {
     /** Waiting for the endpoint now (spans / metric export requests), and their serialized size. */
     queuedSpans: number;
@@ -82,7 +111,7 @@ export interface Stats {
     /** Dropped oldest-first because the spool was full (spans are also in spans.dropped). */
     droppedSpans: number;
     droppedMetricExports: number;
-    /** Sends that failed (endpoint down, timed out, 429/5xx) and will be retried after a backoff. */
+    /** Sends that failed (endpoint down, timed out, 429/5xx) and will be retried after a backoff: spans.failedAttempts + metricExports.failedAttempts. */
     retries: number;
     /** Found in spoolDir at start, left by an earlier run. */
     recoveredSpans: number;
@@ -140,9 +169,9 @@ export function newStats(now: number): Stats {
       joint: { calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0, overBudget: 0, filled: 0 },
     },
     memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
-    spans: { created: 0, exported: 0, failed: 0, dropped: 0 },
+    spans: { created: 0, exported: 0, queued: 0, lost: 0, failed: 0, dropped: 0, failedAttempts: 0 },
     sampling: { kept: 0, sampledOut: 0, keptBy: { sampled: 0, error: 0, retry: 0, slow: 0 } },
-    metricExports: { succeeded: 0, failed: 0 },
+    metricExports: { created: 0, succeeded: 0, queued: 0, lost: 0, failed: 0, dropped: 0, failedAttempts: 0 },
     metricPoints: { overflowed: 0, rejected: 0 },
     spool: {
       queuedSpans: 0,

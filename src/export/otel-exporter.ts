@@ -200,6 +200,12 @@ export class OtelExporter {
     this.stats.spans.created += spans;
   }
 
+  /** Sets what waits now (spans.queued, metricExports.queued): the spools, and the span batch being filled (each batcher holds the same spans). */
+  countQueued(): void {
+    this.stats.spans.queued = this.stats.spool.queuedSpans + (this.batchers[0]?.pendingSpans ?? 0);
+    this.stats.metricExports.queued = this.stats.spool.queuedMetricExports;
+  }
+
   private meterProviders(): MeterProvider[] {
     const clientProviders = (this.clients?.metrics() ?? []).flatMap((m) => m.providers);
     return [...clientProviders, ...(this.bridgeMeterProvider ? [this.bridgeMeterProvider] : [])];
@@ -248,19 +254,22 @@ export class OtelExporter {
 }
 
 /**
- * The shutdown truth: what is on disk for the next start, and what was lost
- * (counted in stats.spool.lostSpans / lostMetricExports and spans.dropped).
+ * The shutdown truth, in /stats's words: what is on disk for the next start (keptOnDisk: the
+ * queued that remain), what was lost in the whole run (lost: spans.lost, metricExports.lost),
+ * and of it what was lost now, undelivered and not on disk (lostAtShutdown: stats.spool.lostSpans /
+ * lostMetricExports).
  */
 export function logUndelivered(log: Logger, spans: SpoolContent, metrics: SpoolContent, stats: Stats, spoolDir: string | undefined): void {
   const keptItems = spans.onDisk.items + metrics.onDisk.items;
-  const lost = { spans: stats.spool.lostSpans, metricExports: stats.spool.lostMetricExports };
-  if (keptItems === 0 && lost.spans + lost.metricExports === 0) return;
+  const atShutdown = { spans: stats.spool.lostSpans, metricExports: stats.spool.lostMetricExports };
+  if (keptItems === 0 && atShutdown.spans + atShutdown.metricExports === 0) return;
   const fields = {
     keptOnDisk: { spans: spans.onDisk.items, metricExports: metrics.onDisk.items, bytes: spans.onDisk.bytes + metrics.onDisk.bytes },
-    lost,
+    lost: { spans: stats.spans.lost, metricExports: stats.metricExports.lost },
+    lostAtShutdown: atShutdown,
     ...(spoolDir ? { spoolDir } : {}),
   };
-  if (lost.spans + lost.metricExports === 0) log.warn('OTLP endpoint unavailable at shutdown: undelivered data kept in the spool directory for the next start', fields);
+  if (atShutdown.spans + atShutdown.metricExports === 0) log.warn('OTLP endpoint unavailable at shutdown: undelivered data kept in the spool directory for the next start', fields);
   else if (keptItems > 0) log.error('OTLP endpoint unavailable at shutdown: some undelivered data kept in the spool directory, the rest (not on disk) is lost', fields);
   else log.error(`OTLP endpoint unavailable at shutdown: undelivered data is lost${spoolDir ? ' (the spool directory took none of it)' : ' (no spoolDir)'}`, fields);
 }

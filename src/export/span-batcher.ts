@@ -48,6 +48,11 @@ export class SpanBatcher {
     return n;
   }
 
+  /** Spans in the batch being filled (not yet a request). */
+  get pendingSpans(): number {
+    return this.batch.spans;
+  }
+
   /** The current batch becomes one request now. */
   flush(): void {
     clearTimeout(this.timer);

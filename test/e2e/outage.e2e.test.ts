@@ -384,7 +384,9 @@ describe.skipIf(tmpfsUnavailable !== undefined)(`spool directory on a full disk 
       expect(kept).toBe(onDisk);
       expect(kept).toBeGreaterThan(0);
       const stopped = first.logs.find((l) => l['msg'] === 'stopped')!['stats'] as Stats;
-      expect(stopped.spool.lostSpans).toBe(lost);
+      // lost: the run's (spans.lost, the disk_full drops included); lostAtShutdown: what was still only in memory at exit.
+      expect(stopped.spans.lost).toBe(lost);
+      expect(stopped.spool.lostSpans).toBe((summary!['lostAtShutdown'] as { spans: number }).spans);
       expect([stopped.spool.onDiskSpans, stopped.spool.queuedSpans]).toEqual([kept, kept]);
       // Every span is accounted for: delivered (none), refused (none), dropped (lost at exit included), or on disk.
       expect(stopped.spans.exported + stopped.spans.failed + stopped.spans.dropped + kept).toBe(stopped.spans.created);
