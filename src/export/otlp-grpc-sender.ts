@@ -2,7 +2,7 @@ import { ChannelCredentials, Client, Metadata, status as Status, type ServiceErr
 import type { OtlpTarget } from '../config/otel-env.js';
 import { protoFields } from './otlp/protobuf-reader.js';
 import type { OtlpSender } from './otlp-sender.js';
-import { partialSuccessOf } from './partial-success.js';
+import { MAX_RESPONSE_BYTES, partialSuccessOf } from './partial-success.js';
 import type { SendResult } from './spool.js';
 
 /**
@@ -22,7 +22,8 @@ import type { SendResult } from './spool.js';
  * and INTERNAL are `server_error` (the analogue of an HTTP 500: retried a few
  * times, then rejected); every other code (INVALID_ARGUMENT, UNAUTHENTICATED,
  * UNIMPLEMENTED, RESOURCE_EXHAUSTED without RetryInfo, ...) is `rejected`.
- * An OK answer may carry a partial success (partial-success.ts).
+ * An OK answer may carry a partial success (partial-success.ts); an answer message over
+ * MAX_RESPONSE_BYTES is delivered, unread.
  */
 const METHODS = {
   traces: '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
@@ -45,8 +46,7 @@ export function createGrpcSender(target: OtlpTarget): OtlpSender {
     : ChannelCredentials.createInsecure();
   const client = new Client(host, credentials, {
     ...(target.compression === 'gzip' ? { 'grpc.default_compression_algorithm': GZIP } : {}),
-    // The collector's default receive limit is 4 MiB; the bridge's batches are far below it.
-    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    'grpc.max_receive_message_length': MAX_RESPONSE_BYTES,
     'grpc.primary_user_agent': 'aws-csm-bridge',
   });
   const metadata = new Metadata();
@@ -58,6 +58,7 @@ export function createGrpcSender(target: OtlpTarget): OtlpSender {
     const p = new Promise<SendResult>((resolve) => {
       try {
         client.makeUnaryRequest(method, passThrough, keepBytes, body, metadata.clone(), { deadline: Date.now() + target.timeoutMs }, (err, response) => {
+          if (err && isOversizedAnswer(err)) return resolve({ ok: true, unread: `gRPC: its answer was not read: ${grpcDetails(err.details)}; a partial success in it is not counted` });
           if (err) return resolve(classifyGrpc(err));
           const partial = partialSuccessOf(target.signal, 'protobuf', response, { body, items });
           resolve(partial === undefined ? { ok: true } : { ok: true, partial });
@@ -107,6 +108,15 @@ export function grpcDetails(detail: string): string {
     .map((x) => x.replace(/^Error: /, '').replace(/ \(\d{4}-\d\d-\d\dT[\d:.]+Z\)/, '').trim())
     .filter((x) => x !== '' && x !== 'null' && x !== 'undefined');
   return said.length > 0 ? `no connection established: ${said.join('; ')}` : 'no connection established';
+}
+
+/**
+ * grpc-js refuses a response message over MAX_RESPONSE_BYTES itself (RESOURCE_EXHAUSTED, said by
+ * this client, not the server). A server sends its response message only for a call it accepted,
+ * so the request was delivered, like an HTTP 2xx with a body too large to read.
+ */
+function isOversizedAnswer(err: ServiceError): boolean {
+  return err.code === Status.RESOURCE_EXHAUSTED && /^Received message larger than max/.test(err.details);
 }
 
 /** grpc-js reports a failed handshake as UNAVAILABLE with the TLS library's words in the details. */

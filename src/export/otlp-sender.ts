@@ -19,7 +19,7 @@ import {
 } from '@opentelemetry/otlp-transformer';
 import type { OtlpTarget, Signal } from '../config/otel-env.js';
 import { createGrpcSender } from './otlp-grpc-sender.js';
-import { partialSuccessOf, type PartialSuccess } from './partial-success.js';
+import { MAX_RESPONSE_BYTES, partialSuccessOf, type PartialSuccess } from './partial-success.js';
 import type { Encoding, SendResult } from './spool.js';
 
 export type { Signal };
@@ -47,8 +47,7 @@ export function createOtlpSender(target: OtlpTarget, encoding: Encoding): OtlpSe
   };
 }
 
-/** Largest answer body read from an OTLP/HTTP endpoint (the OTLP exporters' own bound). A 2xx answer over it is delivered all the same: counted, its partial success unread. */
-export const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+export { MAX_RESPONSE_BYTES };
 /** Longest part of a refusal's body kept in its error message. */
 const MAX_ERROR_BODY_CHARS = 200;
 /**

@@ -25,6 +25,13 @@ export interface PartialSuccess {
   message: string;
 }
 
+/**
+ * Largest export answer read: an OTLP/HTTP body, a gRPC response message (the OTLP exporters' and
+ * the collector's bound). An answer that says "accepted" and is larger is delivered all the same:
+ * counted as exported, its partial success unread (said in a warning).
+ */
+export const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+
 /** Longest message kept (the endpoint's words go to the log and /stats). */
 const MAX_MESSAGE = 300;
 

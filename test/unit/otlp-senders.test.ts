@@ -99,6 +99,29 @@ describe('gRPC sender', () => {
     expect(seen).toEqual([{ encoding: 'gzip', compressedFlag: 1, spans: 4 }]);
   });
 
+  it('an OK answer whose message is over MAX_RESPONSE_BYTES: delivered (the server answers only a call it accepted), read no further, said', async () => {
+    let calls = 0;
+    const server = createHttp2Server();
+    server.on('stream', (stream) => {
+      stream.on('data', () => {});
+      stream.on('end', () => {
+        calls++;
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        const size = MAX_RESPONSE_BYTES + 1024 * 1024;
+        const frame = Buffer.alloc(5 + size);
+        frame.writeUInt32BE(size, 1);
+        stream.end(frame);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const sender = createOtlpSender(traces({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }), 'protobuf');
+    expect(await sender.send(body(2), 2)).toEqual({ ok: true, unread: expect.stringMatching(/^gRPC: its answer was not read: Received message larger than max/) });
+    await sender.shutdown();
+    await new Promise<void>((r) => server.close(() => r()));
+    expect(calls).toBe(1);
+  });
+
   it("maps the OTLP spec's retryable codes to transient, RESOURCE_EXHAUSTED only with RetryInfo, the rest to rejected", async () => {
     sink = await startOtlpGrpcSink();
     const sender = createOtlpSender(traces({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: `http://${sink.address}` }), 'protobuf');
