@@ -25,6 +25,8 @@ const MAX_TEXT = 256;
 export interface PolicyCounters {
   /** Calls (and orphan attempts) observed. */
   observed: number;
+  /** Of those, left out because no service answered them (`answered`). */
+  unanswered: number;
   subjects: number;
   /** Not kept because a bound was reached. */
   droppedSubjects: number;
@@ -33,7 +35,7 @@ export interface PolicyCounters {
   droppedDenials: number;
 }
 
-export const newPolicyCounters = (): PolicyCounters => ({ observed: 0, subjects: 0, droppedSubjects: 0, droppedCalls: 0, droppedScopes: 0, droppedDenials: 0 });
+export const newPolicyCounters = (): PolicyCounters => ({ observed: 0, unanswered: 0, subjects: 0, droppedSubjects: 0, droppedCalls: 0, droppedScopes: 0, droppedDenials: 0 });
 
 /** Where a call went, as far as CSM tells: `partition|region|account|bucket`, '' = unknown. */
 export type Scope = string;
@@ -103,6 +105,10 @@ export class PolicyObserver {
   /** One correlated call (or orphan attempt) from a process, if known. Never throws on odd input. */
   observe(c: Correlated, process?: ProcessLabelSource): void {
     this.counters.observed++;
+    if (!answered(c)) {
+      this.counters.unanswered++;
+      return;
+    }
     const attempts = c.kind === 'call' ? c.attempts : [c.attempt];
     const first = c.kind === 'call' ? c.call : c.attempt;
     const principal = principalOf(attempts);
@@ -217,6 +223,19 @@ export class PolicyObserver {
     }
     return s;
   }
+}
+
+/**
+ * Whether a service answered the call: some attempt got an HTTP status. A call whose every
+ * attempt failed before any response (connection refused, DNS, TLS, timeout) proves nothing
+ * about permissions, so it stays out of the policy (counted in `unanswered`). A call with
+ * attempts we did not see, or none at all, may have been answered: it counts.
+ */
+export function answered(c: Correlated): boolean {
+  if (c.kind === 'orphan') return c.attempt.httpStatusCode !== undefined;
+  if (c.call.finalHttpStatusCode !== undefined || c.missingAttempts > 0 || c.attempts.length === 0) return true;
+  for (const a of c.attempts) if (a.httpStatusCode !== undefined) return true;
+  return false;
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -87,6 +87,8 @@ export interface AwsCliOptions {
   endpoint: string;
   region?: string;
   sessionToken?: string;
+  /** More environment (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS …). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -108,6 +110,7 @@ export async function runAwsCli(bin: string, args: string[], o: AwsCliOptions): 
         AWS_DEFAULT_REGION: o.region ?? 'us-west-2',
         AWS_CONFIG_FILE: '/dev/null',
         AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+        ...o.env,
       },
       timeout: 60_000,
     });

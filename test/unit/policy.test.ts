@@ -4,14 +4,16 @@ import type { CsmApiCall, CsmAttempt } from '../../src/decode/types.js';
 import { accountFromAccessKeyId, principalOf } from '../../src/decode/access-key.js';
 import { isDenied, parseDenial } from '../../src/policy/denial.js';
 import { PolicyBuilder } from '../../src/policy/document.js';
-import { MAX_CALLS_PER_SUBJECT, MAX_SUBJECTS, PolicyObserver } from '../../src/policy/observer.js';
+import { answered, MAX_CALLS_PER_SUBJECT, MAX_SUBJECTS, PolicyObserver } from '../../src/policy/observer.js';
 import { notes } from '../../src/policy/policy-command.js';
 
 const KEY = 'AKIARZPUZDIKAAEXAMPL'; // encodes 123456789012
 const base = { timestamp: 1, timestampMarksEnd: false, sdk: 'botocore' as const, source: { address: '127.0.0.1', port: 1 }, receivedAt: 1 };
 function call(service: string, api: string, o: Partial<CsmApiCall> = {}, a: Partial<CsmAttempt> = {}): Correlated {
   const clientId = o.clientId ?? 'app';
-  const attempt: CsmAttempt = { ...base, type: 'ApiCallAttempt', clientId, service, api, region: 'eu-west-1', principal: principalOf(KEY, 's'), ...a };
+  // A service answered (an HTTP status) unless the test says otherwise.
+  const httpStatusCode = o.finalHttpStatusCode ?? 200;
+  const attempt: CsmAttempt = { ...base, type: 'ApiCallAttempt', clientId, service, api, region: 'eu-west-1', principal: principalOf(KEY, 's'), httpStatusCode, ...a };
   return { kind: 'call', call: { ...base, type: 'ApiCall', clientId, service, api, region: 'eu-west-1', ...o }, attempts: [attempt], missingAttempts: 0 };
 }
 const actionsOf = (doc: { Statement: { Action: string[]; Resource: string | string[] }[] }) =>
@@ -152,6 +154,23 @@ describe('policy observation and documents', () => {
     expect(plain.possible).toEqual([{ call: 'DynamoDB.TransactWriteItems', actions: ['dynamodb:ConditionCheckItem', 'dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'] }]);
     const all = await b.report(o.state().subjects, 'app', { includePossible: true });
     expect(Object.keys(actionsOf(all.policy)).length).toBe(4);
+  });
+
+  it('a call no service answered (no HTTP status on any attempt) proves no permission: counted, left out', async () => {
+    const refused = { sdkException: 'EndpointConnectionError', httpStatusCode: undefined };
+    const o = new PolicyObserver();
+    o.observe(call('S3', 'ListBuckets', { finalSdkException: 'EndpointConnectionError' }, refused));
+    o.observe({ kind: 'orphan', attempt: (call('SQS', 'ListQueues', {}, refused) as { attempts: CsmAttempt[] }).attempts[0]!, reason: 'ttl_expired' });
+    expect(o.counters).toMatchObject({ observed: 2, unanswered: 2, subjects: 0 });
+    expect(o.state().subjects).toEqual([]);
+    // Answered on some attempt (a 503 then a refused connection), or attempts unseen: it counts.
+    const first503 = call('S3', 'ListBuckets', { finalSdkException: 'EndpointConnectionError' }, refused) as Extract<Correlated, { kind: 'call' }>;
+    const retried: Correlated = { ...first503, attempts: [{ ...first503.attempts[0]!, httpStatusCode: 503, sdkException: undefined }, first503.attempts[0]!] };
+    expect(answered(retried)).toBe(true);
+    expect(answered({ ...first503, missingAttempts: 1 })).toBe(true);
+    o.observe(retried);
+    const [r] = await new PolicyBuilder().reports(o.state());
+    expect(Object.keys(actionsOf(r!.policy))).toEqual(['s3:ListAllMyBuckets']);
   });
 
   it('is bounded: subjects and calls beyond the caps are counted, not kept', () => {
