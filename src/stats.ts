@@ -132,7 +132,10 @@ export interface Stats {
   lastExportError: { traces: ExportError | null; metrics: ExportError | null };
   /** Newest successful export per signal, epoch ms. A signal is failing while its error is newer. */
   lastExportOkAt: { traces: number | null; metrics: number | null };
-  /** active: clients (resources) known; evicted: clients of exited processes forgotten to stay under maxClients. */
+  /**
+   * active: applications (ClientIds, and aws-csm:other once used) known, however many of their
+   * processes were identified; evicted: clients of exited processes forgotten to stay under maxClients.
+   */
   clients: { active: number; overflowed: number; evicted: number };
   /** processIdentity: sources (address:port) resolved to a process or not, and scans of /proc/*\/fd. */
   identity: { resolved: number; unresolved: number; scans: number };

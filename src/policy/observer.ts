@@ -1,7 +1,7 @@
 /**
  * What each application really calls, kept for its IAM policy: per subject (ClientId, split by
- * sending process when process identity is known; an empty ClientId is grouped by the hash of
- * its access key), the distinct Service.Api it called with how often and how often it failed,
+ * sending process when process identity is known, calls of an unidentified process going with
+ * the ClientId's only known program; an empty ClientId is grouped by the hash of its access key), the distinct Service.Api it called with how often and how often it failed,
  * the scopes the calls give (partition, Region, account, S3 bucket), and the denials its
  * AccessDenied messages explain. Operations, not actions, are kept: the policy is computed from
  * them when asked for (./document.ts), so a policy file stays valid when the mapping improves.
@@ -162,8 +162,7 @@ export class PolicyObserver {
         .sort((a, b) => cmp(a.service, b.service) || cmp(a.api, b.api) || cmp(a.action ?? '', b.action ?? '') || cmp(a.resource ?? '', b.resource ?? ''));
       subjects.push(s.process === undefined ? { client: s.client, calls, denials } : { client: s.client, process: s.process, calls, denials });
     }
-    subjects.sort((a, b) => cmp(a.client, b.client) || cmp(a.process ?? '', b.process ?? ''));
-    return { version: 1, subjects };
+    return { version: 1, subjects: withUnidentifiedAttributed(subjects) };
   }
 
   /** Adds what an earlier run observed (the policy file), within the same bounds. */
@@ -236,6 +235,50 @@ export function answered(c: Correlated): boolean {
   if (c.call.finalHttpStatusCode !== undefined || c.missingAttempts > 0 || c.attempts.length === 0) return true;
   for (const a of c.attempts) if (a.httpStatusCode !== undefined) return true;
   return false;
+}
+
+/**
+ * One application, one subject, whatever the identification outcome: a ClientId's calls whose
+ * sending process could not be identified (an `aws` command that exited before the lookup, a
+ * JS v2 or Ruby socket closed at once) are its program's when the ClientId has exactly one
+ * known program. Otherwise one `aws` command identified and the next one not would split one
+ * application into two subjects with different policies. With several programs known, which
+ * one made them is unknown: they stay under the ClientId alone. Done on the output only (the
+ * caps hold per stored subject, so a folded subject holds at most twice as much), sorted.
+ */
+export function withUnidentifiedAttributed(subjects: SubjectState[]): SubjectState[] {
+  const programs = new Map<string, SubjectState | null>();
+  for (const s of subjects) if (s.process !== undefined) programs.set(s.client, programs.has(s.client) ? null : s);
+  const out: SubjectState[] = [];
+  for (const s of subjects) {
+    const only = s.process === undefined ? programs.get(s.client) : undefined;
+    if (only) foldInto(only, s);
+    else out.push(s);
+  }
+  return out.sort((a, b) => cmp(a.client, b.client) || cmp(a.process ?? '', b.process ?? ''));
+}
+
+/** Adds `from`'s calls and denials to `into` (both in state() order; kept sorted). */
+function foldInto(into: SubjectState, from: SubjectState): void {
+  const calls = new Map(into.calls.map((c) => [`${c.service}\0${c.api}`, c]));
+  for (const c of from.calls) {
+    const known = calls.get(`${c.service}\0${c.api}`);
+    if (!known) into.calls.push(c);
+    else {
+      known.calls += c.calls;
+      known.failed += c.failed;
+      known.scopes = [...new Set([...known.scopes, ...c.scopes])].sort();
+    }
+  }
+  into.calls.sort((a, b) => cmp(a.service, b.service) || cmp(a.api, b.api));
+  const dkey = (d: ObservedDenial) => `${d.service}\0${d.api}\0${d.action ?? ''}\0${d.resource ?? ''}\0${d.explicitDeny}`;
+  const denials = new Map(into.denials.map((d) => [dkey(d), d]));
+  for (const d of from.denials) {
+    const known = denials.get(dkey(d));
+    if (known) known.calls += d.calls;
+    else into.denials.push(d);
+  }
+  into.denials.sort((a, b) => cmp(a.service, b.service) || cmp(a.api, b.api) || cmp(a.action ?? '', b.action ?? '') || cmp(a.resource ?? '', b.resource ?? ''));
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -116,6 +116,26 @@ describe('policy observation and documents', () => {
     expect(b.select(o.state(), 'app').length).toBe(1);
   });
 
+  it('a ClientId\'s calls from an unidentified process go with its only known program; with several known they stay apart', async () => {
+    const py = { attributes: { 'process.executable.name': 'python3.11', 'process.pid': 10 } };
+    const node = { attributes: { 'process.executable.name': 'node', 'process.pid': 11 } };
+    const o = new PolicyObserver();
+    // Unidentified first (the order must not matter), then identified.
+    o.observe(call('S3', 'ListBuckets', { finalHttpStatusCode: 200 }, { serverAddress: 'a-bucket.s3.amazonaws.com' }));
+    o.observe(call('S3', 'PutObject', { finalHttpStatusCode: 403, finalAwsException: 'AccessDenied', finalAwsExceptionMessage: 'Access Denied' }));
+    o.observe(call('S3', 'ListBuckets', { finalHttpStatusCode: 200 }), py);
+    o.observe(call('SQS', 'SendMessage', { clientId: 'other' }), node);
+    const folded = o.state().subjects;
+    expect(folded.map((s) => [s.client, s.process])).toEqual([['app', 'python3.11'], ['other', 'node']]);
+    expect(folded[0]!.calls.map((c) => [c.api, c.calls, c.failed, c.scopes.length])).toEqual([['ListBuckets', 2, 0, 2], ['PutObject', 1, 1, 1]]);
+    expect(folded[0]!.denials).toMatchObject([{ api: 'PutObject', calls: 1 }]);
+    const reports = await new PolicyBuilder().reports(o.state());
+    expect(reports.map((r) => r.label)).toEqual(['app [python3.11]', 'other [node]']);
+    // A second program of the same ClientId: which one made the unidentified calls is unknown.
+    o.observe(call('S3', 'ListBuckets'), node);
+    expect(o.state().subjects.map((s) => [s.client, s.process])).toEqual([['app', undefined], ['app', 'node'], ['app', 'python3.11'], ['other', 'node']]);
+  });
+
   it('a denial naming another service is a dependent permission in the policy; explicit denies and unnamed denials are reported', async () => {
     const o = new PolicyObserver();
     const denied = (message: string, code = 'AccessDenied') => ({ finalHttpStatusCode: 403, finalAwsException: code, finalAwsExceptionMessage: message });
