@@ -4,7 +4,8 @@
  * it through decode and correlate on the recording's clock, and prints the IAM policies on
  * stdout: with --client exactly one policy document, without it every client's, keyed by
  * client. What a policy cannot say (unmapped calls, possible actions left out, AccessDenied
- * explanations) goes to stderr. Exit 2 for an unreadable file or an unknown client.
+ * explanations, calls no service answered) goes to stderr. Exit 2 for an unreadable file or an
+ * unknown client.
  */
 import type { Config } from '../config/schema.js';
 import type { Correlated } from '../correlate/types.js';
