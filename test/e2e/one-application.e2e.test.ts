@@ -6,18 +6,19 @@ import { getStats, type Stats } from '../helpers/stats.js';
 import { findTool, runAwsCli } from '../helpers/tools.js';
 
 const AWS = findTool('aws');
-const QUICK_RUNS = 6;
+/** Concurrent `aws` commands per round, and rounds at most (until both identification outcomes were seen). */
+const PER_ROUND = 3;
+const MAX_ROUNDS = 5;
 
 /**
  * One application, one identity: short-lived `aws` commands under one AWS_CSM_CLIENT_ID. Some
- * are identified from /proc (one that retries lives long enough), most exit before the lookup
- * (the /proc scan runs at most once a second). Either way they are one policy subject and one
- * active client.
+ * are identified from /proc, others exit before the lookup (the /proc scan runs at most once a
+ * second: of commands ending together, the first is found, the others are gone). Either way
+ * they are one policy subject and one active client.
  */
 describe.skipIf(process.platform !== 'linux' || !AWS)('one ClientId, many short-lived aws CLI processes: one application', () => {
   let sink: OtlpSink;
   let fake: FakeS3;
-  let slow: FakeS3;
   let bridge: BridgeProcess;
   let stats: Stats;
   let policy: { clients: { label: string; client: string; process?: string; policy: { Statement: { Action: string[] }[] } }[] };
@@ -26,27 +27,27 @@ describe.skipIf(process.platform !== 'linux' || !AWS)('one ClientId, many short-
   beforeAll(async () => {
     sink = await startOtlpSink();
     fake = await startFakeS3({ 'GET /': [200], 'HEAD /one-app-bucket/k': [200] });
-    // 503, 503, 200 with standard retries: this process lives on for seconds after its first datagram.
-    slow = await startFakeS3({ 'GET /': [503, 503, 200] });
     bridge = await startBridge(['--no-ui', '--export-delay-ms', '200', '--metrics-interval-ms', '500'], { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url });
-    const aws = async (endpoint: string, args: string[]) =>
-      exits.push(await runAwsCli(AWS!, args, { csmPort: bridge.udpPort, clientId: 'one-app', endpoint, env: { AWS_RETRY_MODE: 'standard' } }));
-    await aws(slow.url, ['s3api', 'list-buckets']);
-    for (let i = 0; i < QUICK_RUNS; i++) await aws(fake.url, i % 2 ? ['s3api', 'head-object', '--bucket', 'one-app-bucket', '--key', 'k'] : ['s3api', 'list-buckets']);
-    await sink.waitFor(() => sink.spans.filter((s) => s.parentSpanId === '').length >= QUICK_RUNS + 1, 30_000);
-    stats = await getStats(bridge);
+    const aws = async (args: string[]) => exits.push(await runAwsCli(AWS!, args, { csmPort: bridge.udpPort, clientId: 'one-app', endpoint: fake.url }));
+    const calls = [['s3api', 'list-buckets'], ['s3api', 'head-object', '--bucket', 'one-app-bucket', '--key', 'k']];
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      await Promise.all(Array.from({ length: PER_ROUND }, (_, i) => aws(calls[i % 2]!)));
+      await sink.waitFor(() => sink.spans.filter((s) => s.parentSpanId === '').length >= exits.length, 30_000);
+      stats = await getStats(bridge);
+      if (stats.identity.resolved > 0 && stats.identity.unresolved > 0) break;
+    }
     policy = (await (await fetch(`${bridge.adminUrl}/policy`)).json()) as typeof policy;
   }, 180_000);
 
   afterAll(async () => {
     await bridge?.stop('SIGTERM');
     await fake?.close();
-    await slow?.close();
     await sink?.close();
   });
 
   it('the runs included identified and unidentified processes (else this test proves nothing)', () => {
-    expect(exits).toEqual(Array<number>(QUICK_RUNS + 1).fill(0));
+    expect(exits.length).toBeGreaterThanOrEqual(PER_ROUND);
+    expect(exits.every((code) => code === 0)).toBe(true);
     const roots = sink.spans.filter((s) => s.parentSpanId === '');
     expect(roots.every((s) => s.resource['service.name'] === 'one-app')).toBe(true);
     const identified = new Set(roots.map((s) => s.resource['process.pid']).filter((p) => p !== undefined));
