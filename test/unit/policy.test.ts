@@ -5,7 +5,11 @@ import { accountFromAccessKeyId, principalOf } from '../../src/decode/access-key
 import { isDenied, parseDenial } from '../../src/policy/denial.js';
 import { PolicyBuilder } from '../../src/policy/document.js';
 import { answered, MAX_CALLS_PER_SUBJECT, MAX_SUBJECTS, PolicyObserver } from '../../src/policy/observer.js';
-import { notes } from '../../src/policy/policy-command.js';
+import { notes, runPolicyCommand } from '../../src/policy/policy-command.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const KEY = 'AKIARZPUZDIKAAEXAMPL'; // encodes 123456789012
 const base = { timestamp: 1, timestampMarksEnd: false, sdk: 'botocore' as const, source: { address: '127.0.0.1', port: 1 }, receivedAt: 1 };
@@ -212,5 +216,36 @@ describe('policy observation and documents', () => {
     expect(b.state()).toEqual(a.state());
     b.merge(a.state());
     expect(b.state().subjects[0]!.calls[0]!.calls).toBe(4);
+  });
+});
+
+describe('policy FILE: the note on calls no service answered', () => {
+  it('names at most 20 Service.Api, sums the rest; the answered call is the only one in the policy', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'csm-unanswered-'));
+    try {
+      const lines: string[] = [];
+      const line = (t: number, raw: object) => `{"recv_ns":${BigInt(t) * 1_000_000n},"src":"127.0.0.1:40000","raw":${JSON.stringify(JSON.stringify(raw))}}`;
+      const common = { Version: 1, ClientId: 'refused', Service: 'S3', Region: 'us-east-1' };
+      for (let i = 0; i < 25; i++) {
+        const t = 1_800_000_000_000 + i * 100;
+        const refused = i < 24;
+        const api = refused ? `Op${String(i).padStart(2, '0')}` : 'ListBuckets';
+        const outcome = refused ? { SdkException: 'EndpointConnectionError' } : { HttpStatusCode: 200 };
+        lines.push(line(t, { ...common, Type: 'ApiCallAttempt', Api: api, Timestamp: t, AttemptLatency: 1, ...outcome }));
+        lines.push(line(t + 2, { ...common, Type: 'ApiCall', Api: api, Timestamp: t, Latency: 2, AttemptCount: 1, ...(refused ? { FinalSdkException: 'EndpointConnectionError' } : { FinalHttpStatusCode: 200 }) }));
+      }
+      const file = join(dir, 'r.jsonl');
+      writeFileSync(file, `${lines.join('\n')}\n`);
+      let out = '';
+      let err = '';
+      expect(await runPolicyCommand(file, { ...DEFAULT_CONFIG }, (x) => (out += x), (x) => (err += x))).toBe(0);
+      expect(Object.keys(actionsOf((JSON.parse(out) as Record<string, never>)['refused']!))).toEqual(['s3:ListAllMyBuckets']);
+      const note = err.split('\n').find((l) => l.startsWith('note: 24 calls left out: no service answered'));
+      expect(note).toBeDefined();
+      expect(note!.match(/S3\.Op\d\d ×1/g)).toHaveLength(20);
+      expect(note).toMatch(/S3\.Op19 ×1, other calls ×4$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
