@@ -1,6 +1,9 @@
 import type { SettleCounts } from './correlate/types.js';
 import type { RejectReason } from './decode/types.js';
 import type { PolicyStats } from './policy/policy-service.js';
+import { newAppListenerCounts, type AppListenerCounts } from './join/app-listener.js';
+import type { IndexCounts } from './join/app-span-index.js';
+import { newJoinCounts, type JoinCounts } from './join/join-stage.js';
 
 /**
  * Every counter the bridge keeps, in one plain object: `/stats` serves it
@@ -83,7 +86,7 @@ export interface Stats {
    * sampled out has no span at all. Metrics count every call whatever this says. All 0 without a
    * traces exporter (OTEL_TRACES_EXPORTER=none).
    */
-  sampling: { kept: number; sampledOut: number; keptBy: { sampled: number; error: number; retry: number; slow: number } };
+  sampling: { kept: number; sampledOut: number; keptBy: { sampled: number; error: number; retry: number; slow: number; joined: number } };
   /**
    * OTLP metric export requests (one per collection), the same way as spans:
    * created + spool.recoveredMetricExports = succeeded + queued + lost.
@@ -141,6 +144,14 @@ export interface Stats {
   identity: { resolved: number; unresolved: number; scans: number };
   /** IAM policy observation (src/policy): subjects kept, what the bounds dropped, policy file writes. */
   policy: PolicyStats;
+  /**
+   * Applications' spans received for the join (--app-otlp-http / --app-otlp-grpc; all 0 when off):
+   * requests and spans, what was kept, refused and rejected (by reason); `index`: app spans held
+   * for the join, added, refused (full), duplicates, expired unjoined.
+   */
+  appSpans: AppListenerCounts & { index: IndexCounts };
+  /** CSM calls and the applications' traces: joined, expired unjoined, not waited for (and why), waiting now. */
+  join: JoinCounts;
   /** Calls that failed inside the bridge (a bug): logged and counted, never fatal. */
   internalErrors: number;
 }
@@ -173,7 +184,7 @@ export function newStats(now: number): Stats {
     },
     memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
     spans: { created: 0, exported: 0, queued: 0, lost: 0, failed: 0, dropped: 0, failedAttempts: 0 },
-    sampling: { kept: 0, sampledOut: 0, keptBy: { sampled: 0, error: 0, retry: 0, slow: 0 } },
+    sampling: { kept: 0, sampledOut: 0, keptBy: { sampled: 0, error: 0, retry: 0, slow: 0, joined: 0 } },
     metricExports: { created: 0, succeeded: 0, queued: 0, lost: 0, failed: 0, dropped: 0, failedAttempts: 0 },
     metricPoints: { overflowed: 0, rejected: 0 },
     spool: {
@@ -198,6 +209,8 @@ export function newStats(now: number): Stats {
     clients: { active: 0, overflowed: 0, evicted: 0 },
     identity: { resolved: 0, unresolved: 0, scans: 0 },
     policy: { observed: 0, unanswered: 0, subjects: 0, droppedSubjects: 0, droppedCalls: 0, droppedScopes: 0, droppedDenials: 0, fileWrites: 0, fileErrors: 0 },
+    appSpans: { ...newAppListenerCounts(), index: { indexed: 0, refusedFull: 0, duplicate: 0, expired: 0, held: 0 } },
+    join: newJoinCounts(),
     internalErrors: 0,
   };
 }

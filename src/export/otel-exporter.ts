@@ -8,6 +8,9 @@ import { MergedClientsProducer, PrometheusEndpoint } from './prometheus-endpoint
 import { CallSampler, parseKeepRules } from './sampler.js';
 import { bridgeResource, registerSelfMetrics } from './self-metrics.js';
 import { SpanBatcher } from './span-batcher.js';
+import { prepareResource, type PreparedResource } from './trace-batch.js';
+import type { AppResource } from '../join/app-span.js';
+import type { JoinedTree } from '../join/joined-tree.js';
 import type { SpoolContent } from './spool.js';
 import { encodingOf, SpoolingMetricExporter, SpoolingSpanExporter } from './spooling-exporter.js';
 import type { Translation } from '../translate/types.js';
@@ -69,6 +72,8 @@ export class OtelExporter {
   private readonly sampler: CallSampler;
   private readonly prometheus: PrometheusEndpoint | undefined;
   private readonly disabled: boolean;
+  /** Applications' resources of joined calls, encoded (weak: they live as long as the join index holds them). */
+  private readonly appResources = new WeakMap<AppResource, PreparedResource>();
   /** The OTLP encoding of span requests (the warm-up compiles the same path). */
   readonly traceEncoding: 'protobuf' | 'json';
 
@@ -180,6 +185,11 @@ export class OtelExporter {
    * sampler's decision for the whole span tree.
    */
   write(t: Translation, identity?: ProcessIdentity): void {
+    this.writeJoined(t, identity, undefined);
+  }
+
+  /** A call joined to an application's span (join/join-stage.ts): its spans go inside the app's trace; metrics as always. */
+  writeJoined(t: Translation, identity: ProcessIdentity | undefined, joined: JoinedTree | undefined): void {
     const clients = this.clients;
     if (clients === undefined) return; // OTEL_SDK_DISABLED
     const client = clients.get(t.clientId, identity);
@@ -188,6 +198,16 @@ export class OtelExporter {
     const batchers = this.batchers;
     if (batchers.length === 0) return; // metrics only: no span is encoded
     const s = this.stats.sampling;
+    if (joined !== undefined) {
+      // Inside the app's trace, under its resource: the app sampled it (its span arrived), so it is kept.
+      s.kept++;
+      s.keptBy.joined++;
+      const resource = this.appResource(joined.app.resource);
+      let n = 0;
+      for (let i = 0; i < batchers.length; i++) n = batchers[i]!.addUnder(resource, joined.parent, joined.spans);
+      this.stats.spans.created += n;
+      return;
+    }
     const outcome = this.sampler.keepsAll ? 'sampled' : this.sampler.decide(t);
     if (outcome === 'dropped') {
       s.sampledOut++;
@@ -204,6 +224,16 @@ export class OtelExporter {
   countQueued(): void {
     this.stats.spans.queued = this.stats.spool.queuedSpans + (this.batchers[0]?.pendingSpans ?? 0);
     this.stats.metricExports.queued = this.stats.spool.queuedMetricExports;
+  }
+
+  /** An application's resource, encoded once per (interned) resource the join index holds. */
+  private appResource(r: AppResource): PreparedResource {
+    let p = this.appResources.get(r);
+    if (p === undefined) {
+      p = prepareResource(r.attributes, r.schemaUrl);
+      this.appResources.set(r, p);
+    }
+    return p;
   }
 
   private meterProviders(): MeterProvider[] {
