@@ -28,6 +28,8 @@ export const MAX_CONNECTIONS = 64;
 export const HEADERS_TIMEOUT_MS = 5_000;
 export const REQUEST_TIMEOUT_MS = 10_000;
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** How often node:http checks those timeouts (its default, 30 s, would let a stuck client hold a connection that long). */
+const TIMEOUT_CHECK_EVERY_MS = 1_000;
 
 const TRACES_PATH = '/v1/traces';
 const GRPC_EXPORT = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
@@ -106,14 +108,17 @@ export class AppHttpListener {
 
   async start(): Promise<string> {
     const { host, port } = parseHostPort(this.listen);
-    const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => {
+    const server = createServer(
+      { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_EVERY_MS },
+      (req, res) => {
       try {
         this.handle(req, res);
       } catch (e) {
         this.log.warnLimited('app-otlp', 'app span request failed', { error: (e as Error).message });
         if (!res.headersSent) res.writeHead(500).end();
       }
-    });
+      },
+    );
     server.maxConnections = MAX_CONNECTIONS;
     server.on('timeout', () => this.counts.rejected.timeout++);
     server.on('clientError', (_e, socket) => {
@@ -195,9 +200,14 @@ export class AppHttpListener {
   private tooLarge(req: IncomingMessage, res: ServerResponse, json: boolean): void {
     this.counts.rejected.too_large++;
     this.refuse(res, 413, json, `body over ${MAX_BODY_BYTES} bytes, or over ${MAX_INFLATED_BYTES} inflated`);
-    // Stop reading; the connection closes once the answer is out.
-    req.pause();
-    res.on('finish', () => req.socket.destroy());
+    // The rest of the body is read and discarded, so the client sees the answer rather than a
+    // reset; a client that keeps sending past twice the bound is cut off.
+    let discarded = 0;
+    req.on('data', (c: Buffer) => {
+      discarded += c.length;
+      if (discarded > 2 * MAX_BODY_BYTES) req.socket.destroy();
+    });
+    req.resume();
   }
 
   private refuse(res: ServerResponse, code: number, json: boolean, message: string): void {
