@@ -213,4 +213,33 @@ describe('app spans joined with real captures (documented instrumentation shapes
       for (const s of e.joined!.spans) expect(ids.has(s.attributes['aws.request_id'] as string)).toBe(false);
     }
   });
+
+  // The app span pins its call's final attempt by id (the ApiCall already gives the exact window).
+  // Joined by that id, an app trace holds the attempts of the CSM call that has the final attempt:
+  // exact wherever correlation kept the final attempt's tree whole, even if it paired that tree
+  // with a twin's ApiCall (Ruby's storm: 2 such pairs).
+  it.each([
+    ['boto3_storm_standard', 27, 27],
+    ['boto3_storm_legacy', 35, 35],
+    ['go_v1_storm', 30, 30],
+    ['js_v2_storm', 29, 29],
+    ['ruby_v3_storm', 38, 40],
+  ])('storm %s: exact trees, standalone %i, in app traces %i', (scenario, standalone, inApp) => {
+    const { exported, fixtures, lineOf, out } = joinCapture(scenario, 'botocore');
+    const truthOf = (f: FixtureSpan) => JSON.stringify(f.truthLines!.slice(1));
+    const exactStandalone = out.filter((c) => {
+      if (c.kind !== 'call') return false;
+      const mine = JSON.stringify(c.attempts.map((a) => lineOf.get(a)));
+      return fixtures.some((f) => f.truthLines?.[0] === lineOf.get(c.call) && truthOf(f) === mine);
+    }).length;
+    const idToLine = new Map<string, number>();
+    for (const c of out) if (c.kind === 'call') for (const a of c.attempts) for (const id of [a.xAmznRequestId, a.xAmzRequestId, a.xAmzId2]) if (id) idToLine.set(id, lineOf.get(a)!);
+    const exactInApp = exported.filter((e) => {
+      if (!e.joined) return false;
+      const f = fixtures.find((x) => x.spanId.equals(Buffer.from(e.joined!.parent.spanId)))!;
+      const lines = e.joined.spans.map((sp) => idToLine.get(sp.attributes['aws.request_id'] as string) ?? idToLine.get(sp.attributes['aws.extended_request_id'] as string));
+      return JSON.stringify(lines) === truthOf(f);
+    }).length;
+    expect([exactStandalone, exactInApp]).toEqual([standalone, inApp]);
+  });
 });
