@@ -21,7 +21,14 @@ import { ATTR_USER_AGENT_ORIGINAL } from '@opentelemetry/semantic-conventions';
 import type { Correlated } from '../correlate/types.js';
 import type { CsmAttempt } from '../decode/types.js';
 import { nonEmpty, requestIdOf } from '../translate/attributes.js';
-import { CSM_ATTEMPT_COUNT, CSM_ATTEMPTS_MISSING, CSM_CLIENT_ID, CSM_MATCH_AMBIGUOUS_ATTEMPTS, CSM_MAX_RETRIES_EXCEEDED } from '../translate/keys.js';
+import {
+  CSM_ATTEMPT_COUNT,
+  CSM_ATTEMPTS_MISSING,
+  CSM_CLIENT_ID,
+  CSM_MATCH_AMBIGUOUS_ATTEMPTS,
+  CSM_MAX_RETRIES_EXCEEDED,
+  CSM_SUCCEEDED_ON_LAST_ALLOWED_ATTEMPT,
+} from '../translate/keys.js';
 import type { RemoteParent } from '../export/otlp/span-serializer.js';
 import type { Attributes, SpanRecord, Translation } from '../translate/types.js';
 import type { AppSpan } from './app-span.js';
@@ -35,6 +42,7 @@ const CALL_FACTS: readonly string[] = [
   CSM_CLIENT_ID,
   CSM_ATTEMPT_COUNT,
   CSM_MAX_RETRIES_EXCEEDED,
+  CSM_SUCCEEDED_ON_LAST_ALLOWED_ATTEMPT,
   CSM_ATTEMPTS_MISSING,
   CSM_MATCH_AMBIGUOUS_ATTEMPTS,
   ATTR_USER_AGENT_ORIGINAL,
