@@ -212,8 +212,8 @@ export class AppHttpListener {
 
   private refuse(res: ServerResponse, code: number, json: boolean, message: string): void {
     if (res.headersSent) return;
-    if (json) res.writeHead(code, { 'content-type': 'application/json', connection: 'close' }).end(JSON.stringify({ code: GRPC_INVALID_ARGUMENT, message }));
-    else res.writeHead(code, { 'content-type': 'application/x-protobuf', connection: 'close' }).end(protobufStatus(GRPC_INVALID_ARGUMENT, message));
+    if (json) res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify({ code: GRPC_INVALID_ARGUMENT, message }));
+    else res.writeHead(code, { 'content-type': 'application/x-protobuf' }).end(protobufStatus(GRPC_INVALID_ARGUMENT, message));
   }
 
   async close(): Promise<void> {
