@@ -235,15 +235,82 @@ function document(resources: Map<string, Set<string>>): PolicyDocument {
   };
 }
 
-/** The patterns not matched by another one in the list (`*` covers everything). */
-function covering(patterns: string[]): string[] {
-  if (patterns.includes('*')) return ['*'];
+/**
+ * Above this many distinct patterns for one action, none is dropped as covered by another: the
+ * check is pairwise, so this bounds it to MAX_COVERING_PATTERNS² comparisons, each linear (see
+ * `covers`). The list is then printed whole: longer, the same permissions. Realistic lists are far
+ * shorter (MAX_SCOPES_PER_CALL scopes × a few ARN formats, plus the resources denials name).
+ */
+export const MAX_COVERING_PATTERNS = 256;
+
+/** The patterns not covered by another one in the list (`*` covers everything); of equivalent ones the first (sorted) stays. */
+export function covering(patterns: readonly string[]): string[] {
   const uniq = [...new Set(patterns)].sort();
-  const res = uniq.map((p) => new RegExp(`^${p.split('*').map(escape).join('.*')}$`));
-  return uniq.filter((p, i) => !uniq.some((_q, j) => j !== i && res[j]!.test(p) && !(res[i]!.test(uniq[j]!) && j > i)));
+  if (uniq.includes('*')) return ['*'];
+  if (uniq.length > MAX_COVERING_PATTERNS) return uniq;
+  // A pattern without `*` covers only itself, and the list has no duplicates: only wildcards can cover.
+  const wild: number[] = [];
+  for (let j = 0; j < uniq.length; j++) if (uniq[j]!.includes('*')) wild.push(j);
+  return uniq.filter((p, i) => !wild.some((j) => j !== i && covers(uniq[j]!, p) && !(j > i && covers(p, uniq[j]!))));
 }
 
-const escape = (s: string) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+/**
+ * Whether IAM resource pattern `pattern` names every resource that `text` names, with `*` any
+ * sequence of characters (IAM's reading). `text` is read literally, its own `*`s included: one can
+ * only land inside a `*` of `pattern`, so whatever it stands for, `pattern` still matches. So a
+ * "yes" is always right; a "no" may miss a cover (then a redundant pattern stays, never a needed
+ * one dropped).
+ *
+ * `?` (IAM: any one character) is read as a literal character on both sides. Generated patterns
+ * never hold one (`fill` puts in only a checked Region, a 12-digit account, a checked bucket name
+ * or `*`); only a resource an AccessDenied message names can, as a character of a concrete ARN
+ * (an S3 key). Reading it literally can only keep a covered pattern, and keeps the pieces below
+ * plain strings that a linear search finds.
+ *
+ * No regex and no backtracking: the pieces of `pattern` between its `*`s are placed in `text` left
+ * to right, each at its leftmost place after the one before (a later place never leaves more room
+ * for what follows); the first piece must start `text`, the last must end it. Each piece is found
+ * with Knuth-Morris-Pratt and the next search starts where it ended, so the whole check reads
+ * O(|pattern| + |text|) characters.
+ */
+export function covers(pattern: string, text: string): boolean {
+  const first = pattern.indexOf('*');
+  if (first < 0) return pattern === text;
+  const last = pattern.lastIndexOf('*');
+  const tail = pattern.length - last - 1;
+  if (text.length < first + tail) return false;
+  if (!text.startsWith(pattern.slice(0, first)) || !text.endsWith(pattern.slice(last + 1))) return false;
+  const end = text.length - tail;
+  let at = first;
+  for (const piece of pattern.slice(first + 1, last).split('*')) {
+    if (piece === '') continue;
+    const found = indexOfPiece(text, piece, at, end);
+    if (found < 0) return false;
+    at = found + piece.length;
+  }
+  return true;
+}
+
+/** The first place of `piece` in `text` within [from, end), or -1: Knuth-Morris-Pratt, O(|piece| + end - from). */
+function indexOfPiece(text: string, piece: string, from: number, end: number): number {
+  const m = piece.length;
+  // border[i]: length of the longest proper prefix of piece[0..i] that is also its suffix.
+  const border = new Int32Array(m);
+  for (let i = 1, k = 0; i < m; i++) {
+    const c = piece.charCodeAt(i);
+    while (k > 0 && c !== piece.charCodeAt(k)) k = border[k - 1]!;
+    if (c === piece.charCodeAt(k)) k++;
+    border[i] = k;
+  }
+  for (let i = from, k = 0; i < end; i++) {
+    const c = text.charCodeAt(i);
+    while (k > 0 && c !== piece.charCodeAt(k)) k = border[k - 1]!;
+    if (c === piece.charCodeAt(k)) k++;
+    if (k === m) return i - m + 1;
+  }
+  return -1;
+}
+
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 function withOptional(m: MissingPermission, resource: string | undefined, reason: string | undefined): MissingPermission {
