@@ -172,7 +172,13 @@ export function startTimeFromStat(text: string): string | undefined {
   return v !== undefined && /^\d+$/.test(v) ? v : undefined;
 }
 
-/** /proc/PID/cmdline: NUL-separated arguments → one space-joined string. */
+/**
+ * /proc/PID/cmdline: NUL-separated arguments → one space-joined string. The trailing NULs go by a
+ * loop: `/\0+$/` rescans every run of NULs (empty arguments, which the sender chooses) from each
+ * of its positions, quadratic in the run.
+ */
 export function commandLineFromProc(raw: string): string {
-  return raw.replace(/\0+$/, '').split('\0').join(' ');
+  let end = raw.length;
+  while (end > 0 && raw.charCodeAt(end - 1) === 0) end--;
+  return raw.slice(0, end).split('\0').join(' ');
 }

@@ -6,7 +6,11 @@
  * waited for good. Here the built CLI gets those two datagrams over real UDP; the policy must
  * answer and the bridge stop on SIGTERM, each within a few seconds (the old build fails fast on
  * the aborted request instead of hanging the run).
+ *
+ * The same for a sender's /proc/PID/cmdline, which it chooses too: a run of empty arguments
+ * before a last one made `/\0+$/` quadratic in the run, on the event loop.
  */
+import { spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -109,4 +113,42 @@ describe('hostile resource patterns in AccessDenied messages (issue 16, item 2)'
     const label = Object.keys(saved.policies).find((k) => k === CLIENT || k.startsWith(`${CLIENT} [`));
     expect(resourcesOf(saved.policies[label!], 'kms:Decrypt')).toEqual([LONG, STARS].sort());
   });
+});
+
+describe('a sender with a hostile command line (issue 16: /proc text is the sender\'s choice too)', () => {
+  /** Empty arguments before a last one: one run of NULs in /proc/PID/cmdline (the old build blocked about 30 s on it). */
+  const EMPTY_ARGS = 200_000;
+  /** Sends one call (attempt + ApiCall) from a socket it keeps open, so that the bridge can find it in /proc. */
+  const SENDER = `
+    const s = require('node:dgram').createSocket('udp4');
+    const port = Number(process.argv[1]);
+    const common = { Version: 1, ClientId: 'long-cmdline', Service: 'STS', Api: 'GetCallerIdentity', Region: 'us-east-1' };
+    const now = Date.now();
+    const a = JSON.stringify({ ...common, Type: 'ApiCallAttempt', Timestamp: now, AttemptLatency: 4, HttpStatusCode: 200 });
+    const c = JSON.stringify({ ...common, Type: 'ApiCall', Timestamp: now - 1, Latency: 6, AttemptCount: 1, FinalHttpStatusCode: 200 });
+    s.bind(0, '127.0.0.1', () => s.send(a, port, '127.0.0.1', () => s.send(c, port, '127.0.0.1', () => console.log('sent'))));
+    setTimeout(() => process.exit(0), 30000);
+  `;
+
+  it('its spans carry the command line within seconds, /healthz answers, SIGTERM stops the bridge', async () => {
+    const sink = await startOtlpSink();
+    cleanup.push(() => sink.close());
+    const bridge = await startBridge(['--otlp-endpoint', sink.url, '--export-delay-ms', '50', '--process-command-line', 'true']);
+    cleanup.push(() => bridge.stop('SIGKILL'));
+    const child = spawn(process.execPath, ['-e', SENDER, String(bridge.udpPort), ...Array<string>(EMPTY_ARGS).fill(''), 'last'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<void>((r) => child.on('exit', () => r()));
+    cleanup.push(async () => {
+      child.kill('SIGKILL');
+      await exited;
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => d.toString().includes('sent') && resolve());
+      void exited.then(() => reject(new Error('the sender exited before sending')));
+    });
+    await sink.waitFor(() => sink.spans.some((x) => x.resource['service.name'] === 'long-cmdline'), 2 * ANSWER_MS);
+    const span = sink.spans.find((x) => x.resource['service.name'] === 'long-cmdline')!;
+    expect(String(span.resource['process.command_line'])).toMatch(new RegExp(`^${process.execPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} -e `));
+    expect((await get(`${bridge.adminUrl}/healthz`)).status).toBe(200);
+    expect(await bridge.stop('SIGTERM', ANSWER_MS)).toBe(0);
+  }, 60_000);
 });
