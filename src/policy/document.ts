@@ -198,8 +198,11 @@ function resourceFormats(prefix: string, name: string): Promise<string[]> {
 
 async function exists(action: string): Promise<boolean> {
   const colon = action.indexOf(':');
+  const name = action.slice(colon + 1).toLowerCase();
+  // iam-data reads the name off a plain object: `kms:constructor` would be found on its prototype.
+  if (Object.hasOwn(Object.prototype, name)) return false;
   try {
-    return await iamActionExists(action.slice(0, colon).toLowerCase(), action.slice(colon + 1).toLowerCase());
+    return await iamActionExists(action.slice(0, colon).toLowerCase(), name);
   } catch {
     return false;
   }
