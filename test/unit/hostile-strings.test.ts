@@ -19,9 +19,10 @@ import { decodeDatagram } from '../../src/decode/decoder.js';
 import type { CsmApiCall, CsmAttempt } from '../../src/decode/types.js';
 import { commandLineFromProc } from '../../src/identity/proc-net.js';
 import { parseDenial } from '../../src/policy/denial.js';
-import { covering, covers, MAX_COVERING_PATTERNS, PolicyBuilder } from '../../src/policy/document.js';
+import { covering, covers, MAX_COVERERS, PolicyBuilder } from '../../src/policy/document.js';
 import { PolicyObserver } from '../../src/policy/observer.js';
 import { pipelineOptions } from '../../src/pipeline.js';
+import { sanitiseErrorType } from '../../src/translate/error-type.js';
 import { translate } from '../../src/translate/translate.js';
 import type { SpanRecord, Translation } from '../../src/translate/types.js';
 import { DEFAULT_DECODER } from '../helpers/captures.js';
@@ -76,12 +77,23 @@ describe('covers / covering: linear, and the same answers as the old regexes', (
     expect(covers(`arn:${'a*'.repeat(2_000)}b`, `arn:${'a'.repeat(60_000)}b`)).toBe(true);
   });
 
-  it(`above MAX_COVERING_PATTERNS (${MAX_COVERING_PATTERNS}) patterns none is dropped, the list is only sorted and deduplicated`, () => {
-    const many = Array.from({ length: MAX_COVERING_PATTERNS + 1 }, (_, i) => `arn:aws:kms:*:1:key/${i}`);
-    const withCover = [...many, ...many, 'arn:aws:kms:*'];
-    expect(covering(withCover)).toEqual([...new Set(withCover)].sort());
-    expect(covering(many.slice(0, MAX_COVERING_PATTERNS - 1).concat('arn:aws:kms:*'))).toEqual(['arn:aws:kms:*']);
-    expect(covering([...many, '*'])).toEqual(['*']);
+  it(`above MAX_COVERERS (${MAX_COVERERS}) wildcards the shortest cover the rest: every pattern still covered by one kept, none kept twice`, () => {
+    const many = Array.from({ length: 3 * MAX_COVERERS }, (_, i) => `arn:aws:kms:*:1:key/${i}*`);
+    expect(covering([...many, ...many, 'arn:aws:kms:*'])).toEqual(['arn:aws:kms:*']);
+    // Longer than the coverers tried: each of these stays although a longer wildcard would cover it.
+    const longCover = `arn:aws:kms:us-east-1:1:key/${'x'.repeat(40)}*`;
+    const shortOnes = Array.from({ length: MAX_COVERERS }, (_, i) => `arn:${String(i).padStart(2, '0')}/*`);
+    const covered = `${longCover.slice(0, -1)}abc`;
+    expect(covering([...shortOnes, longCover, covered])).toEqual([...shortOnes, longCover, covered].sort());
+    expect(covering([...shortOnes.slice(1), longCover, covered])).toEqual([...shortOnes.slice(1), longCover].sort());
+    fc.assert(
+      fc.property(fc.array(piece.map((s) => `arn:${s}`), { minLength: MAX_COVERERS, maxLength: 4 * MAX_COVERERS }), (list) => {
+        const kept = covering(list);
+        expect(new Set(kept).size).toBe(kept.length);
+        for (const p of list) expect(kept.some((q) => oldCovers(q, p))).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
@@ -108,12 +120,25 @@ describe('linear replacements of quadratic regexes: same results', () => {
 
   it('/proc cmdline: trailing NULs stripped as `/\\0+$/` did', () => {
     fc.assert(
-      fc.property(fc.string({ unit: fc.constantFrom('\0', 'a', ' ', '-'), maxLength: 30 }), (raw) => {
-        expect(commandLineFromProc(raw)).toBe(raw.replace(/\0+$/, '').split('\0').join(' '));
+      fc.property(fc.string({ unit: fc.constantFrom('\0', 'a', ' ', '-'), maxLength: 30 }), fc.integer({ min: 0, max: 32 }), (raw, max) => {
+        const old = raw.replace(/\0+$/, '').split('\0').join(' ');
+        expect(commandLineFromProc(raw)).toBe(old);
+        expect(commandLineFromProc(raw, max)).toBe(old.slice(0, max));
       }),
       { numRuns: 3_000 },
     );
     expect(commandLineFromProc(`${'\0'.repeat(100_000)}x\0`)).toBe(`${' '.repeat(100_000)}x`);
+    expect(commandLineFromProc(`a${'\0'.repeat(2_000_000)}x\0`, 1024)).toBe(`a${' '.repeat(1023)}`);
+  });
+
+  it('error.type reads only the start of an exception name: the same value as sanitising all of it', () => {
+    const unit = fc.constantFrom('a', 'Z', '9', '_', '.', ':', '-', ' ', '*', 'Ω', '\u{1F600}', '\ud800', '\udc00', '\0');
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 200 }), (raw) => {
+        expect(sanitiseErrorType(raw)).toBe(raw.replace(/[^A-Za-z0-9_.:-]/gu, '_').slice(0, 64) || '_OTHER');
+      }),
+      { numRuns: 5_000 },
+    );
   });
 });
 
