@@ -19,6 +19,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
 import { startOtlpSink } from '../helpers/otlp-sink.js';
 import { getStats } from '../helpers/stats.js';
+import { findTool } from '../helpers/tools.js';
 
 /** What a hung bridge gets to answer a request or to stop: well above a healthy one's few ms. */
 const ANSWER_MS = 8_000;
@@ -29,6 +30,7 @@ afterEach(async () => {
   cleanup = [];
 });
 
+const PYTHON = findTool('python3');
 const STARS = 'arn:a*a*a*a*a*a*b';
 const LONG = `arn:${'a'.repeat(300)}`;
 const CLIENT = 'hostile-policy';
@@ -116,8 +118,20 @@ describe('hostile resource patterns in AccessDenied messages (issue 16, item 2)'
 });
 
 describe('a sender with a hostile command line (issue 16: /proc text is the sender\'s choice too)', () => {
-  /** Empty arguments before a last one: one run of NULs in /proc/PID/cmdline (the old build blocked the bridge about 30 s on it). */
-  const EMPTY_ARGS = 200_000;
+  /**
+   * Empty arguments before a last one: one run of NULs in /proc/PID/cmdline. The kernel takes up
+   * to 6 MiB of arguments when the stack limit allows, so python3 raises it and execs the sender
+   * with 600,000 (the old build blocked the bridge for minutes); without python3, node spawns it
+   * with the 200,000 that fit under the default limit (about 30 s on the busy test machine).
+   */
+  const EMPTY_ARGS = PYTHON ? 600_000 : 200_000;
+  const EXEC_WITH_ROOM = `
+import os, resource, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+room = 256 << 20
+resource.setrlimit(resource.RLIMIT_STACK, (room if hard == resource.RLIM_INFINITY else min(room, hard), hard))
+os.execv(sys.argv[2], [sys.argv[2], '-e', sys.argv[3], sys.argv[4], *([''] * int(sys.argv[1])), 'last'])
+`;
   /** Sends one call (attempt + ApiCall) from a socket it keeps open, so that the bridge can find it in /proc. */
   const SENDER = `
     const s = require('node:dgram').createSocket('udp4');
@@ -135,7 +149,10 @@ describe('a sender with a hostile command line (issue 16: /proc text is the send
     cleanup.push(() => sink.close());
     const bridge = await startBridge(['--otlp-endpoint', sink.url, '--export-delay-ms', '50', '--process-command-line', 'true']);
     cleanup.push(() => bridge.stop('SIGKILL'));
-    const child = spawn(process.execPath, ['-e', SENDER, String(bridge.udpPort), ...Array<string>(EMPTY_ARGS).fill(''), 'last'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const port = String(bridge.udpPort);
+    const child = PYTHON
+      ? spawn(PYTHON, ['-c', EXEC_WITH_ROOM, String(EMPTY_ARGS), process.execPath, SENDER, port], { stdio: ['ignore', 'pipe', 'inherit'] })
+      : spawn(process.execPath, ['-e', SENDER, port, ...Array<string>(EMPTY_ARGS).fill(''), 'last'], { stdio: ['ignore', 'pipe', 'inherit'] });
     const exited = new Promise<void>((r) => child.on('exit', () => r()));
     cleanup.push(async () => {
       child.kill('SIGKILL');
@@ -145,7 +162,7 @@ describe('a sender with a hostile command line (issue 16: /proc text is the send
       child.stdout!.on('data', (d: Buffer) => d.toString().includes('sent') && resolve());
       void exited.then(() => reject(new Error('the sender exited before sending')));
     });
-    await sink.waitFor(() => sink.spans.some((x) => x.resource['service.name'] === 'long-cmdline'), 2 * ANSWER_MS);
+    await sink.waitFor(() => sink.spans.some((x) => x.resource['service.name'] === 'long-cmdline'), ANSWER_MS);
     const span = sink.spans.find((x) => x.resource['service.name'] === 'long-cmdline')!;
     expect(String(span.resource['process.command_line'])).toMatch(new RegExp(`^${process.execPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} -e `));
     expect((await get(`${bridge.adminUrl}/healthz`)).status).toBe(200);
