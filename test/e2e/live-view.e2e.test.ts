@@ -139,7 +139,8 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
     expect(after).toContain('EXIT=0');
     expect(after).not.toContain('live view');
     expect(after).not.toContain('SERVICE.API');
-    // Back on the normal screen, the stop is logged as JSON as usual.
-    expect(after).toContain('"msg":"stopped"');
+    // Back on the normal screen, the stop is told in human lines (stop-report.ts), not JSON.
+    expect(after).toMatch(/stopped in \d+\.\d s: 0 spans exported/);
+    expect(after).not.toContain('{"');
   });
 });
