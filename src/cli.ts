@@ -147,7 +147,7 @@ async function main(): Promise<number> {
           clearTimeout(deadline);
           const stats = bridge.snapshot();
           if (human) {
-            say(stoppedLine(stats, Date.now() - stopAt, plan.endpoint, collector, config.spoolDir || undefined));
+            say(stoppedLine(stats, Date.now() - stopAt, collector, config.spoolDir || undefined));
             if (recorder) say(`recorded ${recorder.counts.written} datagrams in ${recorder.path}`);
           } else log.info('stopped', { ...(recorder ? { recording: { file: recorder.path, ...recorder.counts } } : {}), stats });
           resolve(0);

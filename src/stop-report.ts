@@ -78,8 +78,8 @@ export function stoppingLine(plan: FlushPlan, now: number, collector: string | u
   return `${flush}; Ctrl-C again quits now`;
 }
 
-/** After the flush: what was exported, what the spool directory keeps, what is lost. */
-export function stoppedLine(s: Stats, tookMs: number, endpoint: EndpointState, collector: string | undefined, spoolDir: string | undefined): string {
+/** After the flush: what was exported, what the spool directory keeps, what is lost, and why (the endpoint as it is now). */
+export function stoppedLine(s: Stats, tookMs: number, collector: string | undefined, spoolDir: string | undefined): string {
   const lost = undelivered(s);
   const kept = { spans: s.spool.onDiskSpans, metricExports: s.spool.onDiskMetricExports };
   const parts = [`${plural(s.spans.exported, 'span', 'spans')} exported`];
@@ -88,7 +88,7 @@ export function stoppedLine(s: Stats, tookMs: number, endpoint: EndpointState, c
   const troubled = kept.spans + kept.metricExports + lost.spans + lost.metricExports > 0;
   const lostAtExit = s.spool.lostSpans + s.spool.lostMetricExports > 0;
   const hint = lostAtExit && !spoolDir ? ' — use --spool-dir to keep them' : '';
-  return `stopped in ${seconds(tookMs)}: ${parts.join(', ')}${troubled ? why(endpoint, collector) : ''}${hint}`;
+  return `stopped in ${seconds(tookMs)}: ${parts.join(', ')}${troubled ? why(endpointState(s), collector) : ''}${hint}`;
 }
 
 /** The second signal's line: what the exit leaves undelivered. */

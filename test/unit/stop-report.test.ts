@@ -60,22 +60,22 @@ describe('what a terminal is told', () => {
     s.spans.dropped = 22;
     s.spool.lostSpans = 22;
     s.spool.lostMetricExports = 1;
-    expect(stoppedLine(s, 1_040, 'never answered', COLLECTOR, undefined)).toBe(
+    expect(stoppedLine(s, 1_040, COLLECTOR, undefined)).toBe(
       'stopped in 1.0 s: 1,204 spans exported, 22 spans and 1 metric export not delivered (the collector at http://localhost:4318 never answered) — use --spool-dir to keep them',
     );
   });
 
   it('disk spool: what it keeps for the next start, no hint', () => {
-    const s = stats();
+    const s = stats({ ok: NOW - 60_000, err: NOW - 5 });
     s.spool.queuedSpans = s.spool.onDiskSpans = 300;
     s.spool.queuedMetricExports = s.spool.onDiskMetricExports = 2;
-    expect(stoppedLine(s, 1_000, 'is not answering', COLLECTOR, '/var/spool/csm')).toBe(
+    expect(stoppedLine(s, 1_000, COLLECTOR, '/var/spool/csm')).toBe(
       'stopped in 1.0 s: 0 spans exported, 300 spans and 2 metric exports kept in /var/spool/csm for the next start (the collector at http://localhost:4318 is not answering)',
     );
   });
 
   it('everything delivered: no reason, no hint', () => {
-    expect(stoppedLine(stats({ ok: NOW, exported: 1 }), 120, 'answering', COLLECTOR, undefined)).toBe('stopped in 0.1 s: 1 span exported');
+    expect(stoppedLine(stats({ ok: NOW, exported: 1 }), 120, COLLECTOR, undefined)).toBe('stopped in 0.1 s: 1 span exported');
   });
 
   it('second Ctrl-C: what is still only in memory is not delivered', () => {
