@@ -76,6 +76,11 @@ export function render(model: ViewModel, stats: Stats, h: Header, width: number,
   line(
     `intake   ${rate(h.datagramsPerSec)} datagrams/s (${stats.datagrams.received} received, ${rejected} rejected)   ${rate(h.spansPerSec)} spans/s   calls ${model.calls}   orphans ${model.orphans}   pending ${stats.correlation.pendingAttempts} attempts, ${stats.correlation.pendingCalls} calls`,
   );
+  // The join with applications' traces (--app-otlp-http/-grpc): shown once it has done anything.
+  const j = stats.join;
+  if (j.joined + j.waiting + j.expiredUnjoined + stats.appSpans.requests > 0) {
+    line(`join     ${j.joined} calls joined into app traces, ${j.waiting} waiting, ${j.expiredUnjoined} not joined in time`);
+  }
   for (const e of h.extra) line(e);
   line('');
 

@@ -177,6 +177,16 @@ describe('render', () => {
     expect(render(model, newStats(0), header, 80, 24, 1_000_000)[23]).toBe('keys: q quit');
   });
 
+  it("says which calls were joined into applications' traces, once the join has done anything, within 80 columns", () => {
+    const { model } = modelOf(scenarios());
+    const stats = newStats(0);
+    expect(render(model, stats, header, 80, 24, 1_000_000).join('\n')).not.toMatch(/^join /m);
+    Object.assign(stats.join, { joined: 12, waiting: 3, expiredUnjoined: 1 });
+    const lines = render(model, stats, header, 80, 24, 1_000_000);
+    expect(lines.find((l) => l.startsWith('join '))).toBe('join     12 calls joined into app traces, 3 waiting, 1 not joined in time');
+    for (const l of lines) expect(l.length).toBeLessThanOrEqual(80);
+  });
+
   it('health: failing only while the newest outcome of a signal is a failure', () => {
     const s = newStats(0);
     expect(exportHealth(s).health).toBe('waiting');
