@@ -131,7 +131,7 @@ export class Bridge {
       );
     if (otel.sdkDisabled) log.warn('OTEL_SDK_DISABLED=true: nothing is exported; datagrams are still received and counted, and the live view and /stats work');
     this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log, config.udpReceiver);
-    this.admin = config.admin === 'off' ? undefined : new AdminServer(config.admin, () => this.snapshot(), this.policy);
+    this.admin = config.admin === 'off' ? undefined : new AdminServer({ listen: config.admin, allowRemoteHttp: config.allowRemoteHttp }, () => this.snapshot(), this.stats.admin, log, this.policy);
   }
 
   async start(): Promise<{ listen: string[]; admin?: string; prometheus?: string; appOtlp?: string[] }> {

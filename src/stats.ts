@@ -1,3 +1,4 @@
+import type { AdminStats } from './admin/server.js';
 import type { SettleCounts } from './correlate/types.js';
 import type { RejectReason } from './decode/types.js';
 import type { PolicyStats } from './policy/policy-service.js';
@@ -152,6 +153,8 @@ export interface Stats {
   appSpans: AppListenerCounts & { index: IndexCounts };
   /** CSM calls and the applications' traces: joined, expired unjoined, not waited for (and why), waiting now. */
   join: JoinCounts;
+  /** The admin listener: what its bounds (connections, timeouts, Host names) refused. */
+  admin: AdminStats;
   /** Calls that failed inside the bridge (a bug): logged and counted, never fatal. */
   internalErrors: number;
 }
@@ -211,6 +214,7 @@ export function newStats(now: number): Stats {
     policy: { observed: 0, unanswered: 0, subjects: 0, droppedSubjects: 0, droppedCalls: 0, droppedScopes: 0, droppedDenials: 0, fileWrites: 0, fileErrors: 0 },
     appSpans: { ...newAppListenerCounts(), index: { indexed: 0, refusedFull: 0, duplicate: 0, expired: 0, held: 0 } },
     join: newJoinCounts(),
+    admin: { rejectedHosts: 0, evictedConnections: 0, refusedConnections: 0, acceptErrors: 0, timedOut: 0, badRequests: 0, errors: 0 },
     internalErrors: 0,
   };
 }

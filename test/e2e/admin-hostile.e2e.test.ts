@@ -1,0 +1,192 @@
+/**
+ * The admin listener and the signals under a hostile local user, through the built CLI with
+ * real sockets (node:net for requests no HTTP client would send): request targets `new URL`
+ * throws on, Host names of a rebound web page, piles of half-sent requests, a process out of
+ * file descriptors, and SIGHUP while the bridge is still starting. The bridge must stay up,
+ * answer /healthz, keep reading datagrams and exporting them, and count what it refused.
+ */
+import { readdirSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ADMIN_HEADERS_TIMEOUT_MS, ADMIN_MAX_CONNECTIONS } from '../../src/admin/server.js';
+import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
+import { getStats, waitStats } from '../helpers/stats.js';
+import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
+
+let cleanup: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.reverse()) await f();
+  cleanup = [];
+});
+
+async function bridgeWithSink(args: string[] = []): Promise<{ bridge: BridgeProcess; sink: OtlpSink }> {
+  const sink = await startOtlpSink();
+  cleanup.push(() => sink.close());
+  const bridge = await startBridge(['--otlp-endpoint', sink.url, '--export-delay-ms', '50', '--no-ui', ...args]);
+  cleanup.push(() => bridge.stop('SIGKILL'));
+  return { bridge, sink };
+}
+
+const adminPort = (b: BridgeProcess) => Number(new URL(b.adminUrl).port);
+
+/** Opens a TCP connection to the admin listener (every socket is destroyed after the test). */
+function open(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => resolve(s));
+    s.on('error', reject);
+    cleanup.push(() => void s.destroy());
+  });
+}
+
+interface RawAnswer {
+  status: number;
+  body: string;
+}
+
+/** Sends `request` as is on a new connection and reads until the server closes it (bounded). */
+async function raw(port: number, request: string, timeoutMs = 10_000): Promise<RawAnswer> {
+  const s = await open(port);
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const t = setTimeout(() => reject(new Error(`no complete answer in ${timeoutMs} ms to ${JSON.stringify(request)}: ${JSON.stringify(text)}`)), timeoutMs);
+    s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    s.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+    s.on('close', () => {
+      clearTimeout(t);
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? NaN);
+      resolve({ status, body: text.slice(text.indexOf('\r\n\r\n') + 4) });
+    });
+    s.write(request);
+  });
+}
+
+const get = (port: number, target: string, host = `127.0.0.1:${port}`) => raw(port, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+
+const call = (clientId: string, i: number) =>
+  JSON.stringify({ Version: 1, ClientId: clientId, Type: 'ApiCall', Service: 'STS', Api: 'GetCallerIdentity', Timestamp: Date.now() - 1, Latency: 6, AttemptCount: 1, FinalHttpStatusCode: 200, Region: 'us-east-1', UserAgent: `Boto3/1.34.0 botocore/1.34.0 n/${i}` });
+const attempt = (clientId: string, i: number) =>
+  JSON.stringify({ Version: 1, ClientId: clientId, Type: 'ApiCallAttempt', Service: 'STS', Api: 'GetCallerIdentity', Timestamp: Date.now(), AttemptLatency: 4, HttpStatusCode: 200, Region: 'us-east-1', UserAgent: `Boto3/1.34.0 botocore/1.34.0 n/${i}` });
+
+/** n calls of one attempt each, from one socket (a call and its attempts share their source). */
+async function sendCalls(b: BridgeProcess, clientId: string, n: number): Promise<void> {
+  const s = createSocket('udp4');
+  const send = (payload: string) => new Promise<void>((resolve, reject) => s.send(payload, b.udpPort, '127.0.0.1', (e) => (e ? reject(e) : resolve())));
+  try {
+    for (let i = 0; i < n; i++) {
+      await send(attempt(clientId, i));
+      await send(call(clientId, i));
+    }
+  } finally {
+    s.close();
+  }
+}
+
+const openFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+
+describe('request targets new URL() throws on', () => {
+  // Each threw TypeError: Invalid URL out of the request handler, and the process died with its queue.
+  const TARGETS = ['//', '//[', '//:', '//a:b@', '//%zz', '///', '//x:99999'];
+
+  it('GET // and the like are answered 404; the bridge keeps its calls, exports them and stops with 0', async () => {
+    const { bridge, sink } = await bridgeWithSink(['--export-delay-ms', '60000']);
+    const port = adminPort(bridge);
+    // Held in the batch (60 s delay) while the requests come: a crash would lose them.
+    await sendCalls(bridge, 'hostile-path', 20);
+    await waitStats(bridge, (s) => s.spans.created >= 40, 'the calls translated');
+    for (const target of TARGETS) {
+      const a = await get(port, target);
+      expect([target, a.status]).toEqual([target, 404]);
+      expect(JSON.parse(a.body)).toMatchObject({ error: 'not found' });
+    }
+    // The query is still read (URLSearchParams does not throw on a bad escape either).
+    expect((await get(port, '/stats?%zz')).status).toBe(200);
+    expect((await get(port, '/healthz')).status).toBe(200);
+    expect(bridge.child.exitCode).toBe(null);
+    expect(await bridge.stop('SIGTERM')).toBe(0);
+    expect(sink.spans.filter((s) => s.name === 'STS.GetCallerIdentity').length).toBeGreaterThanOrEqual(20);
+    expect(bridge.logs.some((l) => l['msg'] === 'stopped')).toBe(true);
+  });
+});
+
+describe('Host header (DNS rebinding)', () => {
+  const FOREIGN = ['evil.example', 'evil.example:31001', '127.0.0.1.nip.io', 'localhost.evil.example', '10.0.0.1', '[::2]', '[fe80::1]:31001', '0.0.0.0'];
+  const LOOPBACK = ['localhost', 'LOCALHOST:31001', '127.0.0.1', '127.5.6.7:80', '[::1]', '[::1]:31001'];
+
+  it('without --allow-remote-http only loopback names are answered: every route answers 421 to others, counted', async () => {
+    const { bridge } = await bridgeWithSink();
+    const port = adminPort(bridge);
+    let refused = 0;
+    for (const host of FOREIGN)
+      for (const target of ['/healthz', '/stats', '/policy', '/', '//', '/nope']) {
+        const a = await get(port, target, host);
+        expect([host, target, a.status]).toEqual([host, target, 421]);
+        const body = JSON.parse(a.body) as { error: string };
+        expect(body.error).toContain('is not a loopback name');
+        expect(body.error).toContain('--allow-remote-http');
+        expect(a.body).not.toContain('datagrams');
+        refused++;
+      }
+    // Any method: a POST from a page is refused the same way.
+    expect((await raw(port, `POST /stats HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`)).status).toBe(421);
+    refused++;
+    for (const host of LOOPBACK) expect([host, (await get(port, '/healthz', host)).status]).toEqual([host, 200]);
+    const s = await getStats(bridge);
+    expect(s.admin.rejectedHosts).toBe(refused);
+    expect(await bridge.stop()).toBe(0);
+  });
+
+  it('--allow-remote-http answers any Host', async () => {
+    const { bridge } = await bridgeWithSink(['--allow-remote-http']);
+    const port = adminPort(bridge);
+    for (const host of FOREIGN) expect([host, (await get(port, '/healthz', host)).status]).toEqual([host, 200]);
+    expect((await getStats(bridge)).admin.rejectedHosts).toBe(0);
+  });
+});
+
+/** A request cut before the end of its headers, as a slowloris client leaves it. */
+const PARTIAL = 'GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ';
+
+describe('connections: a cap and timeouts', () => {
+  it(`${ADMIN_MAX_CONNECTIONS * 6} half-sent requests hold at most ${ADMIN_MAX_CONNECTIONS} connections; /healthz answers at once; the excess is counted`, async () => {
+    const { bridge } = await bridgeWithSink();
+    const port = adminPort(bridge);
+    const pid = bridge.child.pid!;
+    const before = openFds(pid);
+    const n = ADMIN_MAX_CONNECTIONS * 6;
+    const closed: Promise<void>[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = await open(port);
+      s.write(PARTIAL);
+      closed.push(new Promise((r) => s.on('close', () => r())));
+    }
+    // The bridge closes all but its cap (well before the headers timeout would), and holds no more descriptors than that (and a few of its own, e.g. an export connection).
+    await Promise.race([Promise.all(closed.slice(0, n - ADMIN_MAX_CONNECTIONS)), new Promise((r) => setTimeout(r, ADMIN_HEADERS_TIMEOUT_MS - 1_000))]);
+    expect(openFds(pid) - before).toBeLessThanOrEqual(ADMIN_MAX_CONNECTIONS + 4);
+    // The held ones are the newest: /healthz gets a slot while they wait for their headers to time out.
+    expect((await get(port, '/healthz')).status).toBe(200);
+    const s = await getStats(bridge);
+    expect(s.admin.evictedConnections + s.admin.refusedConnections).toBeGreaterThanOrEqual(n - ADMIN_MAX_CONNECTIONS);
+    expect(bridge.child.exitCode).toBe(null);
+  });
+
+  it('a client that sends its headers a byte a second is cut off by the headers timeout (408), counted', async () => {
+    const { bridge } = await bridgeWithSink();
+    const s = await open(adminPort(bridge));
+    let answer = '';
+    s.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    const closed = new Promise<void>((r) => s.on('close', () => r()));
+    s.write(PARTIAL);
+    // Never idle, so only a timeout on the headers as a whole ends it (node's default: 60 s, checked every 30 s).
+    const drip = setInterval(() => s.writable && s.write('a'), 1_000);
+    cleanup.push(() => clearInterval(drip));
+    const limit = ADMIN_HEADERS_TIMEOUT_MS + 5_000;
+    const cut = await Promise.race([closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), limit))]);
+    expect(cut, `connection still open after ${limit} ms`).toBe(true);
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect((await getStats(bridge)).admin.timedOut).toBeGreaterThanOrEqual(1);
+  });
+});
