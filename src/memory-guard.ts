@@ -6,6 +6,11 @@
  * pending correlation state is the one part that grows with what senders do, so it is the part
  * shed. RSS is read on a timer and, during a flood, every so many datagrams or bytes (`note`),
  * so a burst between two ticks is caught too. A soft ceiling: RSS can overshoot between checks.
+ *
+ * A check never throws, on the timer or on the datagram path: reading RSS opens /proc/self/stat,
+ * which fails with EMFILE when the process is out of file descriptors (an admin connection flood
+ * did that, and the uncaught error ended the bridge). Then the last reading stands, counted in
+ * memory.readErrors; a failure while shedding (a bug) is counted in internalErrors.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -45,7 +50,7 @@ export class MemoryGuard {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly stats: Stats['memory'],
+    private readonly counters: Pick<Stats, 'memory' | 'internalErrors'>,
     private readonly state: Sheddable,
     /** What the export spools hold in memory: part of RSS, bounded on its own, not sheddable here. */
     private readonly spoolBytes: () => number,
@@ -67,22 +72,42 @@ export class MemoryGuard {
     if (++this.sinceCheckDatagrams >= MEMORY_CHECK_EVERY_DATAGRAMS || (this.sinceCheckBytes += bytes) >= MEMORY_CHECK_EVERY_BYTES) this.check();
   }
 
-  /** Reads RSS into the stats (and the peak); returns it. */
-  readRss(): number {
-    const rss = process.memoryUsage.rss();
+  private get stats(): Stats['memory'] {
+    return this.counters.memory;
+  }
+
+  /** Reads RSS into the stats (and the peak); returns it, or undefined when it cannot be read (the last reading stays). */
+  readRss(): number | undefined {
     const m = this.stats;
+    m.spoolBytes = this.spoolBytes();
+    let rss: number;
+    try {
+      rss = process.memoryUsage.rss();
+    } catch (e) {
+      m.readErrors++;
+      this.log.warnLimited('memory-read', 'could not read resident memory: the memory ceiling is not checked until it can be', { error: (e as Error).message });
+      return undefined;
+    }
     m.rssBytes = rss;
     if (rss > m.peakRssBytes) m.peakRssBytes = rss;
-    m.spoolBytes = this.spoolBytes();
     return rss;
   }
 
   check(): void {
     this.sinceCheckDatagrams = 0;
     this.sinceCheckBytes = 0;
+    try {
+      this.shedAboveCeiling();
+    } catch (e) {
+      this.counters.internalErrors++;
+      this.log.warnLimited('memory-check', 'the memory check failed (a bug): counted in internalErrors, the bridge goes on', { error: (e as Error)?.message ?? String(e) });
+    }
+  }
+
+  private shedAboveCeiling(): void {
     const rss = this.readRss();
     const m = this.stats;
-    if (m.ceilingBytes === 0 || rss <= m.ceilingBytes) return;
+    if (rss === undefined || m.ceilingBytes === 0 || rss <= m.ceilingBytes) return;
     const now = Date.now();
     if (now - this.lastShedAt < MEMORY_SHED_MIN_GAP_MS) return;
     this.lastShedAt = now;

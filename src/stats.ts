@@ -63,6 +63,8 @@ export interface Stats {
     shedAttempts: number;
     /** Pending calls exported early, without their late attempts. */
     shedCalls: number;
+    /** RSS readings that failed (EMFILE: out of file descriptors); the ceiling was not checked then. */
+    readErrors: number;
   };
   /**
    * Spans, from creation to their end. Every span is in exactly one place:
@@ -185,7 +187,7 @@ export function newStats(now: number): Stats {
       pendingGroups: 0,
       joint: { calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0, overBudget: 0, filled: 0 },
     },
-    memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
+    memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0, readErrors: 0 },
     spans: { created: 0, exported: 0, queued: 0, lost: 0, failed: 0, dropped: 0, failedAttempts: 0 },
     sampling: { kept: 0, sampledOut: 0, keptBy: { sampled: 0, error: 0, retry: 0, slow: 0, joined: 0 } },
     metricExports: { created: 0, succeeded: 0, queued: 0, lost: 0, failed: 0, dropped: 0, failedAttempts: 0 },

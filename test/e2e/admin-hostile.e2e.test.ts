@@ -8,6 +8,8 @@
 import { readdirSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
+import { promisify } from 'node:util';
+import { execFile } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_HEADERS_TIMEOUT_MS, ADMIN_MAX_CONNECTIONS } from '../../src/admin/server.js';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
@@ -86,6 +88,15 @@ async function sendCalls(b: BridgeProcess, clientId: string, n: number): Promise
 }
 
 const openFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+
+/** Polls `cond` every 50 ms for at most `timeoutMs`; throws naming `what`. */
+async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 describe('request targets new URL() throws on', () => {
   // Each threw TypeError: Invalid URL out of the request handler, and the process died with its queue.
@@ -188,5 +199,36 @@ describe('connections: a cap and timeouts', () => {
     expect(cut, `connection still open after ${limit} ms`).toBe(true);
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
     expect((await getStats(bridge)).admin.timedOut).toBeGreaterThanOrEqual(1);
+  });
+
+  it('out of file descriptors: the bridge stays up, datagrams are still read and exported, /healthz answers once the held connections time out, the failures are counted', async () => {
+    const { bridge, sink } = await bridgeWithSink();
+    const port = adminPort(bridge);
+    const pid = bridge.child.pid!;
+    // A handful of descriptors above what the bridge holds now, far fewer than the cap.
+    const limit = openFds(pid) + 8;
+    await promisify(execFile)('prlimit', [`--pid=${pid}`, `--nofile=${limit}:${limit}`]);
+    const n = 300;
+    for (let i = 0; i < n; i++) {
+      const s = await open(port).catch(() => undefined);
+      s?.on('error', () => {});
+      s?.write(PARTIAL);
+    }
+    // Datagrams need no descriptor: they are read meanwhile.
+    await sendCalls(bridge, 'hostile-fds', 10);
+    // Several memory checks (every 500 ms) read /proc/self/stat with no descriptor left.
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect(bridge.child.exitCode, bridge.stderr().slice(-2000)).toBe(null);
+    // With no descriptor left, libuv accepts and drops new connections (node never sees them).
+    // At the latest when the held connections time out (ADMIN_HEADERS_TIMEOUT_MS) and give their descriptors back.
+    await until(async () => (await raw(port, `GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`, 2_000).catch(() => ({ status: 0 }))).status === 200, '/healthz to answer', ADMIN_HEADERS_TIMEOUT_MS + 20_000);
+    const s = await waitStats(bridge, (x) => x.datagrams.received >= 20, 'the datagrams read');
+    // The RSS readings failed (EMFILE) and were counted; the held connections were cut off by the headers timeout.
+    expect(s.memory.readErrors).toBeGreaterThan(0);
+    expect(s.admin.timedOut).toBeGreaterThan(0);
+    // Export needs a descriptor too: it gets one once the held connections time out.
+    await sink.waitFor(() => sink.spans.filter((x) => x.name === 'STS.GetCallerIdentity').length >= 10, 30_000);
+    expect(bridge.child.exitCode).toBe(null);
+    expect(await bridge.stop('SIGTERM')).toBe(0);
   });
 });
