@@ -5,14 +5,17 @@
  * file descriptors, and SIGHUP while the bridge is still starting. The bridge must stay up,
  * answer /healthz, keep reading datagrams and exporting them, and count what it refused.
  */
-import { readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_HEADERS_TIMEOUT_MS, ADMIN_MAX_CONNECTIONS } from '../../src/admin/server.js';
-import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
+import { CLI, startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
 import { getStats, waitStats } from '../helpers/stats.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
 
@@ -230,5 +233,67 @@ describe('connections: a cap and timeouts', () => {
     await sink.waitFor(() => sink.spans.filter((x) => x.name === 'STS.GetCallerIdentity').length >= 10, 30_000);
     expect(bridge.child.exitCode).toBe(null);
     expect(await bridge.stop('SIGTERM')).toBe(0);
+  });
+});
+
+describe('SIGHUP while starting', () => {
+  /** True once `pid` catches SIGHUP (bit 0 of SigCgt in /proc/PID/status). */
+  const catchesHangup = (pid: number) => {
+    try {
+      const mask = /^SigCgt:\s+([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+      return mask !== undefined && (BigInt(`0x${mask}`) & 1n) === 1n;
+    } catch {
+      return false;
+    }
+  };
+
+  it('from the first moment it catches SIGHUP until it has started, SIGHUPs are logged, not fatal; after, SIGHUP writes the policy file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'csm-hup-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const policyFile = join(dir, 'policy.json');
+    const child = spawn(process.execPath, [CLI, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--otlp-endpoint', 'http://127.0.0.1:9', '--no-ui', '--policy-file', policyFile], {
+      env: { PATH: process.env['PATH'] ?? '' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    cleanup.push(() => void child.kill('SIGKILL'));
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code, signal) => r(code ?? (signal ? -1 : null))));
+    const msgs = () =>
+      stderr
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => String((JSON.parse(l) as { msg: unknown }).msg));
+    const pid = child.pid!;
+    await until(() => catchesHangup(pid) || child.exitCode !== null, 'the SIGHUP handler', 20_000);
+    // SIGHUPs every 10 ms from then until the bridge says it started.
+    let sent = 0;
+    while (child.exitCode === null && !msgs().includes('aws-csm-bridge started')) {
+      child.kill('SIGHUP');
+      sent++;
+      await new Promise((r) => setTimeout(r, 10));
+      if (sent > 3_000) throw new Error(`not started after 30 s:\n${stderr}`);
+    }
+    expect(child.exitCode, stderr).toBe(null);
+    const started = msgs().indexOf('aws-csm-bridge started');
+    // At least one arrived before the start, and it was said what it did.
+    expect(msgs().slice(0, started)).toContain('SIGHUP while starting: nothing observed yet, so no policy file to write');
+    // Once started, SIGHUP means what it meant: the policy file is written (or already holds the policy, said so).
+    // (The writes of the last SIGHUPs before it may still be under way: the count settles first.)
+    const answered = () => msgs().filter((m) => m === 'policy file written (SIGHUP)' || m.startsWith('SIGHUP: the policy file is up to date')).length;
+    let seen = -1;
+    await until(async () => {
+      const now = answered();
+      if (now === seen) return true;
+      seen = now;
+      await new Promise((r) => setTimeout(r, 500));
+      return false;
+    }, 'the answers to the SIGHUPs sent while starting');
+    child.kill('SIGHUP');
+    await until(() => answered() === seen + 1, 'the answer to a SIGHUP after the start');
+    expect(msgs()).toContain('policy file written (SIGHUP)');
+    expect(JSON.parse(readFileSync(policyFile, 'utf8'))).toHaveProperty('policies');
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
   });
 });
