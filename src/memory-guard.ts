@@ -16,6 +16,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Logger } from './log.js';
 import type { Stats } from './stats.js';
+import { timerGuard } from './timer-guard.js';
 
 /** RSS is checked on a timer and, during a flood, every so many datagrams or bytes. */
 export const MEMORY_CHECK_EVERY_MS = 500;
@@ -48,6 +49,8 @@ export class MemoryGuard {
   private lastShedAt = 0;
   private lastGcAt = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** shedAboveCeiling, its throws (a bug) counted in internalErrors, on the timer and on the datagram path alike. */
+  private readonly checkGuarded: () => void;
 
   constructor(
     private readonly counters: Pick<Stats, 'memory' | 'internalErrors'>,
@@ -55,7 +58,9 @@ export class MemoryGuard {
     /** What the export spools hold in memory: part of RSS, bounded on its own, not sheddable here. */
     private readonly spoolBytes: () => number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.checkGuarded = timerGuard(counters, log)('the memory check', () => this.shedAboveCeiling());
+  }
 
   start(): void {
     this.timer = setInterval(() => this.check(), MEMORY_CHECK_EVERY_MS);
@@ -96,12 +101,7 @@ export class MemoryGuard {
   check(): void {
     this.sinceCheckDatagrams = 0;
     this.sinceCheckBytes = 0;
-    try {
-      this.shedAboveCeiling();
-    } catch (e) {
-      this.counters.internalErrors++;
-      this.log.warnLimited('memory-check', 'the memory check failed (a bug): counted in internalErrors, the bridge goes on', { error: (e as Error)?.message ?? String(e) });
-    }
+    this.checkGuarded();
   }
 
   private shedAboveCeiling(): void {

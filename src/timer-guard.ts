@@ -1,8 +1,8 @@
 /**
  * Timer callbacks that cannot end the process. Node ends it on anything a timer callback
- * throws, and the bridge's timers (expiry, batches) run the stages over data from outside: a
- * throw there is a bug, and costs the work of one tick, counted in internalErrors and logged,
- * never the daemon and what it holds. The timer keeps running.
+ * throws, and the bridge's timers (expiry, batches, the memory check) run the stages over data
+ * from outside: a throw there is a bug, and costs the work of one tick, counted in
+ * internalErrors and logged, never the daemon and what it holds. The timer keeps running.
  */
 import type { Logger } from './log.js';
 
