@@ -126,6 +126,23 @@ describe('request targets new URL() throws on', () => {
   });
 });
 
+describe('malformed requests', () => {
+  it('are answered 400 (431 for oversized headers), counted in admin.badRequests; the bridge answers the next', async () => {
+    const { bridge } = await bridgeWithSink();
+    const port = adminPort(bridge);
+    const BAD: [string, number][] = [
+      ['BREW /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n', 400],
+      [`GET /healthz HTTP/1.1\r\nHost: localhost\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+      ['\x00\x01\x02\x03garbage\r\n\r\n', 400],
+      ['\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03', 400], // a TLS ClientHello
+      ['POST /stats HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello', 400],
+    ];
+    for (const [request, status] of BAD) expect([request.slice(0, 20), (await raw(port, request)).status]).toEqual([request.slice(0, 20), status]);
+    expect((await get(port, '/healthz')).status).toBe(200);
+    expect((await getStats(bridge)).admin.badRequests).toBe(BAD.length);
+  });
+});
+
 describe('Host header (DNS rebinding)', () => {
   const FOREIGN = ['evil.example', 'evil.example:31001', '127.0.0.1.nip.io', 'localhost.evil.example', '10.0.0.1', '[::2]', '[fe80::1]:31001', '0.0.0.0'];
   const LOOPBACK = ['localhost', 'LOCALHOST:31001', '127.0.0.1', '127.5.6.7:80', '[::1]', '[::1]:31001'];
