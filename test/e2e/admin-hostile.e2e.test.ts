@@ -5,14 +5,13 @@
  * file descriptors, and SIGHUP while the bridge is still starting. The bridge must stay up,
  * answer /healthz, keep reading datagrams and exporting them, and count what it refused.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { execFile } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_HEADERS_TIMEOUT_MS, ADMIN_MAX_CONNECTIONS } from '../../src/admin/server.js';
 import { CLI, startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
@@ -316,5 +315,18 @@ describe('SIGHUP while starting', () => {
     expect(JSON.parse(readFileSync(policyFile, 'utf8'))).toHaveProperty('policies');
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
+  });
+
+  it('a SIGHUP whose write fails says so (before: "policy file written (SIGHUP)" right after "could not write the policy file")', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'csm-hup-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const { bridge } = await bridgeWithSink(['--policy-file', join(dir, 'policy.json')]);
+    // The directory goes away under the running bridge: the write cannot succeed.
+    rmSync(dir, { recursive: true, force: true });
+    bridge.child.kill('SIGHUP');
+    await until(() => bridge.logs.some((l) => String(l['msg']).startsWith('SIGHUP: the policy file was not written')), 'the SIGHUP answer');
+    expect(bridge.logs.map((l) => l['msg'])).not.toContain('policy file written (SIGHUP)');
+    expect((await getStats(bridge)).policy.fileErrors).toBeGreaterThanOrEqual(1);
+    expect(bridge.child.exitCode).toBe(null);
   });
 });
