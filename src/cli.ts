@@ -132,7 +132,7 @@ async function main(): Promise<number> {
     };
     // SIGHUP: write the policy file now (iamlive users expect the policy on a signal).
     process.on('SIGHUP', () => {
-      void bridge.policy?.write().then(() => log.info('policy file written (SIGHUP)', { file: config.policyFile ?? 'none: set --policy-file' }));
+      void bridge.policy?.write('SIGHUP');
     });
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

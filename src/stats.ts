@@ -1,5 +1,6 @@
 import type { SettleCounts } from './correlate/types.js';
 import type { RejectReason } from './decode/types.js';
+import { newPolicyCounters } from './policy/observer.js';
 import type { PolicyStats } from './policy/policy-service.js';
 
 /**
@@ -165,7 +166,7 @@ export function newStats(now: number): Stats {
     lastExportOkAt: { traces: null, metrics: null },
     clients: { active: 0, overflowed: 0, evicted: 0 },
     identity: { resolved: 0, unresolved: 0, scans: 0 },
-    policy: { observed: 0, subjects: 0, droppedSubjects: 0, droppedCalls: 0, droppedScopes: 0, droppedDenials: 0, fileWrites: 0, fileErrors: 0 },
+    policy: { ...newPolicyCounters(), fileWrites: 0, fileErrors: 0 },
     internalErrors: 0,
   };
 }

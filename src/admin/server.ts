@@ -23,24 +23,26 @@ export class AdminServer {
     const server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://admin');
       const path = url.pathname;
-      const send = (code: number, body: unknown) => {
+      const sendJson = (code: number, json: string) => {
         res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        res.end(`${JSON.stringify(body, null, 2)}\n`);
+        res.end(`${json}\n`);
       };
+      const send = (code: number, body: unknown) => sendJson(code, JSON.stringify(body, null, 2));
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'only GET' });
       if (path === '/healthz') return send(this.stopping ? 503 : 200, { status: this.stopping ? 'stopping' : 'ok' });
       if (path === '/stats') return send(200, this.snapshot());
       if (path === '/policy' && this.policy) {
         const policy = this.policy;
         const client = url.searchParams.get('client');
+        // All clients: JSON text built in slices and shared between requests (policy-service.ts).
         const answer =
           client === null
-            ? policy.all().then((all) => [200, all] as const)
+            ? policy.allJson().then((json) => [200, json] as const)
             : policy.one(client).then((r) =>
-                r ? ([200, r.policy] as const) : ([404, { error: `no client ${JSON.stringify(client)} observed`, clients: policy.labels() }] as const),
+                r ? ([200, JSON.stringify(r.policy, null, 2)] as const) : ([404, JSON.stringify({ error: `no client ${JSON.stringify(client)} observed`, clients: policy.labels() }, null, 2)] as const),
               );
         answer.then(
-          ([code, body]) => send(code, body),
+          ([code, json]) => sendJson(code, json),
           (e: Error) => send(500, { error: `could not build the policy: ${e.message}` }),
         );
         return;

@@ -3,14 +3,21 @@
  * sending process), answers GET /policy and the live view, and keeps --policy-file (loaded at
  * start, written debounced on change, at once on SIGHUP, and at shutdown). Observation costs a
  * few map reads per call; policies are built only when asked for.
+ *
+ * Building runs on the datagram thread, so it is done in slices: one subject at a time, with
+ * the event loop free between two (datagrams are read there), and only for subjects that
+ * changed since their report was last built (each subject's report is kept as JSON text, the
+ * form both /policy and the file want). Requests that arrive while a build runs share it, or
+ * the one queued after it: however many clients poll, at most one build runs.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Correlated } from '../correlate/types.js';
 import type { Logger } from '../log.js';
-import { PolicyBuilder, subjectLabel, type PolicyDocument, type SubjectReport } from './document.js';
+import { PolicyBuilder, subjectLabel, type SubjectReport } from './document.js';
 import { IAM_MAP_COUNTS, IAM_MAP_SOURCES } from './iam-map.data.js';
 import type { IdentifiedCallSink } from '../identity/identity-stage.js';
-import { PolicyObserver, type PolicyCounters, type ProcessLabelSource } from './observer.js';
-import { readPolicyFile, writePolicyFile } from './policy-file.js';
+import { MAX_POLICY_STATE_BYTES, PolicyObserver, type PolicyCounters, type ProcessLabelSource } from './observer.js';
+import { jsonAt, policyFileParts, readPolicyFile, writePolicyFile } from './policy-file.js';
 
 export interface PolicyFileCounters {
   fileWrites: number;
@@ -22,6 +29,19 @@ export type PolicyStats = PolicyCounters & PolicyFileCounters;
 export interface PolicyServiceOptions {
   file?: string;
   writeDelayMs: number;
+  /** The observer's byte budget (MAX_POLICY_STATE_BYTES, less under a small memory ceiling). */
+  maxStateBytes?: number;
+}
+
+/** Why the file is written: a debounced change, SIGHUP, or shutdown (the last two are always logged). */
+export type WriteReason = 'change' | 'SIGHUP' | 'shutdown';
+
+/** One subject's report as last built, as JSON text two levels deep (where /policy and the file put it). */
+interface BuiltReport {
+  version: number;
+  label: string;
+  reportJson: string;
+  policyJson: string;
 }
 
 export class PolicyService {
@@ -30,14 +50,20 @@ export class PolicyService {
   private timer: NodeJS.Timeout | undefined;
   private writtenAt = -1;
   private writing: Promise<void> = Promise.resolve();
+  /** Reports by subject key; a subject's is rebuilt when its version moved. */
+  private readonly reports = new Map<string, BuiltReport>();
+  /** The build running (of the observer at `revision`), the one queued after it, and the last one done. */
+  private running: { revision: number; done: Promise<BuiltReport[]> } | undefined;
+  private queued: Promise<BuiltReport[]> | undefined;
+  private last: { revision: number; reports: BuiltReport[] } | undefined;
 
-  /** Loads the policy file first: throws PolicyFileError when it exists but cannot be used. */
+  /** Loads the policy file first: throws PolicyFileError when it or its directory cannot be used. */
   constructor(
     private readonly opts: PolicyServiceOptions,
     private readonly counters: PolicyStats,
     private readonly log: Logger,
   ) {
-    this.observer = new PolicyObserver(counters);
+    this.observer = new PolicyObserver(counters, opts.maxStateBytes ?? MAX_POLICY_STATE_BYTES);
     const loaded = opts.file === undefined ? undefined : readPolicyFile(opts.file);
     if (loaded) this.observer.merge(loaded);
     this.writtenAt = loaded ? this.observer.changes : -1;
@@ -58,43 +84,58 @@ export class PolicyService {
     }
   }
 
-  /** GET /policy: every subject's report, with the mapping's provenance and the counters. */
-  async all(): Promise<{ clients: SubjectReport[]; mapping: unknown; counters: PolicyStats }> {
-    return {
-      clients: await this.builder.reports(this.observer.state()),
-      mapping: { sources: IAM_MAP_SOURCES, counts: IAM_MAP_COUNTS },
-      counters: this.counters,
-    };
+  /**
+   * GET /policy as JSON text: every subject's report, the mapping's provenance and the counters
+   * (JSON.stringify of { clients, mapping, counters } with 2-space indent).
+   */
+  async allJson(): Promise<string> {
+    const reports = await this.fresh();
+    const clients = reports.length === 0 ? '[]' : `[\n    ${reports.map((r) => r.reportJson).join(',\n    ')}\n  ]`;
+    return `{\n  "clients": ${clients},\n  "mapping": ${jsonAt({ sources: IAM_MAP_SOURCES, counts: IAM_MAP_COUNTS }, 1)},\n  "counters": ${jsonAt(this.counters, 1)}\n}`;
   }
 
   /** GET /policy?client=ID: one policy document, or undefined for an unknown client. */
   async one(client: string): Promise<SubjectReport | undefined> {
-    const state = this.observer.state();
-    const subjects = this.builder.select(state, client);
-    return subjects.length === 0 ? undefined : this.builder.report(subjects, client);
+    const id = client === '(no ClientId)' ? '' : client;
+    const entries = this.observer.entries();
+    const byClient = entries.filter((e) => e.client === id);
+    const chosen = byClient.length > 0 ? byClient : entries.filter((e) => subjectLabel(e.process === undefined ? { client: e.client } : { client: e.client, process: e.process }) === client);
+    return chosen.length === 0 ? undefined : this.builder.report(chosen.map((e) => e.state()), client);
   }
 
   labels(): string[] {
-    return this.observer.state().subjects.map(subjectLabel);
+    return this.observer.subjectNames().map(subjectLabel);
   }
 
-  /** Writes the policy file now if anything changed since the last write (SIGHUP, shutdown). */
-  write(): Promise<void> {
+  /**
+   * Writes the policy file now if anything changed since the last write. A debounced write
+   * that fails is warned about (rate-limited) and retried at the next change; SIGHUP and
+   * shutdown always say what happened.
+   */
+  write(reason: WriteReason = 'change'): Promise<void> {
     const file = this.opts.file;
-    if (file === undefined) return Promise.resolve();
+    if (file === undefined) {
+      if (reason === 'SIGHUP') this.log.info('SIGHUP: no policy file to write (set --policy-file)');
+      return Promise.resolve();
+    }
     this.writing = this.writing.then(async () => {
       const changes = this.observer.changes;
-      if (changes === this.writtenAt) return;
+      if (changes === this.writtenAt) {
+        if (reason !== 'change') this.log.info(`policy file unchanged since its last write (${reason})`, { file });
+        return;
+      }
       try {
-        const state = this.observer.state();
-        const policies: Record<string, PolicyDocument> = {};
-        for (const r of await this.builder.reports(state)) policies[r.label] = r.policy;
-        await writePolicyFile(file, state, policies);
+        const reports = await this.fresh();
+        await writePolicyFile(file, policyFileParts(reports.map((r) => [r.label, r.policyJson] as const), this.observer.entries()));
         this.writtenAt = changes;
         this.counters.fileWrites++;
+        if (reason !== 'change') this.log.info(`policy file written (${reason})`, { file });
       } catch (e) {
         this.counters.fileErrors++;
-        this.log.warnLimited('policy-file', 'could not write the policy file', { file, error: (e as Error).message });
+        const fields = { file, error: (e as Error).message };
+        if (reason === 'change') this.log.warnLimited('policy-file', 'could not write the policy file (tried again at the next change)', fields);
+        else if (reason === 'SIGHUP') this.log.warn('could not write the policy file (SIGHUP)', fields);
+        else this.log.error('could not write the policy file at shutdown: what was observed since its last write is lost', fields);
       }
     });
     return this.writing;
@@ -103,6 +144,55 @@ export class PolicyService {
   async close(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    await this.write();
+    await this.write('shutdown');
+  }
+
+  /** Every subject's report, current as of this call: the last build's, a running one's, or a new one. */
+  private fresh(): Promise<BuiltReport[]> {
+    const revision = this.observer.revision;
+    if (!this.running) return this.last?.revision === revision ? Promise.resolve(this.last.reports) : this.startBuild();
+    if (this.running.revision === revision) return this.running.done;
+    // The running build started before this change: the next one, shared by all who wait.
+    return (this.queued ??= this.running.done
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = undefined;
+        return this.fresh();
+      }));
+  }
+
+  private startBuild(): Promise<BuiltReport[]> {
+    const revision = this.observer.revision;
+    const done = this.build().then(
+      (reports) => {
+        this.running = undefined;
+        this.last = { revision, reports };
+        return reports;
+      },
+      (e: unknown) => {
+        this.running = undefined;
+        throw e;
+      },
+    );
+    this.running = { revision, done };
+    return done;
+  }
+
+  /** Rebuilds the reports of the subjects that changed, one per turn of the event loop. */
+  private async build(): Promise<BuiltReport[]> {
+    const out: BuiltReport[] = [];
+    for (const e of this.observer.entries()) {
+      let built = this.reports.get(e.key);
+      if (built?.version !== e.version) {
+        await nextTurn();
+        // Its state as it is now (maybe newer than e.version: then it is rebuilt next time, never served stale).
+        const state = e.state();
+        const report = await this.builder.report([state], subjectLabel(state), {}, state);
+        built = { version: e.version, label: report.label, reportJson: jsonAt(report, 2), policyJson: jsonAt(report.policy, 2) };
+        this.reports.set(e.key, built);
+      }
+      out.push(built);
+    }
+    return out;
   }
 }
