@@ -48,6 +48,7 @@ export class PolicyService {
   readonly observer: PolicyObserver;
   private readonly builder = new PolicyBuilder();
   private timer: NodeJS.Timeout | undefined;
+  /** The observer's revision the file holds (-1: nothing written or loaded yet). */
   private writtenAt = -1;
   private writing: Promise<void> = Promise.resolve();
   /** Reports by subject key; a subject's is rebuilt when its version moved. */
@@ -66,7 +67,7 @@ export class PolicyService {
     this.observer = new PolicyObserver(counters, opts.maxStateBytes ?? MAX_POLICY_STATE_BYTES);
     const loaded = opts.file === undefined ? undefined : readPolicyFile(opts.file);
     if (loaded) this.observer.merge(loaded);
-    this.writtenAt = loaded ? this.observer.changes : -1;
+    this.writtenAt = loaded ? this.observer.revision : -1;
   }
 
   /** The identity stage's view of this service: every exported call, with its sending process. */
@@ -108,9 +109,10 @@ export class PolicyService {
   }
 
   /**
-   * Writes the policy file now if anything changed since the last write. A debounced write
-   * that fails is warned about (rate-limited) and retried at the next change; SIGHUP and
-   * shutdown always say what happened.
+   * Writes the policy file: on a change (debounced) and at shutdown if anything moved since the
+   * last write, counts included; on SIGHUP always (it is asked for). A debounced write that fails
+   * is warned about (rate-limited) and tried again at the next change; SIGHUP and shutdown
+   * always say what happened.
    */
   write(reason: WriteReason = 'change'): Promise<void> {
     const file = this.opts.file;
@@ -119,15 +121,15 @@ export class PolicyService {
       return Promise.resolve();
     }
     this.writing = this.writing.then(async () => {
-      const changes = this.observer.changes;
-      if (changes === this.writtenAt) {
-        if (reason !== 'change') this.log.info(`policy file unchanged since its last write (${reason})`, { file });
+      const revision = this.observer.revision;
+      if (revision === this.writtenAt && reason !== 'SIGHUP') {
+        if (reason === 'shutdown') this.log.info('policy file unchanged since its last write (shutdown)', { file });
         return;
       }
       try {
         const reports = await this.fresh();
         await writePolicyFile(file, policyFileParts(reports.map((r) => [r.label, r.policyJson] as const), this.observer.entries()));
-        this.writtenAt = changes;
+        this.writtenAt = revision;
         this.counters.fileWrites++;
         if (reason !== 'change') this.log.info(`policy file written (${reason})`, { file });
       } catch (e) {
