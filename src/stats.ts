@@ -166,7 +166,7 @@ export function newStats(now: number): Stats {
     lastExportOkAt: { traces: null, metrics: null },
     clients: { active: 0, overflowed: 0, evicted: 0 },
     identity: { resolved: 0, unresolved: 0, scans: 0 },
-    policy: { ...newPolicyCounters(), fileWrites: 0, fileErrors: 0 },
+    policy: { ...newPolicyCounters(), fileWrites: 0, fileErrors: 0, reportBytes: 0 },
     internalErrors: 0,
   };
 }

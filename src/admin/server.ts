@@ -23,9 +23,10 @@ export class AdminServer {
     const server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://admin');
       const path = url.pathname;
-      const sendJson = (code: number, json: string) => {
+      const sendJson = (code: number, json: string | Buffer) => {
         res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        res.end(`${json}\n`);
+        res.write(json);
+        res.end('\n');
       };
       const send = (code: number, body: unknown) => sendJson(code, JSON.stringify(body, null, 2));
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'only GET' });

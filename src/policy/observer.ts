@@ -24,13 +24,17 @@ export const MAX_CALLS_PER_SUBJECT = 1_000;
 export const MAX_SCOPES_PER_CALL = 32;
 export const MAX_DENIALS_PER_SUBJECT = 200;
 /**
- * The byte budget of the whole state when the memory ceiling allows it (the bridge gives the
- * policy state POLICY_SHARE_OF_MEMORY_CEILING of the ceiling, at most this): enough for about
- * 150,000 distinct Service.Api × scope entries, hundreds of times what real applications make.
+ * The byte budget of the whole state, and without a memory ceiling: enough for about 100,000
+ * distinct Service.Api × scope entries, hundreds of times what real applications make.
  */
 export const MAX_POLICY_STATE_BYTES = 32 * 1024 * 1024;
-/** The policy state's share of memoryCeilingMb: 1/8 (the export spools have 1/4, pending state the rest). */
-export const POLICY_SHARE_OF_MEMORY_CEILING = 8;
+/**
+ * Under a memory ceiling the budget is 1/16 of it when that is less (16 MiB under the default
+ * 256 MiB). The reports built from the state may keep as much again (policy-service.ts), so
+ * policies take at most 1/8 of the ceiling; the export spools have 1/4; the rest is the process
+ * itself (about 110 MiB RSS idle) and the pending state the memory guard sheds.
+ */
+export const POLICY_SHARE_OF_MEMORY_CEILING = 16;
 /** Longest name kept from the wire (ClientId and friends are already ≤ 256 after decode). */
 const MAX_TEXT = 256;
 
@@ -137,7 +141,7 @@ export interface SubjectEntry {
  * real decoder feeding distinct calls (test/unit/policy.test.ts checks the estimate against
  * the heap), rounded up.
  */
-const SUBJECT_BYTES = 640;
+const SUBJECT_BYTES = 800;
 const CALL_BYTES = 400;
 const SCOPE_BYTES = 80;
 const DENIAL_BYTES = 360;

@@ -156,23 +156,27 @@ function checkDirectories(path: string): void {
  * `policies` are each label's document as jsonAt(document, 2); each subject's state is read
  * when its part is due.
  */
-export function* policyFileParts(policies: readonly (readonly [label: string, policyJson: string])[], subjects: readonly { state(): SubjectState }[]): Generator<string> {
+export function* policyFileParts(
+  policies: readonly (readonly [label: string, policyJson: string | Buffer])[],
+  subjects: readonly { state(): SubjectState }[],
+): Generator<string | Buffer> {
   yield `{\n  "generatedBy": "aws-csm-bridge",\n  "note": ${JSON.stringify(NOTE)},\n  "policies": `;
-  yield* members(policies.map(([label, json]) => `${JSON.stringify(label)}: ${json}`), '{', '}', 2);
-  yield ',\n  "observed": {\n    "version": 1,\n    "subjects": ';
-  yield* members(subjects, '[', ']', 3);
-  yield '\n  }\n}\n';
-}
-
-/** The members of an object or array `depth` levels deep, one part each, as JSON.stringify(…, null, 2) lays them out. */
-function* members(items: readonly (string | { state(): SubjectState })[], open: string, close: string, depth: number): Generator<string> {
-  if (items.length === 0) return yield `${open}${close}`;
-  const pad = '  '.repeat(depth);
-  for (let i = 0; i < items.length; i++) {
-    const item = items[i]!;
-    yield `${i === 0 ? open : ','}\n${pad}${typeof item === 'string' ? item : jsonAt(item.state(), depth)}`;
+  if (policies.length === 0) yield '{}';
+  else {
+    for (let i = 0; i < policies.length; i++) {
+      const [label, json] = policies[i]!;
+      yield `${i === 0 ? '{' : ','}\n    ${JSON.stringify(label)}: `;
+      yield json;
+    }
+    yield '\n  }';
   }
-  yield `\n${'  '.repeat(depth - 1)}${close}`;
+  yield ',\n  "observed": {\n    "version": 1,\n    "subjects": ';
+  if (subjects.length === 0) yield '[]';
+  else {
+    for (let i = 0; i < subjects.length; i++) yield `${i === 0 ? '[' : ','}\n      ${jsonAt(subjects[i]!.state(), 3)}`;
+    yield '\n    ]';
+  }
+  yield '\n  }\n}\n';
 }
 
 /** JSON.stringify(v, null, 2) as it reads `depth` levels deep (JSON text has no raw newline but these). */
@@ -183,7 +187,7 @@ export const jsonAt = (v: unknown, depth: number): string => JSON.stringify(v, n
  * link followed, 0600), synced, then renamed over `path`. On any failure the temporary file is
  * removed and the error thrown; `path` is then as it was. `tempName` is for tests only.
  */
-export async function writePolicyFile(path: string, parts: Iterable<string>, tempName: () => string = () => randomBytes(12).toString('hex')): Promise<void> {
+export async function writePolicyFile(path: string, parts: Iterable<string | Buffer>, tempName: () => string = () => randomBytes(12).toString('hex')): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${tempName()}.tmp`);
   const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {

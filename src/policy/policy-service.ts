@@ -22,6 +22,8 @@ import { jsonAt, policyFileParts, readPolicyFile, writePolicyFile } from './poli
 export interface PolicyFileCounters {
   fileWrites: number;
   fileErrors: number;
+  /** The reports kept between /policy requests and file writes (JSON bytes; at most maxStateBytes). */
+  reportBytes: number;
 }
 
 export type PolicyStats = PolicyCounters & PolicyFileCounters;
@@ -36,12 +38,16 @@ export interface PolicyServiceOptions {
 /** Why the file is written: a debounced change, SIGHUP, or shutdown (the last two are always logged). */
 export type WriteReason = 'change' | 'SIGHUP' | 'shutdown';
 
-/** One subject's report as last built, as JSON text two levels deep (where /policy and the file put it). */
+/**
+ * One subject's report as last built: JSON text two levels deep (where /policy and the file put
+ * it), as bytes (outside the JS heap, counted exactly; a string built by re-indenting would be a
+ * rope several times its length).
+ */
 interface BuiltReport {
   version: number;
   label: string;
-  reportJson: string;
-  policyJson: string;
+  reportJson: Buffer;
+  policyJson: Buffer;
 }
 
 export class PolicyService {
@@ -51,7 +57,7 @@ export class PolicyService {
   /** The observer's revision the file holds (-1: nothing written or loaded yet). */
   private writtenAt = -1;
   private writing: Promise<void> = Promise.resolve();
-  /** Reports by subject key; a subject's is rebuilt when its version moved. */
+  /** Reports by subject key; a subject's is rebuilt when its version moved. At most maxStateBytes of them are kept. */
   private readonly reports = new Map<string, BuiltReport>();
   /** The build running (of the observer at `revision`), the one queued after it, and the last one done. */
   private running: { revision: number; done: Promise<BuiltReport[]> } | undefined;
@@ -89,10 +95,16 @@ export class PolicyService {
    * GET /policy as JSON text: every subject's report, the mapping's provenance and the counters
    * (JSON.stringify of { clients, mapping, counters } with 2-space indent).
    */
-  async allJson(): Promise<string> {
+  async allJson(): Promise<Buffer> {
     const reports = await this.fresh();
-    const clients = reports.length === 0 ? '[]' : `[\n    ${reports.map((r) => r.reportJson).join(',\n    ')}\n  ]`;
-    return `{\n  "clients": ${clients},\n  "mapping": ${jsonAt({ sources: IAM_MAP_SOURCES, counts: IAM_MAP_COUNTS }, 1)},\n  "counters": ${jsonAt(this.counters, 1)}\n}`;
+    const parts: (string | Buffer)[] = ['{\n  "clients": '];
+    if (reports.length === 0) parts.push('[]');
+    else {
+      for (let i = 0; i < reports.length; i++) parts.push(i === 0 ? '[\n    ' : ',\n    ', reports[i]!.reportJson);
+      parts.push('\n  ]');
+    }
+    parts.push(`,\n  "mapping": ${jsonAt({ sources: IAM_MAP_SOURCES, counts: IAM_MAP_COUNTS }, 1)},\n  "counters": ${jsonAt(this.counters, 1)}\n}`);
+    return Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
   }
 
   /** GET /policy?client=ID: one policy document, or undefined for an unknown client. */
@@ -190,8 +202,18 @@ export class PolicyService {
         // Its state as it is now (maybe newer than e.version: then it is rebuilt next time, never served stale).
         const state = e.state();
         const report = await this.builder.report([state], subjectLabel(state), {}, state);
-        built = { version: e.version, label: report.label, reportJson: jsonAt(report, 2), policyJson: jsonAt(report.policy, 2) };
-        this.reports.set(e.key, built);
+        const old = this.reports.get(e.key);
+        built = { version: e.version, label: report.label, reportJson: Buffer.from(jsonAt(report, 2)), policyJson: Buffer.from(jsonAt(report.policy, 2)) };
+        const bytes = built.reportJson.length + built.policyJson.length;
+        const kept = this.counters.reportBytes - (old ? old.reportJson.length + old.policyJson.length : 0);
+        // Kept for the next request while the kept reports fit in the state's budget; else built again then.
+        if (kept + bytes <= this.observer.maxBytes) {
+          this.reports.set(e.key, built);
+          this.counters.reportBytes = kept + bytes;
+        } else {
+          this.reports.delete(e.key);
+          this.counters.reportBytes = kept;
+        }
       }
       out.push(built);
     }
