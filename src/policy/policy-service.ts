@@ -10,7 +10,7 @@
  * form both /policy and the file want). Requests that arrive while a build runs share it, or
  * the one queued after it: however many clients poll, at most one build runs.
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import type { Correlated } from '../correlate/types.js';
 import type { Logger } from '../log.js';
 import { PolicyBuilder, subjectLabel, type SubjectReport } from './document.js';
@@ -62,7 +62,7 @@ export class PolicyService {
   /** The build running (of the observer at `revision`), the one queued after it, and the last one done. */
   private running: { revision: number; done: Promise<BuiltReport[]> } | undefined;
   private queued: Promise<BuiltReport[]> | undefined;
-  private last: { revision: number; reports: BuiltReport[] } | undefined;
+  private last: { revision: number; reports: BuiltReport[]; endedAt: number; tookMs: number } | undefined;
 
   /** Loads the policy file first: throws PolicyFileError when it or its directory cannot be used. */
   constructor(
@@ -177,10 +177,12 @@ export class PolicyService {
 
   private startBuild(): Promise<BuiltReport[]> {
     const revision = this.observer.revision;
-    const done = this.build().then(
+    const started = performance.now();
+    const done = this.build(this.last ? this.last.endedAt + this.last.tookMs - started : 0).then(
       (reports) => {
         this.running = undefined;
-        this.last = { revision, reports };
+        const endedAt = performance.now();
+        this.last = { revision, reports, endedAt, tookMs: endedAt - started };
         return reports;
       },
       (e: unknown) => {
@@ -192,8 +194,13 @@ export class PolicyService {
     return done;
   }
 
-  /** Rebuilds the reports of the subjects that changed, one per turn of the event loop. */
-  private async build(): Promise<BuiltReport[]> {
+  /**
+   * Rebuilds the reports of the subjects that changed, one per turn of the event loop, after
+   * `pauseMs`: a build starts no sooner than the last one took after it ended, so clients
+   * polling without pause get at most half of the datagram thread.
+   */
+  private async build(pauseMs: number): Promise<BuiltReport[]> {
+    if (pauseMs > 0) await sleep(pauseMs);
     const out: BuiltReport[] = [];
     for (const e of this.observer.entries()) {
       let built = this.reports.get(e.key);
