@@ -2,7 +2,7 @@
 #   docker build -t aws-csm-bridge .
 #   docker run --rm -p 31000:31000/udp -p 127.0.0.1:31001:31001 \
 #     -e OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 aws-csm-bridge
-# See README "Running in containers".
+# See docs/deployment.md "Running in containers".
 
 # --- build: full dev dependencies, TypeScript → dist/, the recvmmsg addon ------
 FROM node:20-bookworm-slim AS build

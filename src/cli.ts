@@ -145,6 +145,7 @@ async function main(): Promise<number> {
       udpReceiver: bridge.udpReceiver,
       admin: addresses.admin ?? 'off',
       ...(addresses.prometheus ? { prometheus: addresses.prometheus } : {}),
+      ...(addresses.appOtlp ? { appOtlp: addresses.appOtlp } : {}),
       export: describeTargets(otel, addresses.prometheus),
       // Where OTLP spans go, when they go over OTLP (metrics-only and console runs have no such endpoint).
       ...(otel.tracesExporters.includes('otlp') && !otel.sdkDisabled ? { otlpProtocol: otel.traces.protocol, otlpEndpoint: otel.traces.url } : {}),

@@ -110,6 +110,32 @@ export const OPTIONS = {
     'Let the admin listener and the Prometheus endpoint bind a non-loopback address (both answer without authentication: counters, client names and metrics). Without it the bridge refuses to start with one.',
     ['AWS_CSM_BRIDGE_ALLOW_REMOTE_HTTP'],
   ),
+  appOtlpHttp: opt(
+    hostPort.optional(),
+    'string',
+    'Receive the applications\' spans over OTLP/HTTP (POST /v1/traces, protobuf or JSON, gzip) on this address, to put each AWS call\'s attempts inside the application\'s own trace, below its SDK span (joined by request id; docs/app-traces.md). The spans are read for the join, never forwarded. Loopback unless allowRemoteHttp.',
+    ['AWS_CSM_BRIDGE_APP_OTLP_HTTP'],
+    'off',
+  ),
+  appOtlpGrpc: opt(
+    hostPort.optional(),
+    'string',
+    'The same over OTLP/gRPC (TraceService/Export).',
+    ['AWS_CSM_BRIDGE_APP_OTLP_GRPC'],
+    'off',
+  ),
+  appJoinWindowMs: opt(
+    ms(0).max(60_000).default(7_000),
+    'int',
+    'With an app span listener: how long a call that may still be joined waits for the application\'s span (an SDK batch processor waits 5 s by default, then the Collector batches); after it the call is exported standalone.',
+    ['AWS_CSM_BRIDGE_APP_JOIN_WINDOW_MS'],
+  ),
+  appJoinAttemptKind: opt(
+    z.enum(['internal', 'client']).default('internal'),
+    'string',
+    'Span kind of the attempts hung below an application\'s SDK span: internal (default: span metrics and service graphs do not count the call twice) or client (semconv\'s HTTP guidance: one CLIENT span per attempt).',
+    ['AWS_CSM_BRIDGE_APP_JOIN_ATTEMPT_KIND'],
+  ),
   attemptHoldMs: opt(
     ms(0).default(300_000),
     'int',
@@ -269,9 +295,13 @@ export const OPTIONS = {
     ['AWS_CSM_BRIDGE_RECORD_MAX_BYTES'],
   ),
   replaySpeed: opt(
-    z.number().min(0).max(1_000_000).default(1),
+    // Slower than 1/1000 stretches a 1 s gap past 16 minutes: a typo, not a replay.
+    z
+      .number()
+      .refine((v) => v === 0 || (v >= 0.001 && v <= 1_000_000), 'expected 0 (as fast as possible) or a speed from 0.001 to 1000000')
+      .default(1),
     'number',
-    'replay FILE: divides the recorded gaps between datagrams (2 = twice as fast); 0 = as fast as possible. Also --speed.',
+    'replay FILE: divides the recorded gaps between datagrams (2 = twice as fast), 0.001 to 1000000; 0 = as fast as possible. Also --speed.',
     ['AWS_CSM_BRIDGE_REPLAY_SPEED'],
   ),
   policyFile: opt(

@@ -1,7 +1,7 @@
 /**
  * What each application really calls, kept for its IAM policy: per subject (ClientId, split by
- * sending process when process identity is known; an empty ClientId is grouped by the hash of
- * its access key), the distinct Service.Api it called with how often and how often it failed,
+ * sending process when process identity is known, calls of an unidentified process going with
+ * the ClientId's only known program; an empty ClientId is grouped by the hash of its access key), the distinct Service.Api it called with how often and how often it failed,
  * the scopes the calls give (partition, Region, account, S3 bucket), and the denials its
  * AccessDenied messages explain. Operations, not actions, are kept: the policy is computed from
  * them when asked for (./document.ts), so a policy file stays valid when the mapping improves.
@@ -10,7 +10,7 @@
  * MAX_SCOPES_PER_CALL scopes each, MAX_DENIALS_PER_SUBJECT denials) and in bytes (a budget,
  * MAX_POLICY_STATE_BYTES or less: the shape caps alone allow about 5 GB, and this state lives
  * beside the pending state the memory ceiling sheds, so it must fit beside it). Each entry's
- * heap cost is estimated from its strings when it is made (entryBytes); what does not fit is
+ * heap cost is estimated from its strings when it is made (textBytes, *_BYTES); what does not fit is
  * counted (stats.policy), never kept. Pure: no clock, no I/O; `changes` tells the policy file
  * when to write, each subject's `version` tells the policy service what to rebuild.
  */
@@ -41,6 +41,8 @@ const MAX_TEXT = 256;
 export interface PolicyCounters {
   /** Calls (and orphan attempts) observed. */
   observed: number;
+  /** Of those, left out because no service answered them (`answered`). */
+  unanswered: number;
   subjects: number;
   /** Not kept because a bound was reached. */
   droppedSubjects: number;
@@ -56,6 +58,7 @@ export interface PolicyCounters {
 
 export const newPolicyCounters = (): PolicyCounters => ({
   observed: 0,
+  unanswered: 0,
   subjects: 0,
   droppedSubjects: 0,
   droppedCalls: 0,
@@ -138,7 +141,7 @@ export interface SubjectEntry {
 /**
  * Estimated heap bytes of what an entry holds, beyond its strings: object, Map or Set slot (with
  * the table's spare capacity), the composite key's cons cells. Measured on V8 (node 20) with the
- * real decoder feeding distinct calls (test/unit/policy.test.ts checks the estimate against
+ * real decoder feeding distinct calls (test/unit/policy-state.test.ts checks the estimate against
  * the heap), rounded up.
  */
 const SUBJECT_BYTES = 800;
@@ -174,6 +177,10 @@ export class PolicyObserver {
   /** One correlated call (or orphan attempt) from a process, if known. Never throws on odd input. */
   observe(c: Correlated, process?: ProcessLabelSource): void {
     this.counters.observed++;
+    if (!answered(c)) {
+      this.counters.unanswered++;
+      return;
+    }
     const attempts = c.kind === 'call' ? c.attempts : [c.attempt];
     const first = c.kind === 'call' ? c.call : c.attempt;
     const principal = principalOf(attempts);
@@ -207,10 +214,45 @@ export class PolicyObserver {
     if (this.addDenial(subject, own(dkey), denial)) this.changes++;
   }
 
-  /** Every subject, sorted as state() sorts them; each one's state is copied only when asked for. */
+  /**
+   * Every subject as state() shows it, sorted; each one's state is copied only when asked for.
+   * One application, one subject, whatever the identification outcome: a ClientId's calls whose
+   * sending process could not be identified (an `aws` command that exited before the lookup, a
+   * JS v2 or Ruby socket closed at once) are its program's when the ClientId has exactly one
+   * known program. Otherwise one `aws` command identified and the next one not would split one
+   * application into two subjects with different policies. With several programs known, which
+   * one made them is unknown: they stay under the ClientId alone. Done on the output only (the
+   * caps hold per stored subject, so a folded subject holds at most twice as much); the entry's
+   * key names every stored subject in it, its version is theirs summed.
+   */
   entries(): SubjectEntry[] {
+    const programs = new Map<string, string | null>();
+    for (const [key, s] of this.subjects) if (s.process !== undefined) programs.set(s.client, programs.has(s.client) ? null : key);
+    const unidentified = new Map<string, [string, Subject]>();
+    for (const [key, s] of this.subjects) {
+      const only = s.process === undefined ? programs.get(s.client) : undefined;
+      if (only) unidentified.set(only, [key, s]);
+    }
     const out: SubjectEntry[] = [];
-    for (const [key, s] of this.subjects) out.push({ key, client: s.client, process: s.process, version: s.version, state: () => subjectState(s) });
+    for (const [key, s] of this.subjects) {
+      if (s.process === undefined && programs.get(s.client)) continue;
+      const from = unidentified.get(key);
+      out.push(
+        from === undefined
+          ? { key, client: s.client, process: s.process, version: s.version, state: () => subjectState(s) }
+          : {
+              key: `${key}\u0001${from[0]}`,
+              client: s.client,
+              process: s.process,
+              version: s.version + from[1].version,
+              state: () => {
+                const into = subjectState(s);
+                foldInto(into, subjectState(from[1]));
+                return into;
+              },
+            },
+      );
+    }
     return out.sort((a, b) => cmp(a.client, b.client) || cmp(a.process ?? '', b.process ?? ''));
   }
 
@@ -328,6 +370,42 @@ function subjectState(s: Subject): SubjectState {
 
 /** A flat copy of `s` that keeps nothing else alive (a regex match or a concatenation holds its source). */
 const own = (s: string): string => JSON.parse(JSON.stringify(s)) as string;
+
+/**
+ * Whether a service answered the call: some attempt got an HTTP status. A call whose every
+ * attempt failed before any response (connection refused, DNS, TLS, timeout) proves nothing
+ * about permissions, so it stays out of the policy (counted in `unanswered`). A call with
+ * attempts we did not see, or none at all, may have been answered: it counts.
+ */
+export function answered(c: Correlated): boolean {
+  if (c.kind === 'orphan') return c.attempt.httpStatusCode !== undefined;
+  if (c.call.finalHttpStatusCode !== undefined || c.missingAttempts > 0 || c.attempts.length === 0) return true;
+  for (const a of c.attempts) if (a.httpStatusCode !== undefined) return true;
+  return false;
+}
+
+/** Adds `from`'s calls and denials to `into` (both in state() order; kept sorted). */
+function foldInto(into: SubjectState, from: SubjectState): void {
+  const calls = new Map(into.calls.map((c) => [`${c.service}\0${c.api}`, c]));
+  for (const c of from.calls) {
+    const known = calls.get(`${c.service}\0${c.api}`);
+    if (!known) into.calls.push(c);
+    else {
+      known.calls += c.calls;
+      known.failed += c.failed;
+      known.scopes = [...new Set([...known.scopes, ...c.scopes])].sort();
+    }
+  }
+  into.calls.sort((a, b) => cmp(a.service, b.service) || cmp(a.api, b.api));
+  const dkey = (d: ObservedDenial) => `${d.service}\0${d.api}\0${d.action ?? ''}\0${d.resource ?? ''}\0${d.explicitDeny}`;
+  const denials = new Map(into.denials.map((d) => [dkey(d), d]));
+  for (const d of from.denials) {
+    const known = denials.get(dkey(d));
+    if (known) known.calls += d.calls;
+    else into.denials.push(d);
+  }
+  into.denials.sort((a, b) => cmp(a.service, b.service) || cmp(a.api, b.api) || cmp(a.action ?? '', b.action ?? '') || cmp(a.resource ?? '', b.resource ?? ''));
+}
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const cut = (s: string) => (s.length > MAX_TEXT ? s.slice(0, MAX_TEXT) : s);

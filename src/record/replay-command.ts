@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { startView, wantsView } from '../ui/attach.js';
 import type { LiveView } from '../ui/live-view.js';
-import { replay, type ReplayProgress } from './replay.js';
+import { checkRecording, replay, type ReplayProgress } from './replay.js';
 
 /** A fast replay pauses while this many batches of spans wait for the endpoint, so the spool does not overflow. */
 const REPLAY_IN_FLIGHT_BATCHES = 8;
@@ -19,10 +19,17 @@ export async function runReplayCommand(
   /** Lets the caller route log lines into the view while it is up. */
   onView: (v: LiveView | undefined) => void,
 ): Promise<number> {
+  try {
+    // Before the bridge starts: a missing file or a device is refused at once, not after a flush.
+    await checkRecording(file);
+  } catch (e) {
+    log.error('cannot replay', { file, error: (e as Error).message });
+    return 1;
+  }
   // No sockets, no admin server: a replay can run next to a live bridge.
   const bridge = new Bridge({ ...config, admin: 'off' }, log, version, otel, 'replay');
   await bridge.start();
-  const progress: ReplayProgress = { lines: 0, fed: 0, badLines: 0, done: false };
+  const progress: ReplayProgress = { lines: 0, fed: 0, badLines: 0, longLines: 0, done: false };
   const speed = config.replaySpeed === 0 ? 'as fast as possible' : `${config.replaySpeed}x`;
   let view: LiveView | undefined;
   if (wantsView(config)) {
@@ -82,6 +89,6 @@ export async function runReplayCommand(
   ]);
   clearTimeout(timer);
   if (!flushed) code = 1;
-  log.info('replay finished', { file, lines: progress.lines, fed: progress.fed, badLines: progress.badLines, interrupted, flushed, stats: bridge.snapshot() });
+  log.info('replay finished', { file, lines: progress.lines, fed: progress.fed, badLines: progress.badLines, longLines: progress.longLines, interrupted, flushed, stats: bridge.snapshot() });
   return code;
 }

@@ -58,9 +58,13 @@ export function render(model: ViewModel, stats: Stats, h: Header, width: number,
   const eh = exportHealth(stats);
   line(`aws-csm-bridge ${h.version} · live view   ${clock(nowMs)} UTC   q or Ctrl-C to quit${h.policyKey ? '   p: IAM policy' : ''}`);
   line(`listen   udp ${h.listen.join(', ')}   admin ${h.admin ?? 'off'}`);
-  line(
-    `export   ${clean(h.target)}   ${eh.health.toUpperCase()}   spans ${stats.spans.exported} exported, ${stats.spans.failed} failed, ${stats.spans.dropped} dropped   metric exports ${stats.metricExports.succeeded} ok, ${stats.metricExports.failed} failed`,
-  );
+  // /stats's words: what got through, what waits, what is lost; failed attempts are retried (what they tried waits in queued).
+  const attempts = stats.spans.failedAttempts + stats.metricExports.failedAttempts;
+  line(`export   ${clean(h.target)}   ${eh.health.toUpperCase()}${attempts > 0 ? `   ${attempts} failed attempts, retried` : ''}`);
+  const sp = stats.spans;
+  line(`         spans ${sp.exported} exported, ${sp.queued} queued, ${sp.lost} lost`);
+  const me = stats.metricExports;
+  if (me.created + me.queued + stats.spool.recoveredMetricExports > 0) line(`         metric exports ${me.succeeded} exported, ${me.queued} queued, ${me.lost} lost`);
   if (eh.lastError) line(`         last export error ${clock(eh.lastError.at)} ${eh.lastError.signal}: ${clean(eh.lastError.message)}`);
   const rejected = Object.values(stats.datagrams.rejected).reduce((a, b) => a + b, 0);
   line(

@@ -11,6 +11,7 @@ import { bindPolicyError, httpBindPolicyError, SourceFilter } from '../../src/re
 import { OTEL_VARIABLES } from '../../src/config/otel-env.js';
 import { ROOT } from '../helpers/bridge-process.js';
 import { findTool } from '../helpers/tools.js';
+import { BRIDGE_SCOPE, REQUEST_ID_KEYS } from '../../src/join/app-span.js';
 
 /**
  * Static validation of the deployment files: Dockerfile, docker-compose.yml,
@@ -331,3 +332,41 @@ describe('config/aws-csm-bridge.service', () => {
   });
 });
 
+
+// --- The Collector fan-out to the bridge's app span listener -----------------
+
+describe('config/otel-collector-app-join.yaml', () => {
+  const text = read('config/otel-collector-app-join.yaml');
+  const col = parseYaml(text) as {
+    processors: Record<string, { traces?: { span: string[] } }>;
+    exporters: Record<string, Record<string, unknown>>;
+    receivers: Record<string, unknown>;
+    service: { pipelines: Record<string, { receivers: string[]; processors?: string[]; exporters: string[] }> };
+  };
+
+  it('pipelines use only defined components; the backend path is unchanged; the copy is filtered and goes to the bridge', () => {
+    for (const [name, p] of Object.entries(col.service.pipelines)) {
+      for (const kind of ['receivers', 'processors', 'exporters'] as const) for (const id of p[kind] ?? []) expect(Object.keys(col[kind]), `${name}.${kind}`).toContain(id);
+    }
+    expect(col.service.pipelines['traces']!.processors).not.toContain('filter/csm_join');
+    expect(col.service.pipelines['traces/csm_bridge']!.processors).toContain('filter/csm_join');
+    expect(col.service.pipelines['traces/csm_bridge']!.exporters).toEqual(['otlphttp/csm_bridge']);
+  });
+
+  it("the filter keeps every request-id spelling the bridge indexes, and drops the bridge's own scope", () => {
+    const conditions = col.processors['filter/csm_join']!.traces!.span.join('\n');
+    for (const key of REQUEST_ID_KEYS) expect(conditions).toContain(`attributes["${key}"] == nil`);
+    expect(conditions).toContain('attributes["rpc.system"] != "aws-api"');
+    expect(conditions).toContain('attributes["rpc.system.name"] != "aws-api"');
+    expect(conditions).toContain(`instrumentation_scope.name == "${BRIDGE_SCOPE}"`);
+  });
+
+  it('the bridge exporter points at the --app-otlp-http the header shows, which the config loader accepts; no retries', () => {
+    const flag = /--app-otlp-http (\S+)/.exec(text)![1]!;
+    expect(config(['--app-otlp-http', flag]).appOtlpHttp).toBe(flag);
+    const bridge = col.exporters['otlphttp/csm_bridge']!;
+    expect(new URL(String(bridge['endpoint'])).port).toBe(String(portOf(flag)));
+    expect(bridge['retry_on_failure']).toMatchObject({ enabled: false });
+    expect(bridge['sending_queue']).toMatchObject({ enabled: true });
+  });
+});

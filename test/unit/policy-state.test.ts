@@ -23,8 +23,9 @@ const base = { timestamp: 1, timestampMarksEnd: false, sdk: 'botocore' as const,
 /** A call as decode makes it: its strings fresh from JSON.parse (what the observer keeps). */
 function call(clientId: string, service: string, api: string, o: Partial<CsmApiCall> = {}, a: Partial<CsmAttempt> = {}): Correlated {
   const fresh = JSON.parse(JSON.stringify({ clientId, service, api })) as { clientId: string; service: string; api: string };
-  const attempt: CsmAttempt = { ...base, type: 'ApiCallAttempt', ...fresh, region: 'eu-west-1', ...a };
-  return { kind: 'call', call: { ...base, type: 'ApiCall', ...fresh, region: 'eu-west-1', ...o }, attempts: [attempt], missingAttempts: 0 };
+  const httpStatusCode = o.finalHttpStatusCode ?? 200;
+  const attempt: CsmAttempt = { ...base, type: 'ApiCallAttempt', ...fresh, region: 'eu-west-1', httpStatusCode, ...a };
+  return { kind: 'call', call: { ...base, type: 'ApiCall', ...fresh, region: 'eu-west-1', finalHttpStatusCode: httpStatusCode, ...o }, attempts: [attempt], missingAttempts: 0 };
 }
 const denied = (i: number) => ({
   finalHttpStatusCode: 403,
