@@ -35,6 +35,9 @@ export interface PolicyServiceOptions {
   maxStateBytes?: number;
 }
 
+/** Clients whose single-client answers are shared at one state (GET /policy?client=ID, the live view's pane). */
+const MAX_SHARED_ANSWERS = 8;
+
 /** Why the file is written: a debounced change, SIGHUP, or shutdown (the last two are always logged). */
 export type WriteReason = 'change' | 'SIGHUP' | 'shutdown';
 
@@ -63,6 +66,8 @@ export class PolicyService {
   private running: { revision: number; done: Promise<BuiltReport[]> } | undefined;
   private queued: Promise<BuiltReport[]> | undefined;
   private last: { revision: number; reports: BuiltReport[]; endedAt: number; tookMs: number } | undefined;
+  /** One client's answers at the observer's current revision (dropped at its next change). */
+  private answers: { revision: number; byClient: Map<string, Promise<SubjectReport | undefined>> } = { revision: -1, byClient: new Map() };
 
   /** Loads the policy file first: throws PolicyFileError when it or its directory cannot be used. */
   constructor(
@@ -107,8 +112,24 @@ export class PolicyService {
     return Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
   }
 
-  /** GET /policy?client=ID: one policy document, or undefined for an unknown client. */
-  async one(client: string): Promise<SubjectReport | undefined> {
+  /**
+   * GET /policy?client=ID (and the live view): one client's report, or undefined for an unknown
+   * client. Requests for the same client at the same state share one answer.
+   */
+  one(client: string): Promise<SubjectReport | undefined> {
+    const revision = this.observer.revision;
+    if (this.answers.revision !== revision) this.answers = { revision, byClient: new Map() };
+    let answer = this.answers.byClient.get(client);
+    if (!answer) {
+      // Each client asked for since the last change, up to a few: the oldest is forgotten.
+      if (this.answers.byClient.size >= MAX_SHARED_ANSWERS) this.answers.byClient.delete(this.answers.byClient.keys().next().value!);
+      answer = this.buildOne(client);
+      this.answers.byClient.set(client, answer);
+    }
+    return answer;
+  }
+
+  private async buildOne(client: string): Promise<SubjectReport | undefined> {
     const id = client === '(no ClientId)' ? '' : client;
     const entries = this.observer.entries();
     const byClient = entries.filter((e) => e.client === id);

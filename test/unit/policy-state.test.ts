@@ -128,6 +128,20 @@ describe('GET /policy and the file: reports built once, in slices, for what chan
     expect(stats.policy.reportBytes).toBeGreaterThan(0);
   });
 
+  it('GET /policy?client=ID: requests for one client at one state share one build', async () => {
+    const svc = new PolicyService({ writeDelayMs: 1_000 }, newStats(0).policy, quiet);
+    svc.observe(call('c1', 'SQS', 'SendMessage'));
+    svc.observe(call('c2', 'SQS', 'SendMessage'));
+    const report = vi.spyOn(PolicyBuilder.prototype, 'report');
+    const answers = await Promise.all(Array.from({ length: 8 }, () => svc.one('c1')));
+    expect(report).toHaveBeenCalledTimes(1);
+    expect(answers.every((a) => a === answers[0] && a?.client === 'c1')).toBe(true);
+    expect(await svc.one('nobody')).toBeUndefined();
+    svc.observe(call('c1', 'DynamoDB', 'Query'));
+    expect((await svc.one('c1'))!.policy.Statement.flatMap((st) => st.Action).sort()).toEqual(['dynamodb:Query', 'sqs:SendMessage']);
+    expect(report).toHaveBeenCalledTimes(2);
+  });
+
   it('the answer is what JSON.stringify makes of the reports, and a request after a change never gets the older build', async () => {
     const stats = newStats(0);
     const svc = new PolicyService({ writeDelayMs: 1_000 }, stats.policy, quiet);
