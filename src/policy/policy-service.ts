@@ -33,6 +33,8 @@ export interface PolicyServiceOptions {
   writeDelayMs: number;
   /** The observer's byte budget (MAX_POLICY_STATE_BYTES, less under a small memory ceiling). */
   maxStateBytes?: number;
+  /** The reports kept between requests, in JSON bytes: as much as the state's budget unless set. */
+  maxReportBytes?: number;
 }
 
 /** Clients whose single-client answers are shared at one state (GET /policy?client=ID, the live view's pane). */
@@ -47,6 +49,7 @@ export type WriteReason = 'change' | 'SIGHUP' | 'shutdown';
  * rope several times its length).
  */
 interface BuiltReport {
+  key: string;
   version: number;
   label: string;
   reportJson: Buffer;
@@ -65,7 +68,7 @@ export class PolicyService {
   /** The build running (of the observer at `revision`), the one queued after it, and the last one done. */
   private running: { revision: number; done: Promise<BuiltReport[]> } | undefined;
   private queued: Promise<BuiltReport[]> | undefined;
-  private last: { revision: number; reports: BuiltReport[]; endedAt: number; tookMs: number } | undefined;
+  private last: { revision: number; reports: BuiltReport[]; whole: boolean; endedAt: number; tookMs: number } | undefined;
   /** One client's answers at the observer's current revision (dropped at its next change). */
   private answers: { revision: number; byClient: Map<string, Promise<SubjectReport | undefined>> } = { revision: -1, byClient: new Map() };
 
@@ -185,7 +188,7 @@ export class PolicyService {
   /** Every subject's report, current as of this call: the last build's, a running one's, or a new one. */
   private fresh(): Promise<BuiltReport[]> {
     const revision = this.observer.revision;
-    if (!this.running) return this.last?.revision === revision ? Promise.resolve(this.last.reports) : this.startBuild();
+    if (!this.running) return this.last?.revision === revision && this.last.whole ? Promise.resolve(this.last.reports) : this.startBuild();
     if (this.running.revision === revision) return this.running.done;
     // The running build started before this change: the next one, shared by all who wait.
     return (this.queued ??= this.running.done
@@ -203,7 +206,9 @@ export class PolicyService {
       (reports) => {
         this.running = undefined;
         const endedAt = performance.now();
-        this.last = { revision, reports, endedAt, tookMs: endedAt - started };
+        // Kept as the answer until the next change only if every report is kept (else it would hold more than the bound).
+        const whole = reports.every((r) => this.reports.get(r.key) === r);
+        this.last = { revision, reports: whole ? reports : [], whole, endedAt, tookMs: endedAt - started };
         return reports;
       },
       (e: unknown) => {
@@ -231,11 +236,11 @@ export class PolicyService {
         const state = e.state();
         const report = await this.builder.report([state], subjectLabel(state), {}, state);
         const old = this.reports.get(e.key);
-        built = { version: e.version, label: report.label, reportJson: Buffer.from(jsonAt(report, 2)), policyJson: Buffer.from(jsonAt(report.policy, 2)) };
+        built = { key: e.key, version: e.version, label: report.label, reportJson: Buffer.from(jsonAt(report, 2)), policyJson: Buffer.from(jsonAt(report.policy, 2)) };
         const bytes = built.reportJson.length + built.policyJson.length;
         const kept = this.counters.reportBytes - (old ? old.reportJson.length + old.policyJson.length : 0);
         // Kept for the next request while the kept reports fit in the state's budget; else built again then.
-        if (kept + bytes <= this.observer.maxBytes) {
+        if (kept + bytes <= (this.opts.maxReportBytes ?? this.observer.maxBytes)) {
           this.reports.set(e.key, built);
           this.counters.reportBytes = kept + bytes;
         } else {
@@ -244,6 +249,13 @@ export class PolicyService {
         }
       }
       out.push(built);
+    }
+    // A subject shown under another key now (its unidentified calls folded into it, or no longer): the old report goes.
+    const shown = new Set(out);
+    for (const [key, r] of this.reports) {
+      if (shown.has(r)) continue;
+      this.reports.delete(key);
+      this.counters.reportBytes -= r.reportJson.length + r.policyJson.length;
     }
     return out;
   }

@@ -128,6 +128,24 @@ describe('GET /policy and the file: reports built once, in slices, for what chan
     expect(stats.policy.reportBytes).toBeGreaterThan(0);
   });
 
+  it('the reports kept between requests stay within the budget; beyond it they are built again, the answer whole', async () => {
+    const stats = newStats(0);
+    const svc = new PolicyService({ writeDelayMs: 1_000, maxReportBytes: 4 * 1024 }, stats.policy, quiet);
+    for (let i = 0; i < 12; i++) svc.observe(call(`c${i}`, 'DynamoDB', 'Query'));
+    const report = vi.spyOn(PolicyBuilder.prototype, 'report');
+    const first = JSON.parse((await svc.allJson()).toString());
+    expect(first.clients).toHaveLength(12);
+    expect(stats.policy.reportBytes).toBeGreaterThan(0);
+    expect(stats.policy.reportBytes).toBeLessThanOrEqual(4 * 1024);
+    const builtFirst = report.mock.calls.length;
+    expect(builtFirst).toBe(12);
+    const second = JSON.parse((await svc.allJson()).toString());
+    expect(second.clients).toEqual(first.clients);
+    // Those not kept were built again; the kept ones were not.
+    expect(report.mock.calls.length - builtFirst).toBeGreaterThan(0);
+    expect(report.mock.calls.length - builtFirst).toBeLessThan(12);
+  });
+
   it('GET /policy?client=ID: requests for one client at one state share one build', async () => {
     const svc = new PolicyService({ writeDelayMs: 1_000 }, newStats(0).policy, quiet);
     svc.observe(call('c1', 'SQS', 'SendMessage'));
