@@ -17,6 +17,7 @@ ENV npm_config_nodedir=/usr/local
 WORKDIR /app
 COPY package.json package-lock.json binding.gyp ./
 COPY native ./native
+COPY scripts/build-native.mjs ./scripts/
 RUN npm ci --no-audit --no-fund && test -f build/Release/udp_batch.node
 COPY tsconfig.json ./
 COPY src ./src

@@ -11,6 +11,7 @@ import { PolicyFileError } from './policy/policy-file.js';
 import { startView, wantsView } from './ui/attach.js';
 import { describeTargets } from './config/otel-env.js';
 import type { LiveView } from './ui/live-view.js';
+import { collectorOf, flushPlan, quitLine, stoppedLine, stoppingLine, terminalLine, timedOutLine } from './stop-report.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -37,9 +38,17 @@ async function main(): Promise<number> {
   const sub = command.subcommand;
   // Reads a file and prints: no logger, no bridge.
   if (sub?.name === 'policy') return runPolicyCommand(sub.file, config);
-  // While the live view owns the terminal, log lines go into its log area instead.
+  // While the live view owns the terminal, log lines go into its log area instead; once a
+  // terminal is told about the stop (stop-report.ts), as short human lines.
   let view: LiveView | undefined;
-  const log = createLogger(config.logLevel, (line) => (view?.isActive ? view.log(line) : process.stderr.write(line)));
+  let toldOnTerminal = false;
+  const log = createLogger(config.logLevel, (line) => {
+    if (view?.isActive) view.log(line);
+    else if (toldOnTerminal) {
+      const short = terminalLine(line);
+      if (short) process.stderr.write(short);
+    } else process.stderr.write(line);
+  });
   // The SDK reports queue drops and exporter trouble through diag; without a logger they are silent.
   diag.setLogger(
     {
@@ -100,27 +109,47 @@ async function main(): Promise<number> {
     });
   }
   return new Promise<number>((resolve) => {
+    // A person at a terminal is told about the stop in human lines; a log gets the JSON records.
+    const human = process.stderr.isTTY === true && config.logLevel !== 'none';
+    // \r: over the ^C the terminal echoed, if any.
+    const say = (line: string) => process.stderr.write(`\r${line}\n`);
+    const collector = collectorOf(otel);
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) {
-        log.warn('second signal: exiting without waiting for the flush', { signal });
+        if (human) say(quitLine(bridge.snapshot()));
+        else log.warn('second signal: exiting without waiting for the flush', { signal });
         resolve(1);
         return;
       }
       stopping = true;
       view?.close();
-      log.info('stopping: intake closed, flushing pending calls and exports', { signal });
+      const stopAt = Date.now();
+      const plan = flushPlan(bridge.snapshot(), stopAt, config.shutdownTimeoutMs);
+      if (human) {
+        say(stoppingLine(plan, stopAt, collector));
+        toldOnTerminal = true;
+      } else {
+        log.info('stopping: intake closed, flushing pending calls and exports', {
+          signal,
+          flushWithinMs: plan.deadlineAt - stopAt,
+          ...(plan.endpoint === 'answering' ? {} : { otlpEndpointState: plan.endpoint }),
+        });
+      }
       const deadline = setTimeout(() => {
-        log.error('flush did not finish in time; exiting', { shutdownTimeoutMs: config.shutdownTimeoutMs, stats: bridge.snapshot() });
+        if (human) say(timedOutLine(bridge.snapshot(), config.shutdownTimeoutMs));
+        else log.error('flush did not finish in time; exiting', { shutdownTimeoutMs: config.shutdownTimeoutMs, stats: bridge.snapshot() });
         resolve(1);
       }, config.shutdownTimeoutMs);
       deadline.unref();
-      // The export spool stops retrying a little before the hard deadline, so the bridge can say what it could not deliver.
-      const spoolDeadline = Date.now() + config.shutdownTimeoutMs - Math.min(1_000, Math.floor(config.shutdownTimeoutMs / 10));
-      bridge.stop(spoolDeadline).then(async () => {
+      bridge.stop(plan.deadlineAt).then(async () => {
           await recorder?.close();
           clearTimeout(deadline);
-          log.info('stopped', { ...(recorder ? { recording: { file: recorder.path, ...recorder.counts } } : {}), stats: bridge.snapshot() });
+          const stats = bridge.snapshot();
+          if (human) {
+            say(stoppedLine(stats, Date.now() - stopAt, collector, config.spoolDir || undefined));
+            if (recorder) say(`recorded ${recorder.counts.written} datagrams in ${recorder.path}`);
+          } else log.info('stopped', { ...(recorder ? { recording: { file: recorder.path, ...recorder.counts } } : {}), stats });
           resolve(0);
         },
         (e: Error) => {

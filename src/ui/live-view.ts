@@ -7,7 +7,7 @@ import type { Correlated } from '../correlate/types.js';
 import type { Stats } from '../stats.js';
 import type { Translation } from '../translate/types.js';
 import { DEFAULT_LIMITS, ViewModel, type ViewLimits } from './model.js';
-import { clean, render, type Header } from './render.js';
+import { clean, render, withFooter, type Header } from './render.js';
 
 const ENTER = '\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J';
 const LEAVE = '\x1b[?25h\x1b[?1049l';
@@ -137,13 +137,14 @@ export class LiveView {
       );
     }
     const head = [
-      `aws-csm-bridge ${this.opts.version} · IAM policy   p: back to calls   n: next application   q: quit`,
+      `aws-csm-bridge ${this.opts.version} · IAM policy`,
       label === undefined
         ? 'no application observed yet'
         : `application ${clean(label)} (${(this.policyIndex % labels.length) + 1} of ${labels.length})   also: GET /policy?client=ID on the admin listener`,
       '',
     ];
-    return [...head, ...(label === undefined ? [] : this.policyLines.map(clean))].slice(0, Math.max(1, height)).map((l) => (l.length > width ? l.slice(0, width) : l));
+    const body = [...head, ...(label === undefined ? [] : this.policyLines.map(clean))].map((l) => (l.length > width ? l.slice(0, width) : l));
+    return withFooter(body, 'p back to calls   n next application   q quit', width, height);
   }
 
   private frame(): string[] {
@@ -172,7 +173,9 @@ export class LiveView {
   /** Restores the terminal (and, with keepLastFrame, prints the last frame on it). Idempotent; also runs on process exit. */
   close(keepLastFrame = false): void {
     if (!this.active) return;
-    const last = keepLastFrame ? this.frame() : undefined;
+    // The last frame without its keys (the last line) and the blank lines above them.
+    const last = keepLastFrame ? this.frame().slice(0, -1) : undefined;
+    while (last?.length && last[last.length - 1] === '') last.pop();
     this.active = false;
     if (this.timer) clearInterval(this.timer);
     this.opts.out.off('resize', this.onResize);
