@@ -22,6 +22,7 @@ import { Pipeline, pipelineOptions, type CallTap, type DatagramTap, type Pipelin
 import { UdpReceiver } from './receive/udp-receiver.js';
 import { bindPolicyError, httpBindPolicyError } from './receive/source-filter.js';
 import { newStats, type Stats } from './stats.js';
+import { timerGuard } from './timer-guard.js';
 import { warmUp } from './warm-up.js';
 
 /**
@@ -125,7 +126,7 @@ export class Bridge {
     const toExport = join ?? this.exporter;
     this.identity = new IdentityStage(resolver, policy ? [toExport, policy.sink] : [toExport], this.stats, log);
     this.pipeline = new Pipeline(this.options, this.identity, this.stats, log);
-    this.memory = new MemoryGuard(this.stats.memory, this.pipeline, () => this.exporter.spoolMemoryBytes, log);
+    this.memory = new MemoryGuard(this.stats, this.pipeline, () => this.exporter.spoolMemoryBytes, log);
     this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
     this.bindError =
       bindPolicyError(config.listen, config.allowSource, config.allowAnySource) ??
@@ -142,7 +143,7 @@ export class Bridge {
       );
     if (otel.sdkDisabled) log.warn('OTEL_SDK_DISABLED=true: nothing is exported; datagrams are still received and counted, and the live view and /stats work');
     this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log, config.udpReceiver);
-    this.admin = config.admin === 'off' ? undefined : new AdminServer(config.admin, () => this.snapshot(), this.policy);
+    this.admin = config.admin === 'off' ? undefined : new AdminServer({ listen: config.admin, allowRemoteHttp: config.allowRemoteHttp }, () => this.snapshot(), this.stats.admin, log, this.policy);
   }
 
   async start(): Promise<{ listen: string[]; admin?: string; prometheus?: string; appOtlp?: string[] }> {
@@ -163,12 +164,15 @@ export class Bridge {
       throw e;
     }
     let ticks = 0;
-    this.expireTimer = setInterval(() => {
-      const now = Date.now();
-      this.pipeline.expire(now);
-      this.join?.expire(now);
-      if (++ticks % KERNEL_DROPS_EVERY === 0) this.refreshKernelDrops();
-    }, EXPIRE_EVERY_MS);
+    this.expireTimer = setInterval(
+      timerGuard(this.stats, this.log)('the expiry tick', () => {
+        const now = Date.now();
+        this.pipeline.expire(now);
+        this.join?.expire(now);
+        if (++ticks % KERNEL_DROPS_EVERY === 0) this.refreshKernelDrops();
+      }),
+      EXPIRE_EVERY_MS,
+    );
     this.expireTimer.unref();
     this.memory.start();
     const admin = this.admin?.address();

@@ -152,10 +152,7 @@ export class PolicyService {
    */
   write(reason: WriteReason = 'change'): Promise<void> {
     const file = this.opts.file;
-    if (file === undefined) {
-      if (reason === 'SIGHUP') this.log.info('SIGHUP: no policy file to write (set --policy-file)');
-      return Promise.resolve();
-    }
+    if (file === undefined) return Promise.resolve();
     this.writing = this.writing.then(async () => {
       const revision = this.observer.revision;
       if (revision === this.writtenAt && reason !== 'SIGHUP') {
@@ -172,7 +169,7 @@ export class PolicyService {
         this.counters.fileErrors++;
         const fields = { file, error: (e as Error).message };
         if (reason === 'change') this.log.warnLimited('policy-file', 'could not write the policy file (tried again at the next change)', fields);
-        else if (reason === 'SIGHUP') this.log.warn('could not write the policy file (SIGHUP)', fields);
+        else if (reason === 'SIGHUP') this.log.warn('SIGHUP: the policy file was not written', fields);
         else this.log.error('could not write the policy file at shutdown: what was observed since its last write is lost', fields);
       }
     });

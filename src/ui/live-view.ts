@@ -104,7 +104,16 @@ export class LiveView {
 
   draw(): void {
     if (!this.active) return;
-    const lines = this.frame();
+    let lines: string[];
+    try {
+      lines = this.frame();
+    } catch (e) {
+      // Drawn on a timer: a frame that throws (a bug) must not end the bridge. The view closes,
+      // so the log goes back to stderr, and says why.
+      this.close();
+      this.opts.out.write(`aws-csm-bridge: the live view failed and is closed (the bridge goes on): ${(e as Error)?.message ?? String(e)}\n`);
+      return;
+    }
     // Home, each line cleared to its end, then the rest of the screen cleared: no flicker, no leftovers.
     this.opts.out.write(`\x1b[H${lines.map((l) => `${l}\x1b[K`).join('\r\n')}\x1b[J`);
   }

@@ -36,7 +36,7 @@ function guard(pending: () => number) {
     },
     shedOldest: (n) => ({ attempts: Math.min(n, pending()), calls: 0 }),
   };
-  return new MemoryGuard(stats.memory, state, () => 0, createLogger('none'));
+  return new MemoryGuard(stats, state, () => 0, createLogger('none'));
 }
 
 describe('the memory guard above its ceiling', () => {
