@@ -9,6 +9,7 @@ import type { OtelSettings } from './config/otel-env.js';
 import type { Config } from './config/schema.js';
 import { parseHostPort, type Source } from './net/address.js';
 import { OtelExporter } from './export/otel-exporter.js';
+import { MAX_POLICY_STATE_BYTES, POLICY_SHARE_OF_MEMORY_CEILING } from './policy/observer.js';
 import { PolicyService } from './policy/policy-service.js';
 import { IdentityStage } from './identity/identity-stage.js';
 import { AppGrpcListener, AppHttpListener } from './join/app-listener.js';
@@ -41,6 +42,10 @@ const EXPIRE_EVERY_MS = 100;
 const KERNEL_DROPS_EVERY = 10;
 /** Made-up calls run through the datagram path before the sockets open (src/warm-up.ts). */
 const WARM_UP_CALLS = 3_000;
+
+/** The policy state's byte budget: its share of the memory ceiling, at most MAX_POLICY_STATE_BYTES. */
+const policyStateBytes = (ceilingMb: number) =>
+  ceilingMb > 0 ? Math.min(MAX_POLICY_STATE_BYTES, Math.floor((ceilingMb * 1024 * 1024) / POLICY_SHARE_OF_MEMORY_CEILING)) : MAX_POLICY_STATE_BYTES;
 
 export class Bridge {
   readonly stats: Stats = newStats(Date.now());
@@ -90,7 +95,13 @@ export class Bridge {
     );
     // Loads --policy-file: throws PolicyFileError (exit 2) when it exists but cannot be used.
     const policy = (this.policy =
-      intake === 'replay' ? undefined : new PolicyService({ writeDelayMs: config.policyWriteDelayMs, ...(config.policyFile ? { file: config.policyFile } : {}) }, this.stats.policy, log));
+      intake === 'replay'
+        ? undefined
+        : new PolicyService(
+            { writeDelayMs: config.policyWriteDelayMs, maxStateBytes: policyStateBytes(config.memoryCeilingMb), ...(config.policyFile ? { file: config.policyFile } : {}) },
+            this.stats.policy,
+            log,
+          ));
     // processIdentity: the sending process of loopback datagrams (never for replays). A call with
     // its sender goes to the exporter and to the policy observer (which splits by process).
     const resolver =

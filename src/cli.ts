@@ -88,17 +88,11 @@ async function main(): Promise<number> {
     return e instanceof PolicyFileError ? 2 : 1;
   }
   // SIGHUP: write the policy file now (iamlive users expect the policy on a signal); the log says what happened.
+  // (The policy service logs what the write did: written, or not and why.)
   onHangup = () => {
     const policy = bridge.policy;
-    const file = config.policyFile;
-    if (!policy || file === undefined) return log.info('SIGHUP: no policy file to write (set --policy-file)');
-    const { fileWrites, fileErrors } = bridge.stats.policy;
-    void policy.write().then(() => {
-      const now = bridge.stats.policy;
-      if (now.fileErrors > fileErrors) log.warn('SIGHUP: the policy file was not written (the error is logged above)', { file });
-      else if (now.fileWrites > fileWrites) log.info('policy file written (SIGHUP)', { file });
-      else log.info('SIGHUP: the policy file is up to date (nothing observed since it was written)', { file });
-    });
+    if (!policy || config.policyFile === undefined) return log.info('SIGHUP: no policy file to write (set --policy-file)');
+    void policy.write('SIGHUP');
   };
   let recorder: Recorder | undefined;
   if (sub?.name === 'record') {

@@ -25,6 +25,12 @@ const MEMORY_CHECK_EVERY_BYTES = 8 * 1024 * 1024;
 /** At most one shed per this gap, so the GC gets a chance to return what was freed. */
 const MEMORY_SHED_MIN_GAP_MS = 100;
 const MEMORY_GC_MIN_GAP_MS = 1_000;
+/**
+ * With nothing shed, the GC is run again only once RSS grew this much past what it was after
+ * the last one: above the ceiling for good (state that cannot be shed, a ceiling below the idle
+ * RSS), a GC every second found nothing while idle.
+ */
+const MEMORY_GC_REGROWTH_BYTES = 16 * 1024 * 1024;
 
 /** A full, synchronous GC (global.gc without starting node with --expose-gc). */
 const fullGc: () => void = (() => {
@@ -48,6 +54,7 @@ export class MemoryGuard {
   private sinceCheckBytes = 0;
   private lastShedAt = 0;
   private lastGcAt = 0;
+  private rssAfterGc = 0;
   private timer: NodeJS.Timeout | undefined;
   /** shedAboveCeiling, its throws (a bug) counted in internalErrors, on the timer and on the datagram path alike. */
   private readonly checkGuarded: () => void;
@@ -115,9 +122,10 @@ export class MemoryGuard {
     const shed = this.state.shedOldest(Math.ceil((pending.attempts + pending.calls) / 2));
     // V8 collects lazily far below its own heap limit: most of the RSS above the ceiling is
     // usually garbage (parsed datagrams). A full collection returns it to the OS now.
-    if (now - this.lastGcAt >= MEMORY_GC_MIN_GAP_MS) {
+    if (now - this.lastGcAt >= MEMORY_GC_MIN_GAP_MS && (shed.attempts + shed.calls > 0 || rss > this.rssAfterGc + MEMORY_GC_REGROWTH_BYTES)) {
       this.lastGcAt = now;
       fullGc();
+      this.rssAfterGc = this.readRss() ?? rss;
     }
     if (shed.attempts + shed.calls > 0) {
       m.sheds++;

@@ -1,6 +1,7 @@
 import type { AdminStats } from './admin/server.js';
 import type { SettleCounts } from './correlate/types.js';
 import type { RejectReason } from './decode/types.js';
+import { newPolicyCounters } from './policy/observer.js';
 import type { PolicyStats } from './policy/policy-service.js';
 import { newAppListenerCounts, type AppListenerCounts } from './join/app-listener.js';
 import type { IndexCounts } from './join/app-span-index.js';
@@ -213,7 +214,7 @@ export function newStats(now: number): Stats {
     lastExportOkAt: { traces: null, metrics: null },
     clients: { active: 0, overflowed: 0, evicted: 0 },
     identity: { resolved: 0, unresolved: 0, scans: 0 },
-    policy: { observed: 0, unanswered: 0, subjects: 0, droppedSubjects: 0, droppedCalls: 0, droppedScopes: 0, droppedDenials: 0, fileWrites: 0, fileErrors: 0 },
+    policy: { ...newPolicyCounters(), fileWrites: 0, fileErrors: 0, reportBytes: 0 },
     appSpans: { ...newAppListenerCounts(), index: { indexed: 0, refusedFull: 0, duplicate: 0, expired: 0, held: 0 } },
     join: newJoinCounts(),
     admin: { rejectedHosts: 0, evictedConnections: 0, refusedConnections: 0, acceptErrors: 0, timedOut: 0, badRequests: 0, errors: 0 },

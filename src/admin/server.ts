@@ -53,10 +53,8 @@ export interface AdminStats {
   errors: number;
 }
 
-interface Answer {
-  code: number;
-  body: unknown;
-}
+/** What a route answers: a value to serialize, or JSON already serialized (GET /policy's, built in slices). */
+type Answer = { code: number; body: unknown } | { code: number; json: Buffer };
 type Route = (query: URLSearchParams) => Answer | Promise<Answer>;
 
 /** `/path?query` split without throwing: anything else (`//`, `*`, absolute forms) is a path no route has. */
@@ -92,7 +90,7 @@ export class AdminServer {
     if (policy)
       routes.set('/policy', async (query) => {
         const client = query.get('client');
-        if (client === null) return { code: 200, body: await policy.all() };
+        if (client === null) return { code: 200, json: await policy.allJson() };
         const r = await policy.one(client);
         return r ? { code: 200, body: r.policy } : { code: 404, body: { error: `no client ${JSON.stringify(client)} observed`, clients: policy.labels() } };
       });
@@ -171,10 +169,11 @@ export class AdminServer {
     res.once('close', () => {
       if (this.connections.has(socket)) this.connections.set(socket, false);
     });
-    const send = ({ code, body }: Answer) => {
-      const text = `${JSON.stringify(body, null, 2)}\n`;
-      res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
-      res.end(text);
+    const send = (a: Answer) => {
+      const text = 'json' in a ? a.json : `${JSON.stringify(a.body, null, 2)}`;
+      res.writeHead(a.code, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) + 1 });
+      res.write(text);
+      res.end('\n');
     };
     const fail = (e: unknown) => {
       const error = String((e as Error)?.message ?? e).slice(0, 300);

@@ -45,7 +45,7 @@ describe('a route that fails', () => {
 
   it('rejecting (the policy route): 500, counted', async () => {
     const { url, stats } = await serve(() => newStats(0), {
-      all: () => Promise.reject(new Error('policy broke')),
+      allJson: () => Promise.reject(new Error('policy broke')),
       one: () => {
         throw new Error('sync throw in an async route');
       },
