@@ -2,7 +2,7 @@
 #   docker build -t aws-csm-bridge .
 #   docker run --rm -p 31000:31000/udp -p 127.0.0.1:31001:31001 \
 #     -e OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 aws-csm-bridge
-# See README "Running in containers".
+# See docs/deployment.md "Running in containers".
 
 # --- build: full dev dependencies, TypeScript → dist/, the recvmmsg addon ------
 FROM node:20-bookworm-slim AS build
@@ -17,6 +17,7 @@ ENV npm_config_nodedir=/usr/local
 WORKDIR /app
 COPY package.json package-lock.json binding.gyp ./
 COPY native ./native
+COPY scripts/build-native.mjs ./scripts/
 RUN npm ci --no-audit --no-fund && test -f build/Release/udp_batch.node
 COPY tsconfig.json ./
 COPY src ./src

@@ -9,14 +9,19 @@ import type { OtelSettings } from './config/otel-env.js';
 import type { Config } from './config/schema.js';
 import type { Source } from './net/address.js';
 import { OtelExporter } from './export/otel-exporter.js';
+import { MAX_POLICY_STATE_BYTES, POLICY_SHARE_OF_MEMORY_CEILING } from './policy/observer.js';
 import { PolicyService } from './policy/policy-service.js';
 import { IdentityStage } from './identity/identity-stage.js';
+import { AppGrpcListener, AppHttpListener } from './join/app-listener.js';
+import { APP_SPAN_TTL_MS, AppSpanIndex } from './join/app-span-index.js';
+import { JoinStage } from './join/join-stage.js';
 import { ProcessIdentityResolver } from './identity/resolver.js';
 import type { Logger } from './log.js';
 import { MemoryGuard } from './memory-guard.js';
 import { Pipeline, pipelineOptions, type CallTap, type DatagramTap, type PipelineOptions } from './pipeline.js';
 import { UdpReceiver } from './receive/udp-receiver.js';
 import { newStats, type Stats } from './stats.js';
+import { timerGuard } from './timer-guard.js';
 import { warmUp } from './warm-up.js';
 
 /**
@@ -37,6 +42,10 @@ const KERNEL_DROPS_EVERY = 10;
 /** Made-up calls run through the datagram path before the sockets open (src/warm-up.ts). */
 const WARM_UP_CALLS = 3_000;
 
+/** The policy state's byte budget: its share of the memory ceiling, at most MAX_POLICY_STATE_BYTES. */
+const policyStateBytes = (ceilingMb: number) =>
+  ceilingMb > 0 ? Math.min(MAX_POLICY_STATE_BYTES, Math.floor((ceilingMb * 1024 * 1024) / POLICY_SHARE_OF_MEMORY_CEILING)) : MAX_POLICY_STATE_BYTES;
+
 export class Bridge {
   readonly stats: Stats = newStats(Date.now());
   private readonly options: PipelineOptions;
@@ -45,6 +54,9 @@ export class Bridge {
   private readonly admin: AdminServer | undefined;
   private readonly exporter: OtelExporter;
   private readonly identity: IdentityStage;
+  /** The join with the applications' traces, when an app span listener is configured. */
+  private readonly join: JoinStage | undefined;
+  private readonly appListeners: (AppHttpListener | AppGrpcListener)[] = [];
   /** IAM policies per application (GET /policy, the live view, --policy-file); not for replays. */
   readonly policy: PolicyService | undefined;
   private readonly memory: MemoryGuard;
@@ -81,44 +93,74 @@ export class Bridge {
     );
     // Loads --policy-file: throws PolicyFileError (exit 2) when it exists but cannot be used.
     const policy = (this.policy =
-      intake === 'replay' ? undefined : new PolicyService({ writeDelayMs: config.policyWriteDelayMs, ...(config.policyFile ? { file: config.policyFile } : {}) }, this.stats.policy, log));
+      intake === 'replay'
+        ? undefined
+        : new PolicyService(
+            { writeDelayMs: config.policyWriteDelayMs, maxStateBytes: policyStateBytes(config.memoryCeilingMb), ...(config.policyFile ? { file: config.policyFile } : {}) },
+            this.stats.policy,
+            log,
+          ));
     // processIdentity: the sending process of loopback datagrams (never for replays). A call with
     // its sender goes to the exporter and to the policy observer (which splits by process).
     const resolver =
       config.processIdentity === 'off' || intake === 'replay'
         ? undefined
         : new ProcessIdentityResolver({ mode: config.processIdentity, commandLine: config.processCommandLine }, log, this.stats.identity);
-    this.identity = new IdentityStage(resolver, policy ? [this.exporter, policy.sink] : [this.exporter], this.stats, log);
+    // With an app span listener, calls go to export through the join (which may hold them a while); the policy sees them at once.
+    const join = (this.join =
+      intake === 'udp' && (config.appOtlpHttp !== undefined || config.appOtlpGrpc !== undefined)
+        ? new JoinStage(
+            { windowMs: config.appJoinWindowMs, attemptKind: config.appJoinAttemptKind },
+            new AppSpanIndex(APP_SPAN_TTL_MS, this.stats.appSpans.index),
+            this.exporter,
+            this.stats.join,
+          )
+        : undefined);
+    if (join !== undefined) {
+      const consume = (spans: Parameters<JoinStage['appSpans']>[0]) => join.appSpans(spans);
+      if (config.appOtlpHttp !== undefined) this.appListeners.push(new AppHttpListener(config.appOtlpHttp, consume, this.stats.appSpans, log));
+      if (config.appOtlpGrpc !== undefined) this.appListeners.push(new AppGrpcListener(config.appOtlpGrpc, consume, this.stats.appSpans));
+    }
+    const toExport = join ?? this.exporter;
+    this.identity = new IdentityStage(resolver, policy ? [toExport, policy.sink] : [toExport], this.stats, log);
     this.pipeline = new Pipeline(this.options, this.identity, this.stats, log);
-    this.memory = new MemoryGuard(this.stats.memory, this.pipeline, () => this.exporter.spoolMemoryBytes, log);
+    this.memory = new MemoryGuard(this.stats, this.pipeline, () => this.exporter.spoolMemoryBytes, log);
     this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
     if (otel.sdkDisabled) log.warn('OTEL_SDK_DISABLED=true: nothing is exported; datagrams are still received and counted, and the live view and /stats work');
     this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log, config.udpReceiver);
-    this.admin = config.admin === 'off' ? undefined : new AdminServer(config.admin, () => this.snapshot(), this.policy);
+    this.admin = config.admin === 'off' ? undefined : new AdminServer({ listen: config.admin, allowRemoteHttp: config.allowRemoteHttp }, () => this.snapshot(), this.stats.admin, log, this.policy);
   }
 
-  async start(): Promise<{ listen: string[]; admin?: string; prometheus?: string }> {
+  async start(): Promise<{ listen: string[]; admin?: string; prometheus?: string; appOtlp?: string[] }> {
     if (this.intake === 'replay') return { listen: [] };
     this.warmUp();
     await this.receiver.start();
     let prometheus: string | undefined;
+    const appOtlp: string[] = [];
     try {
       await this.admin?.start();
       prometheus = (await this.exporter.start()).prometheus;
+      for (const l of this.appListeners) appOtlp.push(await l.start());
     } catch (e) {
+      await Promise.all(this.appListeners.map((l) => l.close()));
       await this.admin?.close();
       await this.receiver.close();
       throw e;
     }
     let ticks = 0;
-    this.expireTimer = setInterval(() => {
-      this.pipeline.expire(Date.now());
-      if (++ticks % KERNEL_DROPS_EVERY === 0) this.refreshKernelDrops();
-    }, EXPIRE_EVERY_MS);
+    this.expireTimer = setInterval(
+      timerGuard(this.stats, this.log)('the expiry tick', () => {
+        const now = Date.now();
+        this.pipeline.expire(now);
+        this.join?.expire(now);
+        if (++ticks % KERNEL_DROPS_EVERY === 0) this.refreshKernelDrops();
+      }),
+      EXPIRE_EVERY_MS,
+    );
     this.expireTimer.unref();
     this.memory.start();
     const admin = this.admin?.address();
-    return { listen: this.receiver.addresses(), ...(admin ? { admin } : {}), ...(prometheus ? { prometheus } : {}) };
+    return { listen: this.receiver.addresses(), ...(admin ? { admin } : {}), ...(prometheus ? { prometheus } : {}), ...(appOtlp.length > 0 ? { appOtlp } : {}) };
   }
 
   /** The UDP receiver in use once started: recvmmsg (the native addon) or dgram. */
@@ -178,6 +220,7 @@ export class Bridge {
     this.stats.correlation.pendingCalls = p.calls;
     this.stats.correlation.pendingGroups = p.groups;
     Object.assign(this.stats.correlation.joint, this.pipeline.jointCounts);
+    this.exporter.countQueued();
     this.refreshKernelDrops();
     this.memory.readRss();
     return this.stats;
@@ -197,8 +240,10 @@ export class Bridge {
     clearInterval(this.expireTimer);
     this.memory.stop();
     await this.receiver.close();
+    await Promise.all(this.appListeners.map((l) => l.close()));
     this.pipeline.flush();
     await this.identity.settled();
+    this.join?.flush();
     this.identity.close();
     await this.policy?.close();
     this.snapshot();

@@ -1,6 +1,11 @@
+import type { AdminStats } from './admin/server.js';
 import type { SettleCounts } from './correlate/types.js';
 import type { RejectReason } from './decode/types.js';
+import { newPolicyCounters } from './policy/observer.js';
 import type { PolicyStats } from './policy/policy-service.js';
+import { newAppListenerCounts, type AppListenerCounts } from './join/app-listener.js';
+import type { IndexCounts } from './join/app-span-index.js';
+import { newJoinCounts, type JoinCounts } from './join/join-stage.js';
 
 /**
  * Every counter the bridge keeps, in one plain object: `/stats` serves it
@@ -59,21 +64,52 @@ export interface Stats {
     shedAttempts: number;
     /** Pending calls exported early, without their late attempts. */
     shedCalls: number;
+    /** RSS readings that failed (EMFILE: out of file descriptors); the ceiling was not checked then. */
+    readErrors: number;
   };
-  spans: { created: number; exported: number; failed: number; dropped: number };
+  /**
+   * Spans, from creation to their end. Every span is in exactly one place:
+   * created + spool.recoveredSpans (from an earlier run) = exported + queued + lost.
+   */
+  spans: {
+    created: number;
+    exported: number;
+    /** Waiting now: in the export spool (memory or spoolDir) or in the batch being filled. */
+    queued: number;
+    /** Given up: lost = failed + dropped. */
+    lost: number;
+    /** Refused by the endpoint (4xx, a 5xx it kept answering, a partial success's rejected spans). */
+    failed: number;
+    /** Dropped: spool full, disk full, unreadable, or undelivered at shutdown and not on disk (spool.lostSpans). */
+    dropped: number;
+    /** Send attempts that failed (endpoint down, timed out, 429/5xx) and will be retried: nothing is lost by them, the spans stay queued. */
+    failedAttempts: number;
+  };
   /**
    * Trace sampling (OTEL_TRACES_SAMPLER, --sample-keep), per call: kept = keptBy.* summed; a call
    * sampled out has no span at all. Metrics count every call whatever this says. All 0 without a
    * traces exporter (OTEL_TRACES_EXPORTER=none).
    */
-  sampling: { kept: number; sampledOut: number; keptBy: { sampled: number; error: number; retry: number; slow: number } };
-  metricExports: { succeeded: number; failed: number };
+  sampling: { kept: number; sampledOut: number; keptBy: { sampled: number; error: number; retry: number; slow: number; joined: number } };
+  /**
+   * OTLP metric export requests (one per collection), the same way as spans:
+   * created + spool.recoveredMetricExports = succeeded + queued + lost.
+   */
+  metricExports: {
+    created: number;
+    succeeded: number;
+    queued: number;
+    /** lost = failed + dropped. */
+    lost: number;
+    /** Refused by the endpoint, or could not be serialized. */
+    failed: number;
+    /** Dropped: spool full, disk full, unreadable, or undelivered at shutdown and not on disk (spool.lostMetricExports). */
+    dropped: number;
+    failedAttempts: number;
+  };
   /** Metric points folded into a series with otel.metric.overflow=true: the instrument had its 500 series for that ClientId. */
   metricPoints: { overflowed: number; rejected: number };
-  /**
-   * The export spool between the batches and the OTLP endpoint (src/export/spool.ts).
-   * spans.created = spans.exported + failed + dropped + spool.queuedSpans + spans in the current batch.
-   */
+  /** The export spool between the batches and the OTLP endpoint (src/export/spool.ts). */
   spool: {
     /** Waiting for the endpoint now (spans / metric export requests), and their serialized size. */
     queuedSpans: number;
@@ -82,7 +118,7 @@ export interface Stats {
     /** Dropped oldest-first because the spool was full (spans are also in spans.dropped). */
     droppedSpans: number;
     droppedMetricExports: number;
-    /** Sends that failed (endpoint down, timed out, 429/5xx) and will be retried after a backoff. */
+    /** Sends that failed (endpoint down, timed out, 429/5xx) and will be retried after a backoff: spans.failedAttempts + metricExports.failedAttempts. */
     retries: number;
     /** Found in spoolDir at start, left by an earlier run. */
     recoveredSpans: number;
@@ -103,12 +139,25 @@ export interface Stats {
   lastExportError: { traces: ExportError | null; metrics: ExportError | null };
   /** Newest successful export per signal, epoch ms. A signal is failing while its error is newer. */
   lastExportOkAt: { traces: number | null; metrics: number | null };
-  /** active: clients (resources) known; evicted: clients of exited processes forgotten to stay under maxClients. */
+  /**
+   * active: applications (ClientIds, and aws-csm:other once used) known, however many of their
+   * processes were identified; evicted: clients of exited processes forgotten to stay under maxClients.
+   */
   clients: { active: number; overflowed: number; evicted: number };
   /** processIdentity: sources (address:port) resolved to a process or not, and scans of /proc/*\/fd. */
   identity: { resolved: number; unresolved: number; scans: number };
   /** IAM policy observation (src/policy): subjects kept, what the bounds dropped, policy file writes. */
   policy: PolicyStats;
+  /**
+   * Applications' spans received for the join (--app-otlp-http / --app-otlp-grpc; all 0 when off):
+   * requests and spans, what was kept, refused and rejected (by reason); `index`: app spans held
+   * for the join, added, refused (full), duplicates, expired unjoined.
+   */
+  appSpans: AppListenerCounts & { index: IndexCounts };
+  /** CSM calls and the applications' traces: joined, expired unjoined, not waited for (and why), waiting now. */
+  join: JoinCounts;
+  /** The admin listener: what its bounds (connections, timeouts, Host names) refused. */
+  admin: AdminStats;
   /** Calls that failed inside the bridge (a bug): logged and counted, never fatal. */
   internalErrors: number;
 }
@@ -139,10 +188,10 @@ export function newStats(now: number): Stats {
       pendingGroups: 0,
       joint: { calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0, overBudget: 0, filled: 0 },
     },
-    memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
-    spans: { created: 0, exported: 0, failed: 0, dropped: 0 },
-    sampling: { kept: 0, sampledOut: 0, keptBy: { sampled: 0, error: 0, retry: 0, slow: 0 } },
-    metricExports: { succeeded: 0, failed: 0 },
+    memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0, readErrors: 0 },
+    spans: { created: 0, exported: 0, queued: 0, lost: 0, failed: 0, dropped: 0, failedAttempts: 0 },
+    sampling: { kept: 0, sampledOut: 0, keptBy: { sampled: 0, error: 0, retry: 0, slow: 0, joined: 0 } },
+    metricExports: { created: 0, succeeded: 0, queued: 0, lost: 0, failed: 0, dropped: 0, failedAttempts: 0 },
     metricPoints: { overflowed: 0, rejected: 0 },
     spool: {
       queuedSpans: 0,
@@ -165,7 +214,10 @@ export function newStats(now: number): Stats {
     lastExportOkAt: { traces: null, metrics: null },
     clients: { active: 0, overflowed: 0, evicted: 0 },
     identity: { resolved: 0, unresolved: 0, scans: 0 },
-    policy: { observed: 0, subjects: 0, droppedSubjects: 0, droppedCalls: 0, droppedScopes: 0, droppedDenials: 0, fileWrites: 0, fileErrors: 0 },
+    policy: { ...newPolicyCounters(), fileWrites: 0, fileErrors: 0, reportBytes: 0 },
+    appSpans: { ...newAppListenerCounts(), index: { indexed: 0, refusedFull: 0, duplicate: 0, expired: 0, held: 0 } },
+    join: newJoinCounts(),
+    admin: { rejectedHosts: 0, evictedConnections: 0, refusedConnections: 0, acceptErrors: 0, timedOut: 0, badRequests: 0, errors: 0 },
     internalErrors: 0,
   };
 }

@@ -89,6 +89,8 @@ function listenerRefusal(config: Config, otel: OtelSettings): string | undefined
     httpBindPolicyError(
       [
         ...(config.admin === 'off' ? [] : [{ what: 'admin listener', host: splitHostPort(config.admin)?.host ?? config.admin, setting: '--admin' }]),
+        ...(config.appOtlpHttp !== undefined ? [{ what: 'app span listener', host: splitHostPort(config.appOtlpHttp)?.host ?? config.appOtlpHttp, setting: '--app-otlp-http' }] : []),
+        ...(config.appOtlpGrpc !== undefined ? [{ what: 'app span listener', host: splitHostPort(config.appOtlpGrpc)?.host ?? config.appOtlpGrpc, setting: '--app-otlp-grpc' }] : []),
         ...(prometheus ? [{ what: 'Prometheus endpoint', host: otel.prometheus.host, setting: 'OTEL_EXPORTER_PROMETHEUS_HOST' }] : []),
       ],
       config.allowRemoteHttp,

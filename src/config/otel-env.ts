@@ -13,7 +13,7 @@ import { createSecureContext } from 'node:tls';
  * variable, its value and what is allowed, instead of being ignored at the
  * first export. Empty means unset, as the spec says.
  *
- * `OTEL_VARIABLES` is the list `--help` shows and the README table is checked
+ * `OTEL_VARIABLES` is the list `--help` shows and the docs/exporting.md table is checked
  * against.
  */
 
@@ -109,7 +109,7 @@ const PROTOCOLS: readonly OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc'
 const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
 const LOG_LEVELS: Record<string, OtelLogLevel> = { none: 'none', error: 'error', warn: 'warn', info: 'info', debug: 'debug', verbose: 'debug', all: 'debug' };
 
-/** Every variable resolved here, for `--help` and the README (a test checks both list each one). */
+/** Every variable resolved here, for `--help` and docs/exporting.md (a test checks both list each one). */
 export const OTEL_VARIABLES: readonly { name: string; help: string }[] = [
   { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', help: `OTLP base URL. http/*: /v1/traces and /v1/metrics are appended (default ${DEFAULT_HTTP_ENDPOINT}); grpc: scheme://host:port, no path (default ${DEFAULT_GRPC_ENDPOINT}). --otlp-endpoint overrides every endpoint variable.` },
   { name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', help: 'Traces URL, used as is (http/*: the full URL; grpc: scheme://host:port).' },

@@ -25,6 +25,7 @@ export const GROUPS = {
   receive: { title: 'Receiving datagrams', intro: '' },
   correlation: { title: 'Matching attempts to their calls', intro: '' },
   output: { title: 'What is exported', intro: '' },
+  join: { title: 'Joining the applications\' own traces', intro: '' },
   export: { title: 'Export batches, spool and shutdown', intro: '' },
   policy: { title: 'IAM policies', intro: '' },
   run: { title: 'Logs, live view, record and replay', intro: '' },
@@ -146,6 +147,38 @@ export const OPTIONS = {
     schema: z.boolean().default(false),
     env: ['AWS_CSM_BRIDGE_ALLOW_REMOTE_HTTP'],
     help: 'Let the admin listener and the Prometheus endpoint bind a non-loopback address (both answer without authentication: counters, client names and metrics). Without it the bridge refuses to start with one.',
+  }),
+  appOtlpHttp: opt({
+    group: 'join',
+    kind: 'string',
+    value: 'HOST:PORT',
+    schema: hostPort.optional(),
+    env: ['AWS_CSM_BRIDGE_APP_OTLP_HTTP'],
+    defaultText: 'off',
+    help: 'Receive the applications\' spans over OTLP/HTTP (POST /v1/traces, protobuf or JSON, gzip) on this address, to put each AWS call\'s attempts inside the application\'s own trace, below its SDK span (joined by request id; docs/app-traces.md). The spans are read for the join, never forwarded. Loopback unless allowRemoteHttp.',
+  }),
+  appOtlpGrpc: opt({
+    group: 'join',
+    kind: 'string',
+    value: 'HOST:PORT',
+    schema: hostPort.optional(),
+    env: ['AWS_CSM_BRIDGE_APP_OTLP_GRPC'],
+    defaultText: 'off',
+    help: 'The same over OTLP/gRPC (TraceService/Export).',
+  }),
+  appJoinWindowMs: opt({
+    group: 'join',
+    kind: 'ms',
+    schema: ms(0).max(60_000).default(7_000),
+    env: ['AWS_CSM_BRIDGE_APP_JOIN_WINDOW_MS'],
+    help: 'With an app span listener: how long a call that may still be joined waits for the application\'s span (an SDK batch processor waits 5 s by default, then the Collector batches); after it the call is exported standalone.',
+  }),
+  appJoinAttemptKind: opt({
+    group: 'join',
+    kind: 'string',
+    schema: z.enum(['internal', 'client']).default('internal'),
+    env: ['AWS_CSM_BRIDGE_APP_JOIN_ATTEMPT_KIND'],
+    help: 'Span kind of the attempts hung below an application\'s SDK span: internal (default: span metrics and service graphs do not count the call twice) or client (semconv\'s HTTP guidance: one CLIENT span per attempt).',
   }),
   attemptHoldMs: opt({
     group: 'correlation',
@@ -341,9 +374,13 @@ export const OPTIONS = {
     group: 'run',
     kind: 'number',
     value: 'FACTOR',
-    schema: z.number().min(0).max(1_000_000).default(1),
+    // Slower than 1/1000 stretches a 1 s gap past 16 minutes: a typo, not a replay.
+    schema: z
+      .number()
+      .refine((v) => v === 0 || (v >= 0.001 && v <= 1_000_000), 'expected 0 (as fast as possible) or a speed from 0.001 to 1000000')
+      .default(1),
     env: ['AWS_CSM_BRIDGE_REPLAY_SPEED'],
-    help: 'replay FILE: divides the recorded gaps between datagrams (2 = twice as fast); 0 = as fast as possible. Also --speed.',
+    help: 'replay FILE: divides the recorded gaps between datagrams (2 = twice as fast), 0.001 to 1000000; 0 = as fast as possible. Also --speed.',
   }),
   policyFile: opt({
     group: 'policy',

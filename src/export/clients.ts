@@ -42,6 +42,8 @@ export interface ClientRegistryOptions<M> {
 
 export class ClientRegistry<M> {
   private readonly clients = new Map<string, Client<M>>();
+  /** Clients of a ClientId (or the overflow), not of a process: what stats.clients.active counts. */
+  private applications = 0;
   private lastEvictCheck = -Infinity;
 
   constructor(
@@ -86,7 +88,6 @@ export class ClientRegistry<M> {
       evicted++;
     }
     this.stats.evicted += evicted;
-    this.stats.active = this.clients.size;
     return evicted > 0;
   }
 
@@ -105,7 +106,8 @@ export class ClientRegistry<M> {
       metrics,
     };
     this.clients.set(key, client);
-    this.stats.active = this.clients.size;
+    // Applications, not identification outcomes: a process's client is a detail of its ClientId's.
+    if (!identity) this.stats.active = ++this.applications;
     return client;
   }
 }

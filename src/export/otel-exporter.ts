@@ -8,6 +8,9 @@ import { MergedClientsProducer, PrometheusEndpoint } from './prometheus-endpoint
 import { CallSampler, parseKeepRules } from './sampler.js';
 import { bridgeResource, registerSelfMetrics } from './self-metrics.js';
 import { SpanBatcher } from './span-batcher.js';
+import { prepareResource, type PreparedResource } from './trace-batch.js';
+import type { AppResource } from '../join/app-span.js';
+import type { JoinedTree } from '../join/joined-tree.js';
 import type { SpoolContent } from './spool.js';
 import { encodingOf, SpoolingMetricExporter, SpoolingSpanExporter } from './spooling-exporter.js';
 import type { Translation } from '../translate/types.js';
@@ -16,6 +19,7 @@ import type { Logger } from '../log.js';
 import type { Stats } from '../stats.js';
 import type { OtelSettings } from '../config/otel-env.js';
 import { formatHostPort } from '../net/address.js';
+import { timerGuard } from '../timer-guard.js';
 
 export interface ExportOptions {
   /** The OTEL_* variables, resolved once (config/otel-env.ts): targets, exporters, sampler, resource. */
@@ -69,6 +73,8 @@ export class OtelExporter {
   private readonly sampler: CallSampler;
   private readonly prometheus: PrometheusEndpoint | undefined;
   private readonly disabled: boolean;
+  /** Applications' resources of joined calls, encoded (weak: they live as long as the join index holds them). */
+  private readonly appResources = new WeakMap<AppResource, PreparedResource>();
   /** The OTLP encoding of span requests (the warm-up compiles the same path). */
   readonly traceEncoding: 'protobuf' | 'json';
 
@@ -102,10 +108,10 @@ export class OtelExporter {
         stats,
         log,
       );
-      this.batchers.push(new SpanBatcher({ encoding: this.traceEncoding, scope, maxBatchSpans: opts.exportBatchSize, delayMs: opts.exportDelayMs }, this.spanExporter));
+      this.batchers.push(new SpanBatcher({ encoding: this.traceEncoding, scope, maxBatchSpans: opts.exportBatchSize, delayMs: opts.exportDelayMs }, this.spanExporter, timerGuard(stats, log)));
     }
     if (traces.has('console')) {
-      this.batchers.push(new SpanBatcher({ encoding: 'json', scope, maxBatchSpans: opts.exportBatchSize, delayMs: opts.exportDelayMs }, new ConsoleSpanSink(write, traces.has('otlp') ? undefined : (n) => (stats.spans.exported += n))));
+      this.batchers.push(new SpanBatcher({ encoding: 'json', scope, maxBatchSpans: opts.exportBatchSize, delayMs: opts.exportDelayMs }, new ConsoleSpanSink(write, traces.has('otlp') ? undefined : (n) => (stats.spans.exported += n)), timerGuard(stats, log)));
     }
     if (metrics.has('otlp')) {
       this.metricExporter = new SpoolingMetricExporter(
@@ -180,6 +186,11 @@ export class OtelExporter {
    * sampler's decision for the whole span tree.
    */
   write(t: Translation, identity?: ProcessIdentity): void {
+    this.writeJoined(t, identity, undefined);
+  }
+
+  /** A call joined to an application's span (join/join-stage.ts): its spans go inside the app's trace; metrics as always. */
+  writeJoined(t: Translation, identity: ProcessIdentity | undefined, joined: JoinedTree | undefined): void {
     const clients = this.clients;
     if (clients === undefined) return; // OTEL_SDK_DISABLED
     const client = clients.get(t.clientId, identity);
@@ -188,6 +199,16 @@ export class OtelExporter {
     const batchers = this.batchers;
     if (batchers.length === 0) return; // metrics only: no span is encoded
     const s = this.stats.sampling;
+    if (joined !== undefined) {
+      // Inside the app's trace, under its resource: the app sampled it (its span arrived), so it is kept.
+      s.kept++;
+      s.keptBy.joined++;
+      const resource = this.appResource(joined.app.resource);
+      let n = 0;
+      for (let i = 0; i < batchers.length; i++) n = batchers[i]!.addUnder(resource, joined.parent, joined.spans);
+      this.stats.spans.created += n;
+      return;
+    }
     const outcome = this.sampler.keepsAll ? 'sampled' : this.sampler.decide(t);
     if (outcome === 'dropped') {
       s.sampledOut++;
@@ -198,6 +219,22 @@ export class OtelExporter {
     let spans = 0;
     for (let i = 0; i < batchers.length; i++) spans = batchers[i]!.add(client.resource, t.span);
     this.stats.spans.created += spans;
+  }
+
+  /** Sets what waits now (spans.queued, metricExports.queued): the spools, and the span batch being filled (each batcher holds the same spans). */
+  countQueued(): void {
+    this.stats.spans.queued = this.stats.spool.queuedSpans + (this.batchers[0]?.pendingSpans ?? 0);
+    this.stats.metricExports.queued = this.stats.spool.queuedMetricExports;
+  }
+
+  /** An application's resource, encoded once per (interned) resource the join index holds. */
+  private appResource(r: AppResource): PreparedResource {
+    let p = this.appResources.get(r);
+    if (p === undefined) {
+      p = prepareResource(r.attributes, r.schemaUrl);
+      this.appResources.set(r, p);
+    }
+    return p;
   }
 
   private meterProviders(): MeterProvider[] {
@@ -217,13 +254,26 @@ export class OtelExporter {
    * for the next start, what was only in memory is lost (counted).
    */
   async shutdown(deadlineAt = Date.now() + 10_000): Promise<void> {
-    for (const b of this.batchers) b.flush();
+    // Never throws: a step that fails is logged and the next still runs, so what is kept and lost is always said.
+    const step = async <T>(what: string, run: () => T | Promise<T>, otherwise: T): Promise<T> => {
+      try {
+        return await run();
+      } catch (e) {
+        this.stats.internalErrors++;
+        this.log.error(`export shutdown: ${what} failed`, { error: (e as Error).message });
+        return otherwise;
+      }
+    };
+    await step('span batch', () => this.batchers.forEach((b) => b.flush()), undefined);
     await Promise.all(this.meterProviders().map((p) => p.shutdown().catch((e: Error) => this.log.warn('shutdown failed', { error: e.message }))));
-    await this.prometheus?.close();
-    await Promise.all([this.spanExporter?.drain(deadlineAt), this.metricExporter?.drain(deadlineAt)]);
+    await step('Prometheus endpoint', () => this.prometheus?.close(), undefined);
+    await step('drain', async () => void (await Promise.all([this.spanExporter?.drain(deadlineAt), this.metricExporter?.drain(deadlineAt)])), undefined);
     // A request still in flight is abandoned at the deadline (a disk spool sends it again next time).
     const none: SpoolContent = { onDisk: { items: 0, bytes: 0, batches: 0 }, inMemory: { items: 0, bytes: 0, batches: 0 } };
-    const [spans, metrics] = await Promise.all([this.spanExporter?.close(deadlineAt) ?? none, this.metricExporter?.close(deadlineAt) ?? none]);
+    const [spans, metrics] = await Promise.all([
+      step('span spool', () => this.spanExporter?.close(deadlineAt) ?? none, none),
+      step('metric spool', () => this.metricExporter?.close(deadlineAt) ?? none, none),
+    ]);
     logUndelivered(this.log, spans, metrics, this.stats, this.opts.spoolDir);
   }
 
@@ -235,19 +285,22 @@ export class OtelExporter {
 }
 
 /**
- * The shutdown truth: what is on disk for the next start, and what was lost
- * (counted in stats.spool.lostSpans / lostMetricExports and spans.dropped).
+ * The shutdown truth, in /stats's words: what is on disk for the next start (keptOnDisk: the
+ * queued that remain), what was lost in the whole run (lost: spans.lost, metricExports.lost),
+ * and of it what was lost now, undelivered and not on disk (lostAtShutdown: stats.spool.lostSpans /
+ * lostMetricExports).
  */
 export function logUndelivered(log: Logger, spans: SpoolContent, metrics: SpoolContent, stats: Stats, spoolDir: string | undefined): void {
   const keptItems = spans.onDisk.items + metrics.onDisk.items;
-  const lost = { spans: stats.spool.lostSpans, metricExports: stats.spool.lostMetricExports };
-  if (keptItems === 0 && lost.spans + lost.metricExports === 0) return;
+  const atShutdown = { spans: stats.spool.lostSpans, metricExports: stats.spool.lostMetricExports };
+  if (keptItems === 0 && atShutdown.spans + atShutdown.metricExports === 0) return;
   const fields = {
     keptOnDisk: { spans: spans.onDisk.items, metricExports: metrics.onDisk.items, bytes: spans.onDisk.bytes + metrics.onDisk.bytes },
-    lost,
+    lost: { spans: stats.spans.lost, metricExports: stats.metricExports.lost },
+    lostAtShutdown: atShutdown,
     ...(spoolDir ? { spoolDir } : {}),
   };
-  if (lost.spans + lost.metricExports === 0) log.warn('OTLP endpoint unavailable at shutdown: undelivered data kept in the spool directory for the next start', fields);
+  if (atShutdown.spans + atShutdown.metricExports === 0) log.warn('OTLP endpoint unavailable at shutdown: undelivered data kept in the spool directory for the next start', fields);
   else if (keptItems > 0) log.error('OTLP endpoint unavailable at shutdown: some undelivered data kept in the spool directory, the rest (not on disk) is lost', fields);
   else log.error(`OTLP endpoint unavailable at shutdown: undelivered data is lost${spoolDir ? ' (the spool directory took none of it)' : ' (no spoolDir)'}`, fields);
 }

@@ -2,7 +2,7 @@ import { ChannelCredentials, Client, Metadata, status as Status, type ServiceErr
 import type { OtlpTarget } from '../config/otel-env.js';
 import { protoFields } from './otlp/protobuf-reader.js';
 import type { OtlpSender } from './otlp-sender.js';
-import { partialSuccessOf } from './partial-success.js';
+import { MAX_RESPONSE_BYTES, partialSuccessOf } from './partial-success.js';
 import type { SendResult } from './spool.js';
 
 /**
@@ -22,7 +22,8 @@ import type { SendResult } from './spool.js';
  * and INTERNAL are `server_error` (the analogue of an HTTP 500: retried a few
  * times, then rejected); every other code (INVALID_ARGUMENT, UNAUTHENTICATED,
  * UNIMPLEMENTED, RESOURCE_EXHAUSTED without RetryInfo, ...) is `rejected`.
- * An OK answer may carry a partial success (partial-success.ts).
+ * An OK answer may carry a partial success (partial-success.ts); an answer message over
+ * MAX_RESPONSE_BYTES is delivered, unread.
  */
 const METHODS = {
   traces: '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
@@ -45,8 +46,7 @@ export function createGrpcSender(target: OtlpTarget): OtlpSender {
     : ChannelCredentials.createInsecure();
   const client = new Client(host, credentials, {
     ...(target.compression === 'gzip' ? { 'grpc.default_compression_algorithm': GZIP } : {}),
-    // The collector's default receive limit is 4 MiB; the bridge's batches are far below it.
-    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    'grpc.max_receive_message_length': MAX_RESPONSE_BYTES,
     'grpc.primary_user_agent': 'aws-csm-bridge',
   });
   const metadata = new Metadata();
@@ -54,12 +54,13 @@ export function createGrpcSender(target: OtlpTarget): OtlpSender {
   const method = METHODS[target.signal];
   const inflight = new Set<Promise<SendResult>>();
 
-  const send = (body: Uint8Array): Promise<SendResult> => {
+  const send = (body: Uint8Array, items: number): Promise<SendResult> => {
     const p = new Promise<SendResult>((resolve) => {
       try {
         client.makeUnaryRequest(method, passThrough, keepBytes, body, metadata.clone(), { deadline: Date.now() + target.timeoutMs }, (err, response) => {
+          if (err && isOversizedAnswer(err)) return resolve({ ok: true, unread: `gRPC: its answer was not read: ${grpcDetails(err.details)}; a partial success in it is not counted` });
           if (err) return resolve(classifyGrpc(err));
-          const partial = partialSuccessOf(target.signal, 'protobuf', response);
+          const partial = partialSuccessOf(target.signal, 'protobuf', response, { body, items });
           resolve(partial === undefined ? { ok: true } : { ok: true, partial });
         });
       } catch (e) {
@@ -84,7 +85,7 @@ export function createGrpcSender(target: OtlpTarget): OtlpSender {
 export function classifyGrpc(err: ServiceError): SendResult {
   const name = Status[err.code] ?? String(err.code);
   const detail = err.details || err.message;
-  const error = `gRPC ${name}: ${detail}`;
+  const error = `gRPC ${name}: ${grpcDetails(detail)}`;
   const tls = isTlsFailure(detail);
   if (RETRYABLE.has(err.code)) return { ok: false, kind: 'transient', error, ...(tls ? { tls } : {}) };
   if (err.code === Status.RESOURCE_EXHAUSTED) {
@@ -93,6 +94,29 @@ export function classifyGrpc(err: ServiceError): SendResult {
   }
   if (SERVER_ERROR.has(err.code)) return { ok: false, kind: 'server_error', error };
   return { ok: false, kind: 'rejected', error };
+}
+
+/**
+ * grpc-js's words for a call that found no connection, without what says nothing: it reads
+ * "No connection established. Last error: null. Resolution note: " before any attempt failed,
+ * and stamps each error with its time (the log line has one).
+ */
+export function grpcDetails(detail: string): string {
+  const m = /^No connection established\. Last error: (.*)\. Resolution note: (.*)$/s.exec(detail);
+  if (!m) return detail;
+  const said = [m[1]!, m[2]!]
+    .map((x) => x.replace(/^Error: /, '').replace(/ \(\d{4}-\d\d-\d\dT[\d:.]+Z\)/, '').trim())
+    .filter((x) => x !== '' && x !== 'null' && x !== 'undefined');
+  return said.length > 0 ? `no connection established: ${said.join('; ')}` : 'no connection established';
+}
+
+/**
+ * grpc-js refuses a response message over MAX_RESPONSE_BYTES itself (RESOURCE_EXHAUSTED, said by
+ * this client, not the server). A server sends its response message only for a call it accepted,
+ * so the request was delivered, like an HTTP 2xx with a body too large to read.
+ */
+function isOversizedAnswer(err: ServiceError): boolean {
+  return err.code === Status.RESOURCE_EXHAUSTED && /^Received message larger than max/.test(err.details);
 }
 
 /** grpc-js reports a failed handshake as UNAVAILABLE with the TLS library's words in the details. */

@@ -154,6 +154,40 @@ export const SELF_METRICS: readonly SelfMetric[] = [
       r.observe(s.sampling.sampledOut, { 'csm.outcome': 'sampled_out' });
     },
   },
+  {
+    name: 'csm.bridge.join.calls',
+    kind: 'counter',
+    unit: '{call}',
+    description: "CSM calls and the applications' traces (--app-otlp-http/-grpc), by csm.outcome: joined (inside the app's trace), expired (standalone after the join window), no_request_id and not_joinable (standalone at once), waiting_full (stopped waiting early: too many waited).",
+    observe: (s, r) =>
+      byKey(r, 'csm.outcome', {
+        joined: s.join.joined,
+        expired: s.join.expiredUnjoined,
+        no_request_id: s.join.noRequestId,
+        not_joinable: s.join.notJoinable,
+        waiting_full: s.join.waitingFull,
+      }),
+  },
+  {
+    name: 'csm.bridge.app_spans',
+    kind: 'counter',
+    unit: '{span}',
+    description: "Applications' spans received for the join, by csm.outcome: indexed, refused (the index was full: answered as partial success), expired (left unjoined), ignored (not AWS SDK spans with a request id, or the bridge's own).",
+    observe: (s, r) =>
+      byKey(r, 'csm.outcome', {
+        indexed: s.appSpans.index.indexed,
+        refused: s.appSpans.refused,
+        expired: s.appSpans.index.expired,
+        ignored: s.appSpans.spans - s.appSpans.kept,
+      }),
+  },
+  {
+    name: 'csm.bridge.app_span_requests.rejected',
+    kind: 'counter',
+    unit: '{request}',
+    description: 'Export requests the app span listeners refused, by csm.reason: malformed (400), too_large (413), unsupported_media_type (415), not_found (404), timeout.',
+    observe: (s, r) => byKey(r, 'csm.reason', s.appSpans.rejected),
+  },
 ];
 
 /** Registers every row of SELF_METRICS on `meter`, read from `stats` at each collection. */

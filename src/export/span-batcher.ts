@@ -7,7 +7,8 @@
  * spool, which accepts at once). Nothing queues here: at most one batch is held.
  */
 import type { SpanRecord } from '../translate/types.js';
-import { TraceBatch, type PreparedResource } from './trace-batch.js';
+import type { TimerGuard } from '../timer-guard.js';
+import { TraceBatch, type PreparedResource, type RemoteParent } from './trace-batch.js';
 
 /** Where finished batches go (the spooling span exporter). */
 export interface SpanRequestSink {
@@ -29,23 +30,40 @@ const ATTRIBUTE_VALUE_LENGTH_LIMIT = 1024;
 export class SpanBatcher {
   private readonly batch: TraceBatch;
   private timer: NodeJS.Timeout | undefined;
+  /** flush() on the timer: a throw there is counted, not fatal. */
+  private readonly onTimer: () => void;
 
   constructor(
     private readonly opts: SpanBatcherOptions,
     private readonly sink: SpanRequestSink,
+    guard: TimerGuard,
   ) {
+    this.onTimer = guard('the span batch timer', () => this.flush());
     this.batch = new TraceBatch({ encoding: opts.encoding, scope: opts.scope, attributeValueLengthLimit: ATTRIBUTE_VALUE_LENGTH_LIMIT });
   }
 
   /** Encodes one call's span tree under `resource`; returns the number of spans added. */
   add(resource: PreparedResource, span: SpanRecord): number {
-    const n = this.batch.add(resource, span);
+    return this.added(this.batch.add(resource, span));
+  }
+
+  /** Encodes spans below an application's span (a joined call); returns the number of spans added. */
+  addUnder(resource: PreparedResource, parent: RemoteParent, spans: readonly SpanRecord[]): number {
+    return this.added(this.batch.addUnder(resource, parent, spans));
+  }
+
+  private added(n: number): number {
     if (this.batch.spans >= this.opts.maxBatchSpans) this.flush();
     else if (this.timer === undefined) {
-      this.timer = setTimeout(() => this.flush(), this.opts.delayMs);
+      this.timer = setTimeout(this.onTimer, this.opts.delayMs);
       this.timer.unref();
     }
     return n;
+  }
+
+  /** Spans in the batch being filled (not yet a request). */
+  get pendingSpans(): number {
+    return this.batch.spans;
   }
 
   /** The current batch becomes one request now. */

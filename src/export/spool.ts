@@ -48,8 +48,11 @@ export const GZIP_WHEN_FULLER = 0.25;
 export const MAX_RETRY_AFTER_MS = 60_000;
 
 export type SendResult =
-  /** Accepted; `partial`: the endpoint rejected some of it all the same (partial-success.ts). */
-  | { ok: true; partial?: PartialSuccess }
+  /**
+   * Accepted; `partial`: the endpoint rejected some of it all the same (partial-success.ts);
+   * `unread`: why the answer's body could not be read (too large, too slow), so a partial success is unknown.
+   */
+  | { ok: true; partial?: PartialSuccess; unread?: string }
   /**
    * transient: unreachable, timed out, 429/502/503/504 after the inner retries, a retryable gRPC
    * code: retry, no limit (the spool bound limits what waits). server_error: another 5xx, gRPC
@@ -81,8 +84,8 @@ export interface SpoolEvents {
   queued(itemsDelta: number, bytesDelta: number): void;
   /** Items and bytes of the queue that are on disk (a durable storage) changed. */
   onDisk(itemsDelta: number, bytesDelta: number): void;
-  /** `partial`: what the endpoint rejected of an accepted request. */
-  delivered(items: number, partial?: PartialSuccess): void;
+  /** `partial`: what the endpoint rejected of an accepted request; `unread`: why its answer was not read. */
+  delivered(items: number, partial?: PartialSuccess, unread?: string): void;
   rejected(items: number, error: string): void;
   dropped(items: number, reason: DropReason): void;
   retrying(error: string, delayMs: number, tls: boolean): void;
@@ -249,7 +252,8 @@ export class Spool {
   /**
    * Stops sending. What the disk refused gets one more try; what is still only in memory is
    * lost and counted (`dropped(..., 'shutdown')`), except the batch in flight, which counts when
-   * its answer comes (delivered, or lost) or at `abandon()`. Returns what is left.
+   * its answer comes (delivered, or lost) or at `abandon()`. Returns what is left. Never throws:
+   * a storage that fails now (read-only, gone) is a disk error, counted and logged.
    */
   close(): SpoolContent {
     if (!this.closed) {
@@ -262,7 +266,12 @@ export class Spool {
           this.opts.events.dropped(e.items, 'shutdown');
         }
       }
-      this.storage.close();
+      try {
+        this.storage.close();
+      } catch (err) {
+        // e.g. the directory turned read-only: the lock stays (a later start sees its process is gone).
+        this.opts.events.diskError('unlock', (err as Error).message);
+      }
     }
     return this.content();
   }
@@ -363,7 +372,7 @@ export class Spool {
         this.failures = 0;
         this.deliveredAt = this.now();
         this.remove(entry);
-        ev.delivered(entry.items, r.partial);
+        ev.delivered(entry.items, r.partial, r.unread);
         continue;
       }
       if (r.kind === 'rejected' || (r.kind === 'server_error' && ++entry.serverErrors >= this.maxServerErrorAttempts)) {

@@ -38,14 +38,14 @@ const SIGNALS = {
     dropped: 'droppedSpans',
     lost: 'lostSpans',
     recovered: 'recoveredSpans',
+    counts: (s: Stats) => s.spans,
     delivered: (s: Stats, n: number) => (s.spans.exported += n),
-    rejected: (s: Stats, n: number) => (s.spans.failed += n),
-    gone: (s: Stats, n: number) => (s.spans.dropped += n),
     /** Of a request of `n` spans, `rejected` were refused in a partial success: they are not delivered. */
     partial: (s: Stats, n: number, rejected: number) => {
       const r = Math.min(n, rejected);
       s.spans.exported += n - r;
       s.spans.failed += r;
+      s.spans.lost += r;
     },
     partialNoun: 'spans',
   },
@@ -56,9 +56,8 @@ const SIGNALS = {
     dropped: 'droppedMetricExports',
     lost: 'lostMetricExports',
     recovered: 'recoveredMetricExports',
+    counts: (s: Stats) => s.metricExports,
     delivered: (s: Stats) => s.metricExports.succeeded++,
-    rejected: (s: Stats) => s.metricExports.failed++,
-    gone: () => {},
     partial: (s: Stats, _n: number, rejected: number) => {
       s.metricExports.succeeded++;
       s.metricPoints.rejected += rejected;
@@ -79,8 +78,9 @@ export function spoolEvents(signal: Signal, stats: Stats, log: Logger, dir: stri
       sp[t.onDisk] += n;
       sp.onDiskBytes += b;
     },
-    delivered: (n, partial) => {
+    delivered: (n, partial, unread) => {
       stats.lastExportOkAt[signal] = Date.now();
+      if (unread !== undefined) log.warnLimited(`${signal}-export-unread`, `the OTLP endpoint accepted ${t.noun} but its answer was not read`, { [t.noun]: n, why: unread });
       if (partial === undefined) {
         t.delivered(stats, n);
         return;
@@ -95,12 +95,14 @@ export function spoolEvents(signal: Signal, stats: Stats, log: Logger, dir: stri
       log.warnLimited(`${signal}-export-partial`, `the OTLP endpoint rejected part of an export (${t.partialNoun}); they are lost`, { [t.partialNoun]: partial.rejected, error: partial.message });
     },
     rejected: (n, error) => {
-      t.rejected(stats, n);
+      t.counts(stats).failed += n;
+      t.counts(stats).lost += n;
       stats.lastExportError[signal] = exportError(error);
       log.warnLimited(`${signal}-export`, `the OTLP endpoint refused ${t.noun}; they are lost`, { [t.noun]: n, error });
     },
     dropped: (n, reason) => {
-      t.gone(stats, n);
+      t.counts(stats).dropped += n;
+      t.counts(stats).lost += n;
       if (reason === 'shutdown') {
         sp[t.lost] += n;
         return; // said once, in the shutdown summary
@@ -115,6 +117,7 @@ export function spoolEvents(signal: Signal, stats: Stats, log: Logger, dir: stri
     },
     retrying: (error, delayMs, tls) => {
       sp.retries++;
+      t.counts(stats).failedAttempts++;
       if (tls) sp.tlsErrors++;
       stats.lastExportError[signal] = exportError(error);
       log.warnLimited(
@@ -176,17 +179,20 @@ abstract class SpoolingExporter {
     return s;
   }
 
-  protected accept(request: unknown, items: number, done: (r: ExportResult) => void, onSerializeError: (e: Error) => void): void {
+  /** Serializes and spools a request; true when it counts (spooled, or lost because it could not be serialized). */
+  protected accept(request: unknown, items: number, done: (r: ExportResult) => void, onSerializeError: (e: Error) => void): boolean {
     let body: Uint8Array | undefined;
     try {
       body = (serializerFor(this.signal, this.encoding) as { serializeRequest(r: unknown): Uint8Array | undefined }).serializeRequest(request);
     } catch (e) {
       onSerializeError(e as Error);
       done({ code: ExportResultCode.FAILED, error: e as Error });
-      return;
+      return true;
     }
-    if (body && body.byteLength > 0) this.spool.push(body, items, this.encoding);
+    const spooled = body !== undefined && body.byteLength > 0;
+    if (spooled) this.spool.push(body!, items, this.encoding);
     done({ code: ExportResultCode.SUCCESS });
+    return spooled;
   }
 
   /** What waits now: on disk (kept for the next start) and in memory. */
@@ -251,17 +257,23 @@ export class SpoolingMetricExporter extends SpoolingExporter implements PushMetr
   private readonly onSerializeError: (e: Error) => void;
 
   /** `temporality`: OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, with OTLPMetricExporter's selectors. */
-  constructor(opts: SpoolingOptions, stats: Stats, log: Logger, temporality: TemporalityPreference = 'cumulative') {
+  constructor(
+    opts: SpoolingOptions,
+    private readonly stats: Stats,
+    log: Logger,
+    temporality: TemporalityPreference = 'cumulative',
+  ) {
     super('metrics', opts, stats, log);
     this.temporality = TEMPORALITY[temporality];
     this.onSerializeError = (e) => {
       stats.metricExports.failed++;
+      stats.metricExports.lost++;
       log.warnLimited('metric-serialize', 'could not serialize metrics; this export is lost', { error: e.message });
     };
   }
 
   export(metrics: ResourceMetrics, done: (r: ExportResult) => void): void {
-    this.accept(metrics, 1, done, this.onSerializeError);
+    if (this.accept(metrics, 1, done, this.onSerializeError)) this.stats.metricExports.created++;
   }
 
   selectAggregationTemporality(kind: Parameters<NonNullable<PushMetricExporter['selectAggregationTemporality']>>[0]): AggregationTemporality {

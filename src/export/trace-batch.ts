@@ -20,11 +20,11 @@
 import type { SpanRecord } from '../translate/types.js';
 import { SpanIds } from './otlp/span-ids.js';
 import { SpanLimits, type SpanLimitOptions } from './otlp/span-limits.js';
-import { childrenOf, type PreparedResource, type ResourceAttributes, type SpanSerializer } from './otlp/span-serializer.js';
+import { childrenOf, type PreparedResource, type RemoteParent, type ResourceAttributes, type SpanSerializer } from './otlp/span-serializer.js';
 import { jsonResource, JsonSpanSerializer } from './otlp/trace-json.js';
 import { protobufResource, ProtobufSpanSerializer } from './otlp/trace-protobuf.js';
 
-export type { PreparedResource, ResourceAttributes } from './otlp/span-serializer.js';
+export type { PreparedResource, RemoteParent, ResourceAttributes } from './otlp/span-serializer.js';
 
 /**
  * Encodes a resource once, for either encoding. For an SDK Resource pass `resource.attributes`
@@ -83,22 +83,35 @@ export class TraceBatch {
    * and the same trace id) with fresh ids at once; returns the number of spans added.
    */
   add(resource: PreparedResource, span: SpanRecord): number {
-    let chunk: Chunk;
-    if (resource === this.lastResource && this.lastChunk !== undefined) chunk = this.lastChunk;
-    else {
-      let c = this.chunks.get(resource);
-      if (c === undefined) {
-        c = { resource, spans: this.serializer.emptySpans(), count: 0 };
-        this.chunks.set(resource, c);
-      }
-      this.lastResource = resource;
-      this.lastChunk = chunk = c;
+    const chunk = this.chunkOf(resource);
+    const added = this.serializer.appendTree(chunk.spans, span);
+    return this.count(chunk, added, 1 + childrenOf(span).length);
+  }
+
+  /** Encodes spans below a span of another process (the application's, joined by request id); returns the number added. */
+  addUnder(resource: PreparedResource, parent: RemoteParent, spans: readonly SpanRecord[]): number {
+    if (spans.length === 0) return 0;
+    const chunk = this.chunkOf(resource);
+    const added = this.serializer.appendUnder(chunk.spans, parent, spans);
+    return this.count(chunk, added, spans.length);
+  }
+
+  private chunkOf(resource: PreparedResource): Chunk {
+    if (resource === this.lastResource && this.lastChunk !== undefined) return this.lastChunk;
+    let c = this.chunks.get(resource);
+    if (c === undefined) {
+      c = { resource, spans: this.serializer.emptySpans(), count: 0 };
+      this.chunks.set(resource, c);
     }
-    let added = this.serializer.appendTree(chunk.spans, span);
-    const n = 1 + childrenOf(span).length;
+    this.lastResource = resource;
+    this.lastChunk = c;
+    return c;
+  }
+
+  private count(chunk: Chunk, added: number, n: number): number {
     if (chunk.count === 0) {
       this.active.push(chunk);
-      added += this.serializer.envelopeBytes(resource);
+      added += this.serializer.envelopeBytes(chunk.resource);
     }
     this._bytes += added;
     chunk.count += n;

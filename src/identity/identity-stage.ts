@@ -6,6 +6,11 @@
  * when the call completes; a call whose sender is still being looked up waits for it, at most
  * the resolver's maxWaitMs, then goes on with or without it. `settled()` waits for those calls
  * (shutdown).
+ *
+ * Without it (the sender exited before the lookup, as a short `aws` command often does, or its
+ * socket was closed at once: JS v2, Ruby) a call must not split its application: its spans get
+ * the ClientId's own resource, its IAM policy calls go with the ClientId's only known program
+ * (policy/observer.ts), and clients.active counts ClientIds, not identified processes.
  */
 import type { Correlated } from '../correlate/types.js';
 import type { Source } from '../net/address.js';

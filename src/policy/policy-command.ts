@@ -4,18 +4,26 @@
  * it through decode and correlate on the recording's clock, and prints the IAM policies on
  * stdout: with --client exactly one policy document, without it every client's, keyed by
  * client. What a policy cannot say (unmapped calls, possible actions left out, AccessDenied
- * explanations) goes to stderr. Exit 2 for an unreadable file or an unknown client.
+ * explanations, calls no service answered) goes to stderr. Exit 2 for an unreadable file or an
+ * unknown client.
  */
 import type { Config } from '../config/schema.js';
+import type { Correlated } from '../correlate/types.js';
 import { createLogger } from '../log.js';
 import { Pipeline, pipelineOptions } from '../pipeline.js';
 import { replay } from '../record/replay.js';
 import { newStats } from '../stats.js';
 import { PolicyBuilder, subjectLabel, type SubjectReport } from './document.js';
-import { PolicyObserver } from './observer.js';
+import { answered, PolicyObserver } from './observer.js';
+
+/** Service.Api names the unanswered-calls note lists; the rest are summed as OTHER_CALLS. */
+const MAX_UNANSWERED_NAMED = 20;
+const OTHER_CALLS = 'other calls';
 
 export interface RecordingRead {
   observer: PolicyObserver;
+  /** Calls no service answered (left out of every policy), per `Service.Api`. */
+  unanswered: Map<string, number>;
   lines: number;
   datagrams: number;
   badLines: number;
@@ -29,14 +37,23 @@ export interface RecordingRead {
  */
 export async function observeRecording(file: string, config: Config): Promise<RecordingRead> {
   const observer = new PolicyObserver();
+  const unanswered = new Map<string, number>();
+  const observe = (c: Correlated): void => {
+    if (!answered(c)) {
+      const e = c.kind === 'call' ? c.call : c.attempt;
+      const name = unanswered.size < MAX_UNANSWERED_NAMED || unanswered.has(`${e.service}.${e.api}`) ? `${e.service}.${e.api}` : OTHER_CALLS;
+      unanswered.set(name, (unanswered.get(name) ?? 0) + 1);
+    }
+    observer.observe(c);
+  };
   const stats = newStats(Date.now());
   // Quiet: what the recording held is summed up on stderr at the end instead.
   const log = createLogger('error', (line) => process.stderr.write(line));
-  const pipeline = new Pipeline(pipelineOptions(config, config.accessKeySalt), { write: (c) => observer.observe(c) }, stats, log);
+  const pipeline = new Pipeline(pipelineOptions(config, config.accessKeySalt), { write: observe }, stats, log);
   const progress = await replay(file, pipeline, { speed: 0, log });
   pipeline.flush();
   const rejected = Object.values(stats.datagrams.rejected).reduce((a, b) => a + b, 0);
-  return { observer, lines: progress.lines, datagrams: progress.fed, badLines: progress.badLines, rejected };
+  return { observer, unanswered, lines: progress.lines, datagrams: progress.fed, badLines: progress.badLines, rejected };
 }
 
 export async function runPolicyCommand(
@@ -65,6 +82,7 @@ export async function runPolicyCommand(
     if (subjects.length === 0) {
       const known = state.subjects.map((s) => JSON.stringify(subjectLabel(s)));
       err(`aws-csm-bridge: no client ${JSON.stringify(config.policyClient)} in ${file}. Clients: ${known.length ? [...new Set(known)].join(', ') : 'none'}\n`);
+      for (const line of unansweredNotes(read.unanswered)) err(`${line}\n`);
       return 2;
     }
     const r = await builder.report(subjects, config.policyClient, opts);
@@ -77,8 +95,18 @@ export async function runPolicyCommand(
     out(`${JSON.stringify(keyed, null, 2)}\n`);
   }
   for (const r of reports) for (const line of notes(r, opts.includePossible)) err(`${line}\n`);
+  for (const line of unansweredNotes(read.unanswered)) err(`${line}\n`);
   if (read.badLines > 0 || read.rejected > 0) err(`note: ${read.badLines} lines skipped, ${read.rejected} datagrams rejected by the decoder\n`);
   return 0;
+}
+
+/** The calls no service answered, as one line for stderr (none when there are none). */
+export function unansweredNotes(unanswered: ReadonlyMap<string, number>): string[] {
+  if (unanswered.size === 0) return [];
+  let n = 0;
+  for (const v of unanswered.values()) n += v;
+  const which = [...unanswered].sort(([a], [b]) => (a === OTHER_CALLS ? 1 : b === OTHER_CALLS ? -1 : a < b ? -1 : a > b ? 1 : 0)).map(([call, k]) => `${call} ×${k}`);
+  return [`note: ${n} call${n === 1 ? '' : 's'} left out: no service answered (no HTTP response on any attempt: connection refused, DNS, TLS or timeout), which proves no permission: ${which.join(', ')}`];
 }
 
 /** What the policy of one subject leaves out, as lines for stderr. */

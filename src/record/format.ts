@@ -76,7 +76,13 @@ export function formatLine(recvNs: bigint, src: string, r: { raw: string; enc?: 
   return `{"recv_ns":${recvNs},"src":${JSON.stringify(src)},"raw":${JSON.stringify(r.raw)}${enc}}\n`;
 }
 
-const RECV_NS = /"recv_ns"\s*:\s*(\d+)/;
+/** The integer after "recv_ns", up to its end: `1e30` is not read as 1. At most 20 digits, so a hostile run of digits costs nothing. */
+const RECV_NS = /"recv_ns"\s*:\s*(\d{1,20})\s*[,}]/;
+/**
+ * Largest receive time accepted: an int64 of nanoseconds (year 2262), what an OTLP timestamp
+ * holds. Beyond it the replayer's clock has no meaning (10^30 spun its expiry catch-up for 11 minutes).
+ */
+export const MAX_RECV_NS = 2n ** 63n - 1n;
 
 /** Parses one non-empty line; throws with a short reason. */
 export function parseLine(line: string): CaptureLine {
@@ -87,10 +93,12 @@ export function parseLine(line: string): CaptureLine {
   if (typeof raw !== 'string') throw new Error('no "raw" string');
   // recv_ns exceeds 2^53: take its digits from the text so no nanoseconds are lost.
   const m = RECV_NS.exec(line);
+  const n = o['recv_ns'];
   let recvNs: bigint;
   if (m?.[1]) recvNs = BigInt(m[1]);
-  else if (typeof o['recv_ns'] === 'number' && Number.isFinite(o['recv_ns'])) recvNs = BigInt(Math.trunc(o['recv_ns']));
+  else if (typeof n === 'number' && Number.isFinite(n)) recvNs = BigInt(Math.trunc(n));
   else throw new Error('no "recv_ns" integer');
+  if (recvNs < 0n || recvNs > MAX_RECV_NS) throw new Error(`"recv_ns" ${typeof n === 'number' ? n : recvNs} is out of range: 0 to ${MAX_RECV_NS} (ns since 1970)`);
   parseSource(src);
   const out: CaptureLine = { recvNs, src, raw: enc === 'base64' ? Buffer.from(raw, 'base64') : Buffer.from(raw, 'utf8') };
   if (typeof scenario === 'string') out.scenario = scenario;

@@ -1,5 +1,4 @@
 /** `aws-csm-bridge replay FILE [--speed N]`: the command around `replay`. */
-import { accessSync, constants } from 'node:fs';
 import { Bridge } from '../bridge.js';
 import { ConfigError } from '../config/error.js';
 import { describeTargets, type OtelSettings } from '../config/otel-env.js';
@@ -7,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { startView, wantsView } from '../ui/attach.js';
 import type { LiveView } from '../ui/live-view.js';
-import { replay, type ReplayProgress } from './replay.js';
+import { checkRecording, replay, type ReplayProgress } from './replay.js';
 
 /** A fast replay pauses while this many batches of spans wait for the endpoint, so the spool does not overflow. */
 const REPLAY_IN_FLIGHT_BATCHES = 8;
@@ -21,17 +20,17 @@ export async function runReplayCommand(
   /** Lets the caller route log lines into the view while it is up. */
   onView: (v: LiveView | undefined) => void,
 ): Promise<number> {
-  // A FILE that is not there or not readable is a configuration refusal (exit 2), as for policy
-  // FILE. Checked without opening it: opening and closing a named pipe would end its writer.
   try {
-    accessSync(file, constants.R_OK);
+    // Before the bridge starts: a missing file or a device is refused at once, not after a flush.
+    await checkRecording(file);
   } catch (e) {
-    throw new ConfigError(`cannot read the recording ${file}: ${(e as Error).message}`);
+    // The FILE cannot be replayed: a configuration refusal (exit 2), as for policy FILE.
+    throw new ConfigError(`cannot replay ${file}: ${(e as Error).message}`);
   }
   // No sockets, no admin server: a replay can run next to a live bridge.
   const bridge = new Bridge({ ...config, admin: 'off' }, log, version, otel, 'replay');
   await bridge.start();
-  const progress: ReplayProgress = { lines: 0, fed: 0, badLines: 0, done: false };
+  const progress: ReplayProgress = { lines: 0, fed: 0, badLines: 0, longLines: 0, done: false };
   const speed = config.replaySpeed === 0 ? 'as fast as possible' : `${config.replaySpeed}x`;
   let view: LiveView | undefined;
   if (wantsView(config)) {
@@ -91,6 +90,6 @@ export async function runReplayCommand(
   ]);
   clearTimeout(timer);
   if (!flushed) code = 1;
-  log.info('replay finished', { file, lines: progress.lines, fed: progress.fed, badLines: progress.badLines, interrupted, flushed, stats: bridge.snapshot() });
+  log.info('replay finished', { file, lines: progress.lines, fed: progress.fed, badLines: progress.badLines, longLines: progress.longLines, interrupted, flushed, stats: bridge.snapshot() });
   return code;
 }

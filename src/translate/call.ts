@@ -22,7 +22,7 @@ import {
 } from './attributes.js';
 import { classifyOutcome, exceptionEvent, spanStatus, type ErrorClassification } from './error-type.js';
 import { METRIC_CSM_CALL_ATTEMPTS, METRIC_CSM_CALL_MAX_RETRIES_EXCEEDED, METRIC_CSM_CALL_RETRIES } from './instruments.js';
-import { CSM_ATTEMPT_COUNT, CSM_ATTEMPTS_MISSING, CSM_CLIENT_ID, CSM_MATCH_AMBIGUOUS, CSM_MATCH_AMBIGUOUS_ATTEMPTS, CSM_MAX_RETRIES_EXCEEDED } from './keys.js';
+import { CSM_ATTEMPT_COUNT, CSM_ATTEMPTS_MISSING, CSM_CLIENT_ID, CSM_MATCH_AMBIGUOUS, CSM_MATCH_AMBIGUOUS_ATTEMPTS, CSM_MAX_RETRIES_EXCEEDED, CSM_SUCCEEDED_ON_LAST_ALLOWED_ATTEMPT } from './keys.js';
 import { operationOf, type Operation } from './names.js';
 import { clampSpan, latencyMs, latencySeconds } from './timing.js';
 import type { Attributes, MetricPoint, SpanEventRecord, SpanRecord, Translation } from './types.js';
@@ -33,10 +33,10 @@ import type { Attributes, MetricPoint, SpanEventRecord, SpanRecord, Translation 
  * MaxRetriesExceeded is set, or (Java) ApiCallTimeout is set; with nothing
  * more specific known, `error.type` is `_OTHER`.
  *
- * Exception: Go v1 reports MaxRetriesExceeded=1 for a call that *succeeded*
- * on its last allowed attempt (csm-protocol.md §4). A call with a final
- * status < 400 and no final exception is therefore a success even when
- * MaxRetriesExceeded is set (`csm.max_retries_exceeded` is still recorded).
+ * Exception: Go v1 and botocore (standard/adaptive) report MaxRetriesExceeded=1
+ * for a call that *succeeded* on its last allowed attempt (csm-protocol.md §4).
+ * A call with a final status < 400 and no final exception is therefore a
+ * success even when MaxRetriesExceeded is set.
  */
 function classifyCall(call: CsmApiCall): ErrorClassification {
   const cls = classifyOutcome(
@@ -104,7 +104,11 @@ export function translateCall(
   putErrorType(attrs, cls);
   attrs[CSM_CLIENT_ID] = call.clientId;
   if (call.attemptCount !== undefined) attrs[CSM_ATTEMPT_COUNT] = call.attemptCount;
-  if (call.maxRetriesExceeded === true) attrs[CSM_MAX_RETRIES_EXCEEDED] = true;
+  if (call.maxRetriesExceeded === true) {
+    // The SDK gave up only if the call failed; otherwise the SDK's flag says the success came
+    // on the last allowed attempt (botocore standard/adaptive, Go v1), kept under that name.
+    attrs[cls.failed ? CSM_MAX_RETRIES_EXCEEDED : CSM_SUCCEEDED_ON_LAST_ALLOWED_ATTEMPT] = true;
+  }
   if (missingAttempts > 0) attrs[CSM_ATTEMPTS_MISSING] = missingAttempts;
   const nAmbiguous = ambiguous === undefined ? 0 : ambiguous.filter(Boolean).length;
   if (nAmbiguous > 0) attrs[CSM_MATCH_AMBIGUOUS_ATTEMPTS] = nAmbiguous;
@@ -142,7 +146,7 @@ function callMetrics(call: CsmApiCall, op: Operation, cls: ErrorClassification, 
     const retries = call.attemptCount - 1;
     if (retries > 0) metrics.push({ instrument: METRIC_CSM_CALL_RETRIES, value: retries, attributes: csmMetricBase(op, opts) });
   }
-  if (call.maxRetriesExceeded === true) {
+  if (call.maxRetriesExceeded === true && cls.failed) {
     metrics.push({ instrument: METRIC_CSM_CALL_MAX_RETRIES_EXCEEDED, value: 1, attributes: putErrorType(csmMetricBase(op, opts), cls) });
   }
   return metrics;

@@ -61,7 +61,7 @@ export const METRIC_INSTRUMENTS: readonly MetricInstrument[] = [
     name: METRIC_CSM_CALL_MAX_RETRIES_EXCEEDED,
     kind: 'counter',
     unit: '{call}',
-    description: 'AWS SDK API calls reported with MaxRetriesExceeded=1.',
+    description: 'AWS SDK API calls that failed after using every allowed attempt (the SDK gave up: MaxRetriesExceeded=1 on a failed call).',
   },
   {
     name: METRIC_CSM_ATTEMPT_PHASE_DURATION,

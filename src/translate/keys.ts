@@ -14,7 +14,13 @@ export const DEFAULT_SERVER_PORT = 443;
 
 export const CSM_CLIENT_ID = 'csm.client_id';
 export const CSM_ATTEMPT_COUNT = 'csm.attempt_count';
+/** The SDK gave up: the call failed and the SDK reported MaxRetriesExceeded (whatever SDK sent it). */
 export const CSM_MAX_RETRIES_EXCEEDED = 'csm.max_retries_exceeded';
+/**
+ * The call succeeded on its last allowed attempt: MaxRetriesExceeded=1 on a success, which
+ * botocore (standard/adaptive) and Go v1 send; other SDKs never say so (absent ≠ false).
+ */
+export const CSM_SUCCEEDED_ON_LAST_ALLOWED_ATTEMPT = 'csm.succeeded_on_last_allowed_attempt';
 export const CSM_ATTEMPTS_MISSING = 'csm.attempts_missing';
 export const CSM_ATTEMPT_NUMBER = 'csm.attempt.number';
 export const CSM_CONNECTION_REUSED = 'csm.connection_reused';

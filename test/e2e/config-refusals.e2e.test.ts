@@ -28,6 +28,7 @@ const cases: { name: string; args: string[]; env?: Record<string, string>; says:
     env: { OTEL_METRICS_EXPORTER: 'prometheus', OTEL_EXPORTER_PROMETHEUS_HOST: '0.0.0.0', OTEL_EXPORTER_PROMETHEUS_PORT: '0' },
     says: /the Prometheus endpoint on non-loopback address 0\.0\.0\.0 \(OTEL_EXPORTER_PROMETHEUS_HOST\)/,
   },
+  { name: '--app-otlp-http 0.0.0.0:0 without --allow-remote-http', args: [...LOOPBACK, '--app-otlp-http', '0.0.0.0:0'], says: /the app span listener on non-loopback address 0\.0\.0\.0 \(--app-otlp-http\)/ },
   { name: '--listen [::]:0 without a source allow-list', args: ['--listen', '[::]:0', '--admin', 'off', '--no-ui'], says: /non-loopback UDP address \[::\]:0/ },
   { name: 'record FILE refuses a non-loopback listener too', args: ['record', join(dir, 'r.jsonl'), '--listen', '0.0.0.0:0', '--admin', 'off', '--no-ui'], says: /refusing to listen/ },
   // Values and address parsing.
@@ -45,7 +46,7 @@ const cases: { name: string; args: string[]; env?: Record<string, string>; says:
   { name: 'a spool directory that cannot be made', args: [...LOOPBACK, '--spool-dir', join(aFile, 'spool')], says: /cannot use the spool directory .*a-file\/spool.*ENOTDIR/ },
   { name: 'a policy file that cannot be read', args: [...LOOPBACK, '--policy-file', dir], says: /policy file/ },
   { name: 'a recording file that cannot be opened', args: ['record', join(aFile, 'r.jsonl'), ...LOOPBACK], says: /cannot open the recording file .*a-file\/r\.jsonl/ },
-  { name: 'a recording to replay that is not there', args: ['replay', join(dir, 'missing.jsonl'), '--no-ui'], says: /cannot read the recording .*missing\.jsonl/ },
+  { name: 'a recording to replay that is not there', args: ['replay', join(dir, 'missing.jsonl'), '--no-ui'], says: /cannot replay .*missing\.jsonl/ },
   { name: 'policy FILE that is not there', args: ['policy', join(dir, 'missing.jsonl')], says: /cannot read .*missing\.jsonl/ },
 ];
 

@@ -125,7 +125,7 @@ describe.skipIf(process.platform !== 'linux' || !PYTHON || !MOTO)('process ident
     for (const p of calls) expect(p.resource['process.pid']).toBeUndefined();
     expect(stats.identity.resolved).toBe(2); // one socket each
     expect(stats.identity.scans).toBeGreaterThanOrEqual(1);
-    expect(stats.clients.active).toBe(4); // per ClientId (metrics) + per (ClientId, process) (spans)
+    expect(stats.clients.active).toBe(2); // applications (ClientIds), not their identified processes
     expect(sink.errors).toEqual([]);
   });
 

@@ -10,6 +10,7 @@
  */
 import { gunzipSync } from 'node:zlib';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -383,7 +384,9 @@ describe.skipIf(tmpfsUnavailable !== undefined)(`spool directory on a full disk 
       expect(kept).toBe(onDisk);
       expect(kept).toBeGreaterThan(0);
       const stopped = first.logs.find((l) => l['msg'] === 'stopped')!['stats'] as Stats;
-      expect(stopped.spool.lostSpans).toBe(lost);
+      // lost: the run's (spans.lost, the disk_full drops included); lostAtShutdown: what was still only in memory at exit.
+      expect(stopped.spans.lost).toBe(lost);
+      expect(stopped.spool.lostSpans).toBe((summary!['lostAtShutdown'] as { spans: number }).spans);
       expect([stopped.spool.onDiskSpans, stopped.spool.queuedSpans]).toEqual([kept, kept]);
       // Every span is accounted for: delivered (none), refused (none), dropped (lost at exit included), or on disk.
       expect(stopped.spans.exported + stopped.spans.failed + stopped.spans.dropped + kept).toBe(stopped.spans.created);
@@ -402,4 +405,35 @@ describe.skipIf(tmpfsUnavailable !== undefined)(`spool directory on a full disk 
       fs.unmount();
     }
   }, 120_000);
+
+  it('the spool directory turns read-only before SIGTERM: the stop still exits 0, says what is kept on disk and what is lost, and prints the final stats', async () => {
+    const fs = mountTmpfs(1024);
+    try {
+      const b = await start(['--shutdown-timeout-ms', '3000', '--spool-dir', fs.dir]);
+      await sendCalls(b.udpPort, 0, 500);
+      await waitStats(b, (s) => s.spool.onDiskSpans === 1000, 'on disk');
+      execFileSync('mount', ['-o', 'remount,ro', fs.dir]);
+      // What comes now cannot be written: it waits in memory, and is lost at exit.
+      await sendCalls(b.udpPort, 500, 500);
+      await waitStats(b, (s) => s.spans.created === 2000 && s.spool.queuedSpans === 2000 && s.spool.diskErrors > 0, 'the rest held in memory');
+      expect(await b.stop('SIGTERM', 20_000)).toBe(0);
+      expect(b.logs.find((l) => l['msg'] === 'error while stopping'), b.stderr()).toBeUndefined();
+      const summary = b.logs.find((l) => String(l['msg']).startsWith('OTLP endpoint unavailable at shutdown'));
+      expect(summary, b.stderr()).toBeDefined();
+      expect((summary!['keptOnDisk'] as { spans: number }).spans).toBe(1000);
+      const onDisk = readdirSync(join(fs.dir, 'traces'))
+        .filter((f) => /^\d{12}-\d+\.pb(\.gz)?$/.test(f))
+        .reduce((n, f) => n + Number(f.split('-')[1]!.split('.')[0]), 0);
+      expect(onDisk).toBe(1000);
+      // The lock could not be removed: said, not thrown.
+      expect(b.logs.some((l) => l['msg'] === 'spool directory error' && /EROFS/.test(String(l['error'])))).toBe(true);
+      const stopped = b.logs.find((l) => l['msg'] === 'stopped')?.['stats'] as Stats | undefined;
+      expect(stopped, b.stderr()).toBeDefined();
+      expect(stopped!.spool.lostSpans).toBe(1000);
+      expect(stopped!.spans.exported + stopped!.spans.failed + stopped!.spans.dropped + onDisk).toBe(stopped!.spans.created);
+    } finally {
+      for (const b of bridges.splice(0)) await b.stop('SIGKILL');
+      fs.unmount();
+    }
+  }, 60_000);
 });

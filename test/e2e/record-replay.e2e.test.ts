@@ -162,7 +162,7 @@ describe('replay of every capture in test/fixtures', () => {
       const lines = readCapture(scenario).length;
       const calls = truth.filter((c) => c.api_call_line !== null).length;
       // The truth's orphans, plus those a storm leaves (a call exported before the twin whose attempt it took:
-      // README "What correlation can and cannot know"); test/unit/correlate.test.ts measures both.
+      // docs/correlation.md "What correlation can and cannot know"); test/unit/correlate.test.ts measures both.
       const orphans = replay(decodeCapture(scenario).map((d) => d.event), pipelineOptions(DEFAULT_CONFIG, '').correlator).out.filter((c) => c.kind === 'orphan').length;
       expect(sink.errors).toEqual([]);
       expect(sink.spans).toHaveLength(lines);

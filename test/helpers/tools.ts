@@ -14,7 +14,7 @@ export function findTool(name: string): string | undefined {
   const r = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
   const path = r.stdout.trim();
   if (r.status === 0 && path) return path;
-  const msg = `\n!!! ${name} is not installed: the end-to-end tests that drive it cannot run.\n!!! Install it (see README "Running the tests") — CI must have it.\n`;
+  const msg = `\n!!! ${name} is not installed: the end-to-end tests that drive it cannot run.\n!!! Install it (see docs/testing.md) — CI must have it.\n`;
   if (process.env['CI']) throw new Error(msg);
   process.stderr.write(msg);
   return undefined;
@@ -87,6 +87,8 @@ export interface AwsCliOptions {
   endpoint: string;
   region?: string;
   sessionToken?: string;
+  /** More environment (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS …). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -108,6 +110,7 @@ export async function runAwsCli(bin: string, args: string[], o: AwsCliOptions): 
         AWS_DEFAULT_REGION: o.region ?? 'us-west-2',
         AWS_CONFIG_FILE: '/dev/null',
         AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+        ...o.env,
       },
       timeout: 60_000,
     });

@@ -22,7 +22,7 @@ function run(events: CsmEvent[], opts: CorrelatorOptions = SHIPPED): Correlated[
  * attempts under their true call; every misplaced attempt flagged except `unflagged` (the
  * misplacements no alternative within ln 2 was found for when they were exported), at most
  * `truthMoreProbable` misplaced groups where the truth is more probable than the output by more
- * than ln 2 (each explained in README "What correlation can and cannot know": the call whose
+ * than ln 2 (each explained in docs/correlation.md "What correlation can and cannot know": the call whose
  * attempts were taken arrived after the settle time), at most `spurious` flags without an
  * alternative once every call is known.
  */
@@ -92,7 +92,7 @@ describe('correlate: real captures against ground truth (shipped defaults)', () 
     });
   }
 
-  it('--match-settle-ms 10000 (README: for exact storm trees, at the cost of export latency): no misplaced group where the truth is more probable, every misplaced attempt flagged', () => {
+  it('--match-settle-ms 10000 (docs/correlation.md: for exact storm trees, at the cost of export latency): no misplaced group where the truth is more probable, every misplaced attempt flagged', () => {
     const opts = pipelineOptions({ ...DEFAULT_CONFIG, matchSettleMs: 10_000 }, '').correlator;
     for (const sc of scenarios()) {
       const s = measureCapture(sc, opts);

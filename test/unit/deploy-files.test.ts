@@ -11,6 +11,7 @@ import { bindPolicyError, httpBindPolicyError, SourceFilter } from '../../src/re
 import { OTEL_VARIABLES } from '../../src/config/otel-env.js';
 import { ROOT } from '../helpers/bridge-process.js';
 import { findTool } from '../helpers/tools.js';
+import { BRIDGE_SCOPE, REQUEST_ID_KEYS } from '../../src/join/app-span.js';
 
 /**
  * Static validation of the deployment files: Dockerfile, docker-compose.yml,
@@ -102,7 +103,12 @@ describe('Dockerfile', () => {
     const sources = ins
       .filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
       .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
-    expect(sources.sort()).toEqual(['binding.gyp', 'config', 'native', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'src', 'tsconfig.json']);
+    expect(sources.sort()).toEqual(['binding.gyp', 'config', 'native', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'scripts/build-native.mjs', 'src', 'tsconfig.json']);
+    // The build stage's npm ci runs package.json's install script: the file it runs is there before it.
+    const install = json<{ scripts: { install: string } }>(read('package.json')).scripts.install;
+    const script = /^node (\S+)$/.exec(install)?.[1];
+    const npmCi = ins.findIndex((i) => i.op === 'RUN' && /npm ci\b/.test(i.args));
+    expect(ins.slice(0, npmCi).some((i) => i.op === 'COPY' && i.args.split(/\s+/)[0] === script), install).toBe(true);
     for (const s of sources) {
       expect(existsSync(join(ROOT, s)), s).toBe(true);
       expect(ignored, s).not.toContain(s);
@@ -331,3 +337,41 @@ describe('config/aws-csm-bridge.service', () => {
   });
 });
 
+
+// --- The Collector fan-out to the bridge's app span listener -----------------
+
+describe('config/otel-collector-app-join.yaml', () => {
+  const text = read('config/otel-collector-app-join.yaml');
+  const col = parseYaml(text) as {
+    processors: Record<string, { traces?: { span: string[] } }>;
+    exporters: Record<string, Record<string, unknown>>;
+    receivers: Record<string, unknown>;
+    service: { pipelines: Record<string, { receivers: string[]; processors?: string[]; exporters: string[] }> };
+  };
+
+  it('pipelines use only defined components; the backend path is unchanged; the copy is filtered and goes to the bridge', () => {
+    for (const [name, p] of Object.entries(col.service.pipelines)) {
+      for (const kind of ['receivers', 'processors', 'exporters'] as const) for (const id of p[kind] ?? []) expect(Object.keys(col[kind]), `${name}.${kind}`).toContain(id);
+    }
+    expect(col.service.pipelines['traces']!.processors).not.toContain('filter/csm_join');
+    expect(col.service.pipelines['traces/csm_bridge']!.processors).toContain('filter/csm_join');
+    expect(col.service.pipelines['traces/csm_bridge']!.exporters).toEqual(['otlphttp/csm_bridge']);
+  });
+
+  it("the filter keeps every request-id spelling the bridge indexes, and drops the bridge's own scope", () => {
+    const conditions = col.processors['filter/csm_join']!.traces!.span.join('\n');
+    for (const key of REQUEST_ID_KEYS) expect(conditions).toContain(`attributes["${key}"] == nil`);
+    expect(conditions).toContain('attributes["rpc.system"] != "aws-api"');
+    expect(conditions).toContain('attributes["rpc.system.name"] != "aws-api"');
+    expect(conditions).toContain(`instrumentation_scope.name == "${BRIDGE_SCOPE}"`);
+  });
+
+  it('the bridge exporter points at the --app-otlp-http the header shows, which the config loader accepts; no retries', () => {
+    const flag = /--app-otlp-http (\S+)/.exec(text)![1]!;
+    expect(config(['--app-otlp-http', flag]).appOtlpHttp).toBe(flag);
+    const bridge = col.exporters['otlphttp/csm_bridge']!;
+    expect(new URL(String(bridge['endpoint'])).port).toBe(String(portOf(flag)));
+    expect(bridge['retry_on_failure']).toMatchObject({ enabled: false });
+    expect(bridge['sending_queue']).toMatchObject({ enabled: true });
+  });
+});

@@ -328,19 +328,20 @@ describe('OtelExporter: one provider per (ClientId, process)', () => {
       const first = { alive: true };
       const withMetric = (t: Translation): Translation => ({ ...t, metrics: [{ instrument: 'csm.call.attempts', value: 1, attributes: {} }] });
       exporter.write(withMetric(translation('cli', 'S3.ListBuckets')), fakeIdentity(101, first));
-      // The ClientId's own client (its metrics, and calls whose sender is unknown) + the process's.
-      expect(stats.clients).toEqual({ active: 2, overflowed: 0, evicted: 0 });
+      // The ClientId's own client (its metrics, and calls whose sender is unknown) + the process's:
+      // one application.
+      expect(stats.clients).toEqual({ active: 1, overflowed: 0, evicted: 0 });
       exporter.write(withMetric(translation('cli', 'S3.ListBuckets')), fakeIdentity(101, first)); // same process: same provider
       exporter.write(withMetric(translation('cli', 'STS.GetCallerIdentity')), fakeIdentity(102, { alive: true }));
-      expect(stats.clients).toEqual({ active: 3, overflowed: 0, evicted: 0 });
+      expect(stats.clients).toEqual({ active: 1, overflowed: 0, evicted: 0 }); // 3 clients, still one application
       // At the cap, every process alive: the next one overflows.
       exporter.write(translation('cli', 'S3.HeadObject'), fakeIdentity(103, { alive: true }));
-      expect(stats.clients).toEqual({ active: 4, overflowed: 1, evicted: 0 }); // + the overflow provider
+      expect(stats.clients).toEqual({ active: 2, overflowed: 1, evicted: 0 }); // + the overflow provider
       // Process 101 exits (the next `aws` command is a new process): its client is forgotten to make room.
       first.alive = false;
       await new Promise((r) => setTimeout(r, 1_100)); // eviction is checked at most once a second
       exporter.write(translation('cli', 'DynamoDB.ListTables'), fakeIdentity(104, { alive: true }));
-      expect(stats.clients).toEqual({ active: 4, overflowed: 1, evicted: 1 });
+      expect(stats.clients).toEqual({ active: 2, overflowed: 1, evicted: 1 });
       await exporter.shutdown();
       const byPid = (pid: number | undefined) => sink.spans.filter((s) => s.resource['process.pid'] === pid).map((s) => s.name);
       // Spans written before the eviction keep the exited process's resource.

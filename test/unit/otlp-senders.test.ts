@@ -12,10 +12,11 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import type { OtlpTarget } from '../../src/config/otel-env.js';
-import { retryInfoDelayMs } from '../../src/export/otlp-grpc-sender.js';
-import { createOtlpSender } from '../../src/export/otlp-sender.js';
+import { grpcDetails, retryInfoDelayMs } from '../../src/export/otlp-grpc-sender.js';
+import { createOtlpSender, MAX_RESPONSE_BYTES } from '../../src/export/otlp-sender.js';
 import { prepareResource, TraceBatch } from '../../src/export/trace-batch.js';
 import type { SpanRecord } from '../../src/translate/types.js';
+import { startHostileCollector, type HostileCollector } from '../helpers/hostile-collector.js';
 import { startOtlpGrpcSink, type OtlpGrpcSink } from '../helpers/otlp-grpc-sink.js';
 import { decodeOtlpTraces, type SinkSpan } from '../helpers/otlp-sink.js';
 import { makeTestPki, type TestPki } from '../helpers/test-ca.js';
@@ -98,6 +99,29 @@ describe('gRPC sender', () => {
     expect(seen).toEqual([{ encoding: 'gzip', compressedFlag: 1, spans: 4 }]);
   });
 
+  it('an OK answer whose message is over MAX_RESPONSE_BYTES: delivered (the server answers only a call it accepted), read no further, said', async () => {
+    let calls = 0;
+    const server = createHttp2Server();
+    server.on('stream', (stream) => {
+      stream.on('data', () => {});
+      stream.on('end', () => {
+        calls++;
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        const size = MAX_RESPONSE_BYTES + 1024 * 1024;
+        const frame = Buffer.alloc(5 + size);
+        frame.writeUInt32BE(size, 1);
+        stream.end(frame);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const sender = createOtlpSender(traces({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }), 'protobuf');
+    expect(await sender.send(body(2), 2)).toEqual({ ok: true, unread: expect.stringMatching(/^gRPC: its answer was not read: Received message larger than max/) });
+    await sender.shutdown();
+    await new Promise<void>((r) => server.close(() => r()));
+    expect(calls).toBe(1);
+  });
+
   it("maps the OTLP spec's retryable codes to transient, RESOURCE_EXHAUSTED only with RetryInfo, the rest to rejected", async () => {
     sink = await startOtlpGrpcSink();
     const sender = createOtlpSender(traces({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: `http://${sink.address}` }), 'protobuf');
@@ -127,8 +151,19 @@ describe('gRPC sender', () => {
       traces({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: `127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_INSECURE: 'true', OTEL_EXPORTER_OTLP_TIMEOUT: '2000' }),
       'protobuf',
     );
-    expect(await sender.send(body(1), 1)).toMatchObject({ ok: false, kind: 'transient', error: expect.stringMatching(/UNAVAILABLE|DEADLINE_EXCEEDED/) });
+    const r = await sender.send(body(1), 1);
+    expect(r).toMatchObject({ ok: false, kind: 'transient', error: expect.stringMatching(/^gRPC (UNAVAILABLE: no connection established: connect ECONNREFUSED|DEADLINE_EXCEEDED)/) });
+    expect(r.ok ? '' : r.error).not.toMatch(/null|Resolution note/);
     await sender.shutdown();
+  });
+
+  it('says what happened without grpc-js\'s empty parts ("Last error: null. Resolution note: ")', () => {
+    expect(grpcDetails('No connection established. Last error: null. Resolution note: ')).toBe('no connection established');
+    expect(grpcDetails('No connection established. Last error: Protocol error (2026-12-06T10:31:37.485Z). Resolution note: ')).toBe('no connection established: Protocol error');
+    expect(grpcDetails('No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: DNS says no')).toBe(
+      'no connection established: connect ECONNREFUSED 127.0.0.1:1; DNS says no',
+    );
+    expect(grpcDetails('Deadline exceeded after 1.502s,Waiting for LB pick')).toBe('Deadline exceeded after 1.502s,Waiting for LB pick');
   });
 
   it('a JSON batch left by an http/json run cannot go over gRPC: rejected, not retried', async () => {
@@ -234,5 +269,41 @@ describe('HTTP sender over TLS', () => {
     expect(await anonymous.send(body(1), 1)).toMatchObject({ ok: false, kind: 'transient' });
     await anonymous.shutdown();
     expect(s.spans).toHaveLength(0);
+  });
+});
+
+describe('HTTP sender against an endpoint that never finishes its answer, or answers too much', () => {
+  let collector: HostileCollector | undefined;
+  afterEach(async () => {
+    await collector?.close();
+    collector = undefined;
+  });
+  const sender = (url: string) => createOtlpSender(traces({ OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_TIMEOUT: '1000' }), 'protobuf');
+
+  it('a status line dripped a byte at a time: the export timeout ends the request, a transient failure that says so', { timeout: 15_000 }, async () => {
+    collector = await startHostileCollector({ kind: 'drip-status', dripMs: 200 });
+    const s = sender(collector.url);
+    expect(await s.send(body(2), 2)).toEqual({ ok: false, kind: 'transient', error: 'no answer within the export timeout (1000 ms; OTEL_EXPORTER_OTLP_TIMEOUT)' });
+    await s.shutdown();
+    expect(collector.requests).toEqual([{ path: '/v1/traces', spans: 2 }]);
+  });
+
+  it('a 200 whose body drips for ever: delivered at the timeout (a 2xx is the answer), the unread body said', { timeout: 15_000 }, async () => {
+    collector = await startHostileCollector({ kind: 'drip-body', dripMs: 200 });
+    const s = sender(collector.url);
+    expect(await s.send(body(2), 2)).toEqual({ ok: true, unread: 'HTTP 200 (delivered), but its answer was not read: it did not arrive within the export timeout (1000 ms); a partial success in it is not counted' });
+    await s.shutdown();
+  });
+
+  it('a 200 with a body over MAX_RESPONSE_BYTES: delivered once, read no further, said', { timeout: 15_000 }, async () => {
+    collector = await startHostileCollector({ kind: 'huge-body', bytes: MAX_RESPONSE_BYTES + 1024 * 1024 });
+    const s = sender(collector.url);
+    expect(await s.send(body(3), 3)).toEqual({ ok: true, unread: `HTTP 200 (delivered), but its answer was not read: it is over ${MAX_RESPONSE_BYTES} bytes; a partial success in it is not counted` });
+    expect(await s.send(body(1), 1)).toMatchObject({ ok: true });
+    await s.shutdown();
+    expect(collector.requests).toEqual([
+      { path: '/v1/traces', spans: 3 },
+      { path: '/v1/traces', spans: 1 },
+    ]);
   });
 });

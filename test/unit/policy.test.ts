@@ -4,14 +4,20 @@ import type { CsmApiCall, CsmAttempt } from '../../src/decode/types.js';
 import { accountFromAccessKeyId, principalOf } from '../../src/decode/access-key.js';
 import { isDenied, parseDenial } from '../../src/policy/denial.js';
 import { PolicyBuilder } from '../../src/policy/document.js';
-import { MAX_CALLS_PER_SUBJECT, MAX_SUBJECTS, PolicyObserver } from '../../src/policy/observer.js';
-import { notes } from '../../src/policy/policy-command.js';
+import { answered, MAX_CALLS_PER_SUBJECT, MAX_SUBJECTS, PolicyObserver } from '../../src/policy/observer.js';
+import { notes, runPolicyCommand } from '../../src/policy/policy-command.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const KEY = 'AKIARZPUZDIKAAEXAMPL'; // encodes 123456789012
 const base = { timestamp: 1, timestampMarksEnd: false, sdk: 'botocore' as const, source: { address: '127.0.0.1', port: 1 }, receivedAt: 1 };
 function call(service: string, api: string, o: Partial<CsmApiCall> = {}, a: Partial<CsmAttempt> = {}): Correlated {
   const clientId = o.clientId ?? 'app';
-  const attempt: CsmAttempt = { ...base, type: 'ApiCallAttempt', clientId, service, api, region: 'eu-west-1', principal: principalOf(KEY, 's'), ...a };
+  // A service answered (an HTTP status) unless the test says otherwise.
+  const httpStatusCode = o.finalHttpStatusCode ?? 200;
+  const attempt: CsmAttempt = { ...base, type: 'ApiCallAttempt', clientId, service, api, region: 'eu-west-1', principal: principalOf(KEY, 's'), httpStatusCode, ...a };
   return { kind: 'call', call: { ...base, type: 'ApiCall', clientId, service, api, region: 'eu-west-1', ...o }, attempts: [attempt], missingAttempts: 0 };
 }
 const actionsOf = (doc: { Statement: { Action: string[]; Resource: string | string[] }[] }) =>
@@ -114,6 +120,26 @@ describe('policy observation and documents', () => {
     expect(b.select(o.state(), 'app').length).toBe(1);
   });
 
+  it('a ClientId\'s calls from an unidentified process go with its only known program; with several known they stay apart', async () => {
+    const py = { attributes: { 'process.executable.name': 'python3.11', 'process.pid': 10 } };
+    const node = { attributes: { 'process.executable.name': 'node', 'process.pid': 11 } };
+    const o = new PolicyObserver();
+    // Unidentified first (the order must not matter), then identified.
+    o.observe(call('S3', 'ListBuckets', { finalHttpStatusCode: 200 }, { serverAddress: 'a-bucket.s3.amazonaws.com' }));
+    o.observe(call('S3', 'PutObject', { finalHttpStatusCode: 403, finalAwsException: 'AccessDenied', finalAwsExceptionMessage: 'Access Denied' }));
+    o.observe(call('S3', 'ListBuckets', { finalHttpStatusCode: 200 }), py);
+    o.observe(call('SQS', 'SendMessage', { clientId: 'other' }), node);
+    const folded = o.state().subjects;
+    expect(folded.map((s) => [s.client, s.process])).toEqual([['app', 'python3.11'], ['other', 'node']]);
+    expect(folded[0]!.calls.map((c) => [c.api, c.calls, c.failed, c.scopes.length])).toEqual([['ListBuckets', 2, 0, 2], ['PutObject', 1, 1, 1]]);
+    expect(folded[0]!.denials).toMatchObject([{ api: 'PutObject', calls: 1 }]);
+    const reports = await new PolicyBuilder().reports(o.state());
+    expect(reports.map((r) => r.label)).toEqual(['app [python3.11]', 'other [node]']);
+    // A second program of the same ClientId: which one made the unidentified calls is unknown.
+    o.observe(call('S3', 'ListBuckets'), node);
+    expect(o.state().subjects.map((s) => [s.client, s.process])).toEqual([['app', undefined], ['app', 'node'], ['app', 'python3.11'], ['other', 'node']]);
+  });
+
   it('a denial naming another service is a dependent permission in the policy; explicit denies and unnamed denials are reported', async () => {
     const o = new PolicyObserver();
     const denied = (message: string, code = 'AccessDenied') => ({ finalHttpStatusCode: 403, finalAwsException: code, finalAwsExceptionMessage: message });
@@ -154,6 +180,23 @@ describe('policy observation and documents', () => {
     expect(Object.keys(actionsOf(all.policy)).length).toBe(4);
   });
 
+  it('a call no service answered (no HTTP status on any attempt) proves no permission: counted, left out', async () => {
+    const refused = { sdkException: 'EndpointConnectionError', httpStatusCode: undefined };
+    const o = new PolicyObserver();
+    o.observe(call('S3', 'ListBuckets', { finalSdkException: 'EndpointConnectionError' }, refused));
+    o.observe({ kind: 'orphan', attempt: (call('SQS', 'ListQueues', {}, refused) as { attempts: CsmAttempt[] }).attempts[0]!, reason: 'ttl_expired' });
+    expect(o.counters).toMatchObject({ observed: 2, unanswered: 2, subjects: 0 });
+    expect(o.state().subjects).toEqual([]);
+    // Answered on some attempt (a 503 then a refused connection), or attempts unseen: it counts.
+    const first503 = call('S3', 'ListBuckets', { finalSdkException: 'EndpointConnectionError' }, refused) as Extract<Correlated, { kind: 'call' }>;
+    const retried: Correlated = { ...first503, attempts: [{ ...first503.attempts[0]!, httpStatusCode: 503, sdkException: undefined }, first503.attempts[0]!] };
+    expect(answered(retried)).toBe(true);
+    expect(answered({ ...first503, missingAttempts: 1 })).toBe(true);
+    o.observe(retried);
+    const [r] = await new PolicyBuilder().reports(o.state());
+    expect(Object.keys(actionsOf(r!.policy))).toEqual(['s3:ListAllMyBuckets']);
+  });
+
   it('is bounded: subjects and calls beyond the caps are counted, not kept', () => {
     const o = new PolicyObserver();
     for (let i = 0; i < MAX_SUBJECTS + 5; i++) o.observe(call('SQS', 'SendMessage', { clientId: `c${i}` }));
@@ -173,5 +216,36 @@ describe('policy observation and documents', () => {
     expect(b.state()).toEqual(a.state());
     b.merge(a.state());
     expect(b.state().subjects[0]!.calls[0]!.calls).toBe(4);
+  });
+});
+
+describe('policy FILE: the note on calls no service answered', () => {
+  it('names at most 20 Service.Api, sums the rest; the answered call is the only one in the policy', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'csm-unanswered-'));
+    try {
+      const lines: string[] = [];
+      const line = (t: number, raw: object) => `{"recv_ns":${BigInt(t) * 1_000_000n},"src":"127.0.0.1:40000","raw":${JSON.stringify(JSON.stringify(raw))}}`;
+      const common = { Version: 1, ClientId: 'refused', Service: 'S3', Region: 'us-east-1' };
+      for (let i = 0; i < 25; i++) {
+        const t = 1_800_000_000_000 + i * 100;
+        const refused = i < 24;
+        const api = refused ? `Op${String(i).padStart(2, '0')}` : 'ListBuckets';
+        const outcome = refused ? { SdkException: 'EndpointConnectionError' } : { HttpStatusCode: 200 };
+        lines.push(line(t, { ...common, Type: 'ApiCallAttempt', Api: api, Timestamp: t, AttemptLatency: 1, ...outcome }));
+        lines.push(line(t + 2, { ...common, Type: 'ApiCall', Api: api, Timestamp: t, Latency: 2, AttemptCount: 1, ...(refused ? { FinalSdkException: 'EndpointConnectionError' } : { FinalHttpStatusCode: 200 }) }));
+      }
+      const file = join(dir, 'r.jsonl');
+      writeFileSync(file, `${lines.join('\n')}\n`);
+      let out = '';
+      let err = '';
+      expect(await runPolicyCommand(file, { ...DEFAULT_CONFIG }, (x) => (out += x), (x) => (err += x))).toBe(0);
+      expect(Object.keys(actionsOf((JSON.parse(out) as Record<string, never>)['refused']!))).toEqual(['s3:ListAllMyBuckets']);
+      const note = err.split('\n').find((l) => l.startsWith('note: 24 calls left out: no service answered'));
+      expect(note).toBeDefined();
+      expect(note!.match(/S3\.Op\d\d ×1/g)).toHaveLength(20);
+      expect(note).toMatch(/S3\.Op19 ×1, other calls ×4$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -6,7 +6,8 @@ import { loadConfig } from '../../src/config/load.js';
 import { decodeDatagram } from '../../src/decode/decoder.js';
 import { createLogger } from '../../src/log.js';
 import { parseSource } from '../../src/net/address.js';
-import { formatLine, parseLine, redact } from '../../src/record/format.js';
+import { formatLine, MAX_RECV_NS, parseLine, redact } from '../../src/record/format.js';
+import { boundedLines, type SplitLine } from '../../src/record/lines.js';
 import { Recorder } from '../../src/record/recorder.js';
 import { DEFAULT_DECODER, FIXTURES, readCapture, scenarios } from '../helpers/captures.js';
 
@@ -69,10 +70,46 @@ describe('format', () => {
     }
   });
 
+  it('recv_ns outside 0 .. 2^63-1 ns is refused, and 1e30 is not read as 1', () => {
+    const line = (ns: string) => `{"recv_ns":${ns},"src":"127.0.0.1:1","raw":"x"}`;
+    expect(parseLine(line(String(MAX_RECV_NS))).recvNs).toBe(MAX_RECV_NS);
+    expect(parseLine(line('0')).recvNs).toBe(0n);
+    for (const ns of [String(MAX_RECV_NS + 1n), '1' + '0'.repeat(30), '1e30', '-5', '1e3000']) {
+      expect(() => parseLine(line(ns)), ns).toThrow(/no "recv_ns" integer|"recv_ns" .* is out of range: 0 to 9223372036854775807/);
+    }
+  });
+
   it('sources: IPv4 and bracketed IPv6', () => {
     expect(parseSource('127.0.0.1:5')).toEqual({ address: '127.0.0.1', port: 5 });
     expect(parseSource('[::1]:31000')).toEqual({ address: '::1', port: 31000 });
     expect(() => parseSource('nope')).toThrow();
+  });
+});
+
+describe('line splitter', () => {
+  async function split(chunks: string[], max: number): Promise<SplitLine[]> {
+    const out: SplitLine[] = [];
+    for await (const l of boundedLines((async function* () { for (const c of chunks) yield Buffer.from(c); })(), max)) out.push(l);
+    return out;
+  }
+
+  it('splits on LF and CRLF across chunk boundaries; a last line without newline counts', async () => {
+    expect(await split(['ab', 'c\r', '\nde\n\n', 'f'], 10)).toEqual([{ text: 'abc' }, { text: 'de' }, { text: '' }, { text: 'f' }]);
+  });
+
+  it('a line over the limit is dropped as it streams and reported with its length; the next line is intact', async () => {
+    expect(await split(['12345', '6789', '0123\nok\n'], 8)).toEqual([{ tooLong: 13 }, { text: 'ok' }]);
+    expect(await split(['12345678\n123456789\n'], 8)).toEqual([{ text: '12345678' }, { tooLong: 9 }]);
+    expect(await split(['x'.repeat(20)], 8)).toEqual([{ tooLong: 20 }]);
+  });
+
+  it('stops reading when told to, even inside an endless line', async () => {
+    let chunks = 0;
+    const endless = (async function* () { for (;;) { chunks++; yield Buffer.alloc(1024); } })();
+    const out: SplitLine[] = [];
+    for await (const l of boundedLines(endless, 10, () => chunks >= 100)) out.push(l);
+    expect(out).toEqual([]);
+    expect(chunks).toBe(100);
   });
 });
 

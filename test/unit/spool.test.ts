@@ -6,8 +6,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ValueType } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { classify } from '../../src/export/otlp-sender.js';
+import { AggregationTemporality, DataPointType, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { httpOutcome, type HttpAttempt } from '../../src/export/otlp-sender.js';
 import { partialSuccessOf } from '../../src/export/partial-success.js';
 import { ANSWERING_MS, DiskStorage, GZIP_WHEN_FULLER, GZIP_WHEN_WAITING, Spool, type DropReason, type Encoding, type SendResult, type SpoolEvents } from '../../src/export/spool.js';
 import { resolveOtelEnv } from '../../src/config/otel-env.js';
@@ -408,16 +410,19 @@ describe('Spool (memory): the memory bound', () => {
   });
 });
 
-describe('classify: what the OTLP delegate reports', () => {
-  it('HTTP refusals are final, a 5xx is a server error, everything without a status is transient', () => {
-    const httpError = (code: number) => Object.assign(new Error('x'), { name: 'OTLPExporterError', code });
-    expect(classify({ code: 0 })).toEqual({ ok: true });
-    expect(classify({ code: 1, error: httpError(400) })).toMatchObject({ ok: false, kind: 'rejected' });
-    expect(classify({ code: 1, error: httpError(413) })).toMatchObject({ ok: false, kind: 'rejected' });
-    expect(classify({ code: 1, error: httpError(500) })).toMatchObject({ ok: false, kind: 'server_error' });
-    expect(classify({ code: 1, error: httpError(429) })).toMatchObject({ ok: false, kind: 'transient' });
-    expect(classify({ code: 1, error: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) })).toMatchObject({ ok: false, kind: 'transient' });
-    expect(classify({ code: 1, error: new Error('Request timed out') })).toMatchObject({ ok: false, kind: 'transient' });
+describe('httpOutcome: what one POST means to the spool', () => {
+  it('HTTP refusals are final, a 5xx is a server error, "try later" and no answer are transient, any 2xx is delivered', () => {
+    const answer = (status: number, extra: Partial<HttpAttempt & { kind: 'answer' }> = {}): HttpAttempt => ({ kind: 'answer', status, statusMessage: '', retryAfter: undefined, body: undefined, ...extra });
+    const outcome = (a: HttpAttempt) => httpOutcome(a, 3_000, () => undefined);
+    expect(outcome(answer(200))).toEqual({ ok: true });
+    expect(outcome(answer(400, { body: Buffer.from('bad  request\nbody') }))).toEqual({ ok: false, kind: 'rejected', error: 'HTTP 400: bad request body' });
+    expect(outcome(answer(413))).toMatchObject({ ok: false, kind: 'rejected' });
+    expect(outcome(answer(500))).toMatchObject({ ok: false, kind: 'server_error' });
+    for (const status of [408, 429, 502, 503, 504]) expect(outcome(answer(status))).toMatchObject({ ok: false, kind: 'transient' });
+    expect(outcome({ kind: 'error', error: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), timedOut: false })).toMatchObject({ ok: false, kind: 'transient' });
+    expect(outcome({ kind: 'error', error: new Error('no answer'), timedOut: true })).toEqual({ ok: false, kind: 'transient', error: 'no answer within the export timeout (3000 ms; OTEL_EXPORTER_OTLP_TIMEOUT)' });
+    // A 2xx whose body could not be read is delivered all the same, said so.
+    for (const unread of ['too_large', 'timeout', 'cut'] as const) expect(outcome(answer(200, { unread }))).toMatchObject({ ok: true, unread: expect.stringMatching(/^HTTP 200 \(delivered\)/) });
   });
 });
 
@@ -536,7 +541,7 @@ describe('partial success: the endpoint accepts a request but rejects some of it
       stats,
       createLogger('error', () => {}),
     );
-    await new Promise<void>((resolve) => exporter.export({ resource: resourceFromAttributes({ 'service.name': 'partial-test' }), scopeMetrics: [] }, () => resolve()));
+    await new Promise<void>((resolve) => exporter.export(gauge(10), () => resolve()));
     await until(() => stats.metricExports.succeeded === 1, 'the answer counted');
     expect([stats.metricExports.failed, stats.metricPoints.rejected]).toEqual([0, 7]);
     expect(stats.lastExportError.metrics?.message).toBe('partial success: 7 data points rejected: cardinality limit');
@@ -544,16 +549,78 @@ describe('partial success: the endpoint accepts a request but rejects some of it
     await sink.close();
   });
 
+  // An endpoint's count is clamped to what the request carried: a negative int64 (1.8e19 when read unsigned) or more than was sent.
+  for (const protocol of ['http/protobuf', 'http/json', 'grpc'] as const) {
+    it(`${protocol}: a negative or too large rejected count from the endpoint counts 0 or what was sent, never more`, async () => {
+      const encoding: Encoding = protocol === 'http/json' ? 'json' : 'protobuf';
+      const answers = [
+        { rejected: -1, message: 'negative' },
+        { rejected: 1e15, message: 'too many' },
+        { rejected: -1, message: 'negative' },
+        { rejected: 1e15, message: 'too many' },
+      ];
+      const answerFor = (index: number) => answers[index];
+      const http = protocol === 'grpc' ? undefined : await startOtlpSink({ partial: ({ index }) => answerFor(index) });
+      const grpc = protocol === 'grpc' ? await startOtlpGrpcSink() : undefined;
+      let calls = 0;
+      grpc?.setStatus(() => ({ code: 0, partial: answerFor(calls++)! }));
+      const endpoint = http?.url ?? `http://${grpc!.address}`;
+      const stats = newStats(0);
+      const lines: string[] = [];
+      const log = createLogger('warn', (l) => lines.push(l));
+      const target = resolveOtelEnv({}, { otlpEndpoint: endpoint, otlpProtocol: protocol });
+      const spanExporter = new SpoolingSpanExporter({ target: target.traces, maxBytes: 1_000_000, initialBackoffMs: 20, maxBackoffMs: 50 }, stats, log);
+      spanExporter.push(spans(encoding, 5), 5);
+      spanExporter.push(spans(encoding, 3), 3);
+      await until(() => stats.spans.exported + stats.spans.failed === 8, 'both span answers counted');
+      // -1: nothing rejected (the sink kept all 5); 10^15 of 3: the 3 sent.
+      expect([stats.spans.exported, stats.spans.failed]).toEqual([5, 3]);
+      await spanExporter.close();
+      const metricExporter = new SpoolingMetricExporter({ target: target.metrics, maxBytes: 1_000_000, initialBackoffMs: 20, maxBackoffMs: 50 }, stats, log);
+      for (const points of [4, 6]) await new Promise<void>((resolve) => metricExporter.export(gauge(points), () => resolve()));
+      await until(() => stats.metricExports.succeeded === 2, 'both metric answers counted');
+      expect(stats.metricPoints.rejected).toBe(6);
+      expect(lines.join('\n')).not.toMatch(/e\+1|1844674407/);
+      await metricExporter.close();
+      await http?.close();
+      await grpc?.close();
+    });
+  }
+
   it('a response that says nothing, or cannot be read, is a plain success', () => {
-    expect(partialSuccessOf('traces', 'protobuf', new Uint8Array(0))).toBeUndefined();
-    expect(partialSuccessOf('traces', 'json', Buffer.from('{}'))).toBeUndefined();
-    expect(partialSuccessOf('traces', 'json', Buffer.from('<html>proxy</html>'))).toBeUndefined();
-    expect(partialSuccessOf('traces', 'protobuf', Buffer.from([0x0a, 0x05, 0x08]))).toBeUndefined();
-    expect(partialSuccessOf('metrics', 'json', Buffer.from('{"partialSuccess":{"rejectedDataPoints":"4","errorMessage":"x"}}'))).toEqual({ rejected: 4, message: 'x' });
+    const none = { body: new Uint8Array(0), items: 0 };
+    expect(partialSuccessOf('traces', 'protobuf', new Uint8Array(0), none)).toBeUndefined();
+    expect(partialSuccessOf('traces', 'json', Buffer.from('{}'), none)).toBeUndefined();
+    expect(partialSuccessOf('traces', 'json', Buffer.from('<html>proxy</html>'), none)).toBeUndefined();
+    expect(partialSuccessOf('traces', 'protobuf', Buffer.from([0x0a, 0x05, 0x08]), none)).toBeUndefined();
+    const fivePoints = { body: Buffer.from(JSON.stringify({ resourceMetrics: [{ scopeMetrics: [{ metrics: [{ sum: { dataPoints: [{}, {}, {}] } }, { gauge: { dataPoints: [{}, {}] } }] }] }] })), items: 1 };
+    expect(partialSuccessOf('metrics', 'json', Buffer.from('{"partialSuccess":{"rejectedDataPoints":"4","errorMessage":"x"}}'), fivePoints)).toEqual({ rejected: 4, message: 'x' });
+    expect(partialSuccessOf('metrics', 'json', Buffer.from('{"partialSuccess":{"rejectedDataPoints":"18446744073709551615","errorMessage":"x"}}'), fivePoints)).toEqual({ rejected: 5, message: 'x' });
+    expect(partialSuccessOf('traces', 'json', Buffer.from('{"partialSuccess":{"rejectedSpans":"-3","errorMessage":"x"}}'), { body: new Uint8Array(0), items: 2 })).toEqual({ rejected: 0, message: 'x' });
     // A warning with nothing rejected.
-    expect(partialSuccessOf('traces', 'json', Buffer.from('{"partialSuccess":{"errorMessage":"slow down"}}'))).toEqual({ rejected: 0, message: 'slow down' });
+    expect(partialSuccessOf('traces', 'json', Buffer.from('{"partialSuccess":{"errorMessage":"slow down"}}'), none)).toEqual({ rejected: 0, message: 'slow down' });
   });
 });
+
+/** One metric collection: a gauge with `points` data points. */
+function gauge(points: number): ResourceMetrics {
+  return {
+    resource: resourceFromAttributes({ 'service.name': 'partial-test' }),
+    scopeMetrics: [
+      {
+        scope: { name: 't' },
+        metrics: [
+          {
+            descriptor: { name: 'g', description: '', unit: '1', valueType: ValueType.INT },
+            aggregationTemporality: AggregationTemporality.CUMULATIVE,
+            dataPointType: DataPointType.GAUGE,
+            dataPoints: Array.from({ length: points }, (_, i) => ({ startTime: [1, 0] as [number, number], endTime: [2, 0] as [number, number], attributes: { i }, value: i })),
+          },
+        ],
+      },
+    ],
+  };
+}
 
 function spanRecord(name: string): SpanRecord {
   const now = Date.now();

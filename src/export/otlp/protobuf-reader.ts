@@ -6,6 +6,9 @@
  */
 import { I32, I64, LEN, VARINT } from './protobuf-writer.js';
 
+/** A varint read by protoFields as an int64: two's complement, so 2^64 - 1 is -1 (approximately: a double). */
+export const int64 = (v: number): number => (v >= 2 ** 63 ? v - 2 ** 64 : v);
+
 export function* protoFields(buf: Uint8Array): Generator<[number, number | Uint8Array]> {
   let i = 0;
   const varint = (): number => {

@@ -36,6 +36,16 @@ export interface SerializerParts {
   ids: SpanIds;
 }
 
+/** A span of another process (the application's) that joined spans hang below. */
+export interface RemoteParent {
+  /** 16 bytes */
+  readonly traceId: Uint8Array;
+  /** 8 bytes */
+  readonly spanId: Uint8Array;
+  /** W3C tracestate of the parent, '' when none. */
+  readonly traceState: string;
+}
+
 export interface SpanSerializer<Spans> {
   /** An empty buffer for one resource's spans. */
   emptySpans(): Spans;
@@ -45,6 +55,12 @@ export interface SpanSerializer<Spans> {
    * when it throws (a throwing getter in the input), `spans` is left as it was.
    */
   appendTree(spans: Spans, tree: SpanRecord): number;
+  /**
+   * Appends spans (no children of their own) below a remote parent: its trace id, the parent's
+   * span id, its trace state, fresh span ids, flagged sampled with a remote parent. Returns the
+   * bytes added; when it throws, `spans` is left as it was.
+   */
+  appendUnder(spans: Spans, parent: RemoteParent, records: readonly SpanRecord[]): number;
   /** About what a resource's ResourceSpans and ScopeSpans add to a body around its spans. */
   envelopeBytes(resource: PreparedResource): number;
   /** The ExportTraceServiceRequest body: one ResourceSpans (with one ScopeSpans) per group, in order. */

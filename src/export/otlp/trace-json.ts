@@ -12,7 +12,7 @@
 import type { Attributes, SpanEventRecord, SpanRecord } from '../../translate/types.js';
 import { SPAN_ID_BYTES, TRACE_ID_BYTES, TREE_ID_BYTES, type SpanIds } from './span-ids.js';
 import { DROPPED, IGNORED, type SpanLimits } from './span-limits.js';
-import { childrenOf, type PreparedResource, type ResourceAttributes, type ResourceGroup, type SerializerParts, type SpanSerializer } from './span-serializer.js';
+import { childrenOf, type PreparedResource, type RemoteParent, type ResourceAttributes, type ResourceGroup, type SerializerParts, type SpanSerializer } from './span-serializer.js';
 import { hrNanos, hrSeconds, spanTimes, splitSpanTimes } from './span-times.js';
 
 /** A resource's spans: JSON Span objects, comma separated. */
@@ -25,6 +25,8 @@ const SPAN_KIND_INTERNAL = 1;
 const SPAN_KIND_CLIENT = 3;
 /** Span fields the bridge never sets, as the SDK writes them for a local, sampled span without links. */
 const SPAN_TAIL = ',"links":[],"droppedLinksCount":0,"flags":257}';
+/** The same below a remote parent: flags also CONTEXT_IS_REMOTE (0x200). */
+const SPAN_TAIL_REMOTE_PARENT = ',"links":[],"droppedLinksCount":0,"flags":769}';
 /** Encoded keys kept at most (a client sending ever new keys must not grow memory). */
 const KEY_CACHE_MAX = 4096;
 
@@ -88,6 +90,21 @@ export class JsonSpanSerializer implements SpanSerializer<JsonSpans> {
     return text.length + 1;
   }
 
+  appendUnder(spans: JsonSpans, parent: RemoteParent, records: readonly SpanRecord[]): number {
+    const childId = this.childId;
+    const traceId = hex(parent.traceId, 0, TRACE_ID_BYTES);
+    const parentId = hex(parent.spanId, 0, SPAN_ID_BYTES);
+    let text = '';
+    for (const r of records) {
+      this.ids.nextSpanId(childId, 0);
+      if (text !== '') text += ',';
+      text += this.span(r, traceId, hex(childId, 0, SPAN_ID_BYTES), parentId, parent.traceState);
+    }
+    if (text === '') return 0;
+    spans.text = spans.text === '' ? text : `${spans.text},${text}`;
+    return text.length + 1;
+  }
+
   /** ExportTraceServiceRequest, with a ResourceSpans and its one ScopeSpans per group. */
   request(groups: readonly ResourceGroup<JsonSpans>[]): Uint8Array {
     let s = '{"resourceSpans":[';
@@ -101,9 +118,10 @@ export class JsonSpanSerializer implements SpanSerializer<JsonSpans> {
   }
 
   /** A Span object, in the key order of otlp-transformer's sdkSpanToOtlpSpan (traceState is undefined, so absent). */
-  private span(rec: SpanRecord, traceId: string, spanId: string, parentSpanId: string | undefined): string {
+  private span(rec: SpanRecord, traceId: string, spanId: string, parentSpanId: string | undefined, remoteTraceState?: string): string {
     splitSpanTimes(rec.startMs, rec.endMs);
     let out = `{"traceId":"${traceId}","spanId":"${spanId}"`;
+    if (remoteTraceState !== undefined && remoteTraceState !== '') out += `,"traceState":${JSON.stringify(remoteTraceState)}`;
     if (parentSpanId !== undefined) out += `,"parentSpanId":"${parentSpanId}"`;
     out += `,"name":${JSON.stringify(typeof rec.name === 'string' ? rec.name : String(rec.name))}`;
     out += `,"kind":${rec.kind === 'internal' ? SPAN_KIND_INTERNAL : SPAN_KIND_CLIENT}`;
@@ -118,7 +136,7 @@ export class JsonSpanSerializer implements SpanSerializer<JsonSpans> {
       if (i > firstKept) out += ',';
       out += this.event(events[i]!);
     }
-    return `${out}],"droppedEventsCount":${firstKept},"status":${status(rec.status)}${SPAN_TAIL}`;
+    return `${out}],"droppedEventsCount":${firstKept},"status":${status(rec.status)}${remoteTraceState === undefined ? SPAN_TAIL : SPAN_TAIL_REMOTE_PARENT}`;
   }
 
   /** A Span.Event object, its attributes within the SDK's per-event limit. */

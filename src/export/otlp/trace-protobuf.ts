@@ -15,7 +15,7 @@ import { KeyValueWriter, writeInstrumentationScope, writeResource } from './comm
 import { byteTag, I32, I64, LEN, ProtobufWriter, putFixed32, putHrTimeFixed64, putVarint, tag, VARINT, varintSize } from './protobuf-writer.js';
 import { TRACE_ID_BYTES, TREE_ID_BYTES, type SpanIds } from './span-ids.js';
 import type { SpanLimits } from './span-limits.js';
-import { childrenOf, type PreparedResource, type ResourceAttributes, type ResourceGroup, type SerializerParts, type SpanSerializer } from './span-serializer.js';
+import { childrenOf, type PreparedResource, type RemoteParent, type ResourceAttributes, type ResourceGroup, type SerializerParts, type SpanSerializer } from './span-serializer.js';
 import { hrNanos, hrSeconds, spanTimes, splitSpanTimes } from './span-times.js';
 
 // Field table (tags precomputed: the hot path stores them as bytes)
@@ -28,9 +28,10 @@ const RESOURCE_SPANS_SCHEMA_URL = byteTag(3, LEN); // string schema_url
 // ScopeSpans (schema_url = 3: the bridge's scope has none)
 const SCOPE_SPANS_SCOPE = byteTag(1, LEN); //         InstrumentationScope scope
 const SCOPE_SPANS_SPANS = byteTag(2, LEN); //         repeated Span spans
-// Span (trace_state = 3 and links = 13: never set)
+// Span (links = 13: never set)
 const SPAN_TRACE_ID = byteTag(1, LEN); //             bytes
 const SPAN_SPAN_ID = byteTag(2, LEN); //              bytes
+const SPAN_TRACE_STATE = byteTag(3, LEN); //          string (only below a remote parent)
 const SPAN_PARENT_SPAN_ID = byteTag(4, LEN); //       bytes
 const SPAN_NAME = byteTag(5, LEN); //                 string
 const SPAN_KIND = byteTag(6, VARINT); //              SpanKind
@@ -59,6 +60,8 @@ const STATUS_CODE_UNSET = 0;
 const STATUS_CODE_ERROR = 2;
 /** SpanFlags: sampled (trace flags 0x01) | CONTEXT_HAS_IS_REMOTE (0x100; the parent is local or absent). */
 const SPAN_FLAGS_VALUE = 0x01 | 0x100;
+/** SpanFlags below a remote parent: also CONTEXT_IS_REMOTE (0x200). */
+const SPAN_FLAGS_REMOTE_PARENT = SPAN_FLAGS_VALUE | 0x200;
 
 /** Most spans are 128 bytes to 16 KiB: their length is reserved as two bytes, moved when it is not. */
 const SPAN_LENGTH_BYTES = 2;
@@ -99,6 +102,9 @@ export class ProtobufSpanSerializer implements SpanSerializer<ProtobufWriter> {
   private readonly scopeField: Uint8Array;
   /** trace id (0..15) and root span id (16..23) of the tree being written */
   private readonly tree = new Uint8Array(TREE_ID_BYTES);
+  /** Below a remote parent (appendUnder): its trace state and the flags of the spans written. */
+  private traceState = '';
+  private flags = SPAN_FLAGS_VALUE;
 
   constructor(parts: SerializerParts) {
     this.limits = parts.limits;
@@ -136,6 +142,24 @@ export class ProtobufSpanSerializer implements SpanSerializer<ProtobufWriter> {
     } catch (e) {
       w.pos = before; // nothing of a tree that could not be encoded stays
       throw e;
+    }
+    return w.pos - before;
+  }
+
+  appendUnder(w: ProtobufWriter, parent: RemoteParent, records: readonly SpanRecord[]): number {
+    const before = w.pos;
+    this.tree.set(parent.traceId.subarray(0, TRACE_ID_BYTES), 0);
+    this.tree.set(parent.spanId.subarray(0, TREE_ID_BYTES - TRACE_ID_BYTES), TRACE_ID_BYTES);
+    this.traceState = parent.traceState;
+    this.flags = SPAN_FLAGS_REMOTE_PARENT;
+    try {
+      for (const r of records) this.writeSpan(w, r, false);
+    } catch (e) {
+      w.pos = before;
+      throw e;
+    } finally {
+      this.traceState = '';
+      this.flags = SPAN_FLAGS_VALUE;
     }
     return w.pos - before;
   }
@@ -210,6 +234,14 @@ export class ProtobufSpanSerializer implements SpanSerializer<ProtobufWriter> {
       buf[p++] = spanIdBytes;
       for (let i = traceIdEnd; i < spanIdEnd; i++) buf[p++] = tree[i]!;
     }
+    if (this.traceState !== '') {
+      w.pos = p;
+      w.writeByte(SPAN_TRACE_STATE);
+      w.writeString(this.traceState);
+      w.ensure(1);
+      buf = w.buf;
+      p = w.pos;
+    }
     buf[p++] = SPAN_NAME;
     w.pos = p;
     w.writeString(typeof rec.name === 'string' ? rec.name : String(rec.name));
@@ -243,7 +275,7 @@ export class ProtobufSpanSerializer implements SpanSerializer<ProtobufWriter> {
     const st = rec.status;
     const error = st !== undefined && st.code === 'error';
     const message = error ? st.message : undefined;
-    writeSpanTail(w, error ? STATUS_CODE_ERROR : STATUS_CODE_UNSET, typeof message === 'string' ? message : '');
+    writeSpanTail(w, error ? STATUS_CODE_ERROR : STATUS_CODE_UNSET, typeof message === 'string' ? message : '', this.flags);
     w.endMessage(start, SPAN_LENGTH_BYTES);
   }
 
@@ -263,7 +295,7 @@ export class ProtobufSpanSerializer implements SpanSerializer<ProtobufWriter> {
 }
 
 /** The fields after the events: dropped_links_count, status, flags; stored as one run unless the status has a message. */
-function writeSpanTail(w: ProtobufWriter, statusCode: number, statusMessage: string): void {
+function writeSpanTail(w: ProtobufWriter, statusCode: number, statusMessage: string, flags: number): void {
   w.ensure(SPAN_TAIL_BYTES);
   const buf = w.buf;
   let p = w.pos;
@@ -275,13 +307,13 @@ function writeSpanTail(w: ProtobufWriter, statusCode: number, statusMessage: str
     buf[p++] = STATUS_CODE;
     buf[p++] = statusCode;
     p = putVarint(buf, p, SPAN_FLAGS);
-    w.pos = putFixed32(buf, p, SPAN_FLAGS_VALUE);
+    w.pos = putFixed32(buf, p, flags);
     return;
   }
   w.pos = p;
   writeStatus(w, statusCode, statusMessage);
   w.writeUint32(SPAN_FLAGS);
-  w.writeFixed32(SPAN_FLAGS_VALUE);
+  w.writeFixed32(flags);
 }
 
 /** A Status message (length, then its fields): the message only when there is one. */
