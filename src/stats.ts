@@ -152,8 +152,22 @@ export interface Stats {
   appSpans: AppListenerCounts & { index: IndexCounts };
   /** CSM calls and the applications' traces: joined, expired unjoined, not waited for (and why), waiting now. */
   join: JoinCounts;
+  /** The web view's live updates (GET / on the admin listener; src/admin/web/). */
+  web: WebCounts;
   /** Calls that failed inside the bridge (a bug): logged and counted, never fatal. */
   internalErrors: number;
+}
+
+export interface WebCounts {
+  /** Pages connected to the live updates now. */
+  viewers: number;
+  /** Connections refused because MAX_VIEWERS were connected. */
+  viewersRefused: number;
+  /** Viewers dropped because they did not read their updates (more than VIEWER_MAX_BUFFERED_BYTES waited). */
+  slowViewersDropped: number;
+  /** Updates written to viewers, and their bytes. */
+  updatesSent: number;
+  bytesSent: number;
 }
 
 export interface ExportError {
@@ -211,6 +225,7 @@ export function newStats(now: number): Stats {
     policy: { observed: 0, unanswered: 0, subjects: 0, droppedSubjects: 0, droppedCalls: 0, droppedScopes: 0, droppedDenials: 0, fileWrites: 0, fileErrors: 0 },
     appSpans: { ...newAppListenerCounts(), index: { indexed: 0, refusedFull: 0, duplicate: 0, expired: 0, held: 0 } },
     join: newJoinCounts(),
+    web: { viewers: 0, viewersRefused: 0, slowViewersDropped: 0, updatesSent: 0, bytesSent: 0 },
     internalErrors: 0,
   };
 }

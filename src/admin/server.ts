@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { PolicyService } from '../policy/policy-service.js';
 import type { Stats } from '../stats.js';
 import { parseHostPort } from '../net/address.js';
+import type { AdminRoutes } from './web/web-view.js';
 
 /**
  * Admin HTTP listener: GET /healthz (200 while running, 503 once stopping),
@@ -16,6 +17,8 @@ export class AdminServer {
     private readonly listen: string,
     private readonly snapshot: () => Stats,
     private readonly policy?: PolicyService,
+    /** More GET routes (the web view, src/admin/web/). */
+    private readonly routes?: AdminRoutes,
   ) {}
 
   async start(): Promise<void> {
@@ -45,7 +48,8 @@ export class AdminServer {
         );
         return;
       }
-      return send(404, { error: 'not found', paths: ['/healthz', '/stats', ...(this.policy ? ['/policy', '/policy?client=ID'] : [])] });
+      if (this.routes?.handle(req, res, url)) return;
+      return send(404, { error: 'not found', paths: ['/healthz', '/stats', ...(this.policy ? ['/policy', '/policy?client=ID'] : []), ...(this.routes?.paths ?? [])] });
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) =>

@@ -73,8 +73,20 @@ export const OPTIONS = {
   admin: opt(
     z.union([hostPort, z.literal('off')]).default('127.0.0.1:31001'),
     'string',
-    'HTTP address for GET /healthz and GET /stats, or "off".',
+    'HTTP address for the web view (GET /), GET /healthz, /stats and /policy, or "off".',
     ['AWS_CSM_BRIDGE_ADMIN'],
+  ),
+  traceUrlTemplate: opt(
+    z
+      .string()
+      .url()
+      .refine((s) => /^https?:\/\//i.test(s), 'expected an http:// or https:// URL')
+      .refine((s) => s.includes('{traceId}'), 'expected {traceId} in the URL, e.g. http://localhost:16686/trace/{traceId}')
+      .optional(),
+    'string',
+    'The web view (GET / on the admin listener) links a call joined into an application\'s trace (--app-otlp-http/-grpc) to this URL, {traceId} replaced by the trace id (32 hex): Jaeger http://localhost:16686/trace/{traceId}, Tempo in Grafana …',
+    ['AWS_CSM_BRIDGE_TRACE_URL_TEMPLATE'],
+    'none (the trace id is shown without a link)',
   ),
   otlpEndpoint: opt(
     z.string().url().optional(),
