@@ -216,7 +216,7 @@
           {
             title: c.title,
             width,
-            height: 180,
+            height: 150,
             scales: { x: { time: true } },
             series: [{}, ...c.series.map(([label, , stroke]) => ({ label, stroke, width: 1.5, spanGaps: false }))],
             axes: [{}, { size: 50 }],
@@ -227,7 +227,7 @@
         );
       } else {
         charts[i].setData(data);
-        if (Math.abs(charts[i].width - width) > 4) charts[i].setSize({ width, height: 180 });
+        if (Math.abs(charts[i].width - width) > 4) charts[i].setSize({ width, height: 150 });
       }
     });
   }
@@ -296,7 +296,7 @@
       if (i > 0) {
         const prev = c.attempts[i - 1];
         const gap = a.startMs - prev.endMs;
-        const row = el('div', 'wf-row');
+        const row = el('div', 'wf-row wf-backoff');
         row.append(el('div', 'wf-label muted', `backoff ${fmtMs(Math.max(0, gap))} ms`));
         const track = el('div', 'wf-track');
         const g = el('div', 'wf-gap');
