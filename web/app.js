@@ -62,7 +62,8 @@
     state.rows = m.rows;
     state.clientRows = m.clientRows;
     state.stats = m.stats;
-    for (const c of m.recent) state.feed.unshift(c);
+    // A page that just connected may get calls its first event had already: kept once.
+    for (const c of m.recent) if (!state.feed.length || c.seq > state.feed[0].seq) state.feed.unshift(c);
     if (state.feed.length > MAX_FEED) state.feed.length = MAX_FEED;
     for (const [seq, traceId] of m.joined) {
       const c = state.feed.find((x) => x.seq === seq);

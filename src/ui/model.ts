@@ -128,7 +128,7 @@ export interface RecentAttempt {
 
 /** A recent call: what the feed lists and the waterfall draws. */
 export interface RecentCall {
-  /** Increases by one per call: the web page asks for what is newer than what it has. */
+  /** Increases by one per call (the first is 1): the web page asks for what is newer than what it has. */
   seq: number;
   at: number;
   clientId: string;
@@ -176,11 +176,17 @@ export class ViewModel {
   /** Newest last. */
   readonly failed: FailedCall[] = [];
   readonly logs: LogLine[] = [];
-  /** Newest last, at most limits.maxRecent. */
-  readonly recent: RecentCall[] = [];
-  /** Recent calls by their translation, so a later join can give them their trace id. */
-  private readonly recentOf = new WeakMap<Translation, RecentCall>();
+  /**
+   * The last limits.maxRecent calls, as the tap saw them: a ring of references, so a call costs
+   * no copy here; their views (RecentCall) are built only when a page asks (recentAfter).
+   */
+  private readonly ringCalls: (Correlated & { kind: 'call' })[] = [];
+  private readonly ringTranslations: Translation[] = [];
+  private readonly ringAt: number[] = [];
+  /** Calls kept in all (the newest's seq). */
   private seq = 0;
+  /** Trace ids of calls joined into an application's trace (weak: gone with the translation). */
+  private readonly traceIds = new WeakMap<Translation, string>();
   calls = 0;
   orphans = 0;
 
@@ -214,7 +220,12 @@ export class ViewModel {
       this.count(this.row(this.clientRows, `${clientId}\u0000${name}`, name, clientId), nowMs, latency, retries, throttles, lastError);
     }
     this.total?.add(nowMs, latency, error, retries, throttles);
-    if (this.limits.maxRecent) this.remember(c, t, nowMs, name, latency, attempts, errorType, message);
+    if (this.limits.maxRecent) {
+      const i = this.seq++ % this.limits.maxRecent;
+      this.ringCalls[i] = c;
+      this.ringTranslations[i] = t;
+      this.ringAt[i] = nowMs;
+    }
     if (errorType === undefined) return;
     const status = t.span.attributes[ATTR_HTTP_RESPONSE_STATUS_CODE];
     this.failed.push({
@@ -230,19 +241,34 @@ export class ViewModel {
     if (this.failed.length > this.limits.maxFailed) this.failed.shift();
   }
 
-  /** A recent call went into an application's trace (the join, up to its window after the call). */
-  joined(t: Translation, traceId: string): RecentCall | undefined {
-    const r = this.recentOf.get(t);
-    if (r !== undefined) r.traceId = traceId;
-    return r;
+  /** A call went into an application's trace (the join, up to its window after the call). */
+  joined(t: Translation, traceId: string): void {
+    this.traceIds.set(t, traceId);
   }
 
-  /** Recent calls newer than `seq`, oldest first. */
+  /** The newest recent call's seq (0 before the first). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** Recent calls newer than `seq` (at most limits.maxRecent), oldest first. */
   recentAfter(seq: number): RecentCall[] {
-    const r = this.recent;
-    let i = r.length;
-    while (i > 0 && r[i - 1]!.seq > seq) i--;
-    return r.slice(i);
+    const max = this.limits.maxRecent ?? 0;
+    const out: RecentCall[] = [];
+    for (let s = Math.max(seq, this.seq - max) + 1; s <= this.seq; s++) out.push(this.recentView(s));
+    return out;
+  }
+
+  /** Of the recent calls up to `seq`, those whose translation is in `ts`, with their trace ids. */
+  joinedAmong(ts: ReadonlySet<Translation>, seq: number): [number, string][] {
+    const max = this.limits.maxRecent ?? 0;
+    const out: [number, string][] = [];
+    for (let s = Math.max(0, this.seq - max) + 1; s <= Math.min(seq, this.seq); s++) {
+      const t = this.ringTranslations[(s - 1) % max]!;
+      const id = ts.has(t) ? this.traceIds.get(t) : undefined;
+      if (id !== undefined) out.push([s, id]);
+    }
+    return out;
   }
 
   private count(row: Row, nowMs: number, latency: number, retries: number, throttles: number, lastError: Row['lastError']): void {
@@ -257,29 +283,34 @@ export class ViewModel {
     row.lastError = lastError;
   }
 
-  private remember(c: Correlated & { kind: 'call' }, t: Translation, nowMs: number, name: string, latency: number, attemptCount: number, errorType: string | undefined, message: string): void {
+  /** The view of recent call `seq` (1-based; must still be in the ring). */
+  private recentView(seq: number): RecentCall {
+    const i = (seq - 1) % this.limits.maxRecent!;
+    const c = this.ringCalls[i]!;
+    const t = this.ringTranslations[i]!;
     const children = t.span.children.length > MAX_WATERFALL_ATTEMPTS ? t.span.children.slice(0, MAX_WATERFALL_ATTEMPTS) : t.span.children;
     const status = t.span.attributes[ATTR_HTTP_RESPONSE_STATUS_CODE];
-    const r: RecentCall = {
-      seq: ++this.seq,
-      at: nowMs,
+    const error = t.span.status.code === 'error';
+    const message = error ? (t.span.status.message ?? '') : '';
+    const traceId = this.traceIds.get(t);
+    return {
+      seq,
+      at: this.ringAt[i]!,
       clientId: cut(c.call.clientId),
-      name,
+      name: callSpanName(normaliseService(c.call.service), normaliseApi(c.call.api)),
       startMs: t.span.startMs,
       endMs: t.span.endMs,
-      latencyMs: latency,
-      error: errorType !== undefined,
-      ...(errorType !== undefined ? { errorType: cut(errorType) } : {}),
+      latencyMs: c.call.latency ?? Math.max(0, t.span.endMs - t.span.startMs),
+      error,
+      ...(error ? { errorType: cut(String(t.span.attributes['error.type'] ?? '_OTHER')) } : {}),
       ...(message ? { message: cut(message) } : {}),
       ...(typeof status === 'number' ? { status } : {}),
-      attemptCount,
+      attemptCount: Math.max(c.call.attemptCount ?? 0, c.attempts.length),
       attempts: children.map(recentAttempt).sort((a, b) => a.startMs - b.startMs),
       attemptsCut: t.span.children.length - children.length,
       missingAttempts: c.missingAttempts,
+      ...(traceId !== undefined ? { traceId } : {}),
     };
-    this.recent.push(r);
-    this.recentOf.set(t, r);
-    if (this.recent.length > this.limits.maxRecent!) this.recent.shift();
   }
 
   log(at: number, level: string, text: string): void {

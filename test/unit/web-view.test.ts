@@ -79,29 +79,34 @@ describe('the model with the web view\'s limits', () => {
   it('keeps a recent call with its attempts (times, statuses, request ids) and, once joined, its trace id', () => {
     const m = new ViewModel(WEB_LIMITS);
     const [t] = feed(m, [{ clientId: 'app', api: 'ListBuckets', attempts: [503, 503, 200] }], 5);
-    expect(m.recent).toHaveLength(1);
-    const r = m.recent[0]!;
+    expect(m.lastSeq).toBe(1);
+    const r = m.recentAfter(0)[0]!;
     expect(r).toMatchObject({ clientId: 'app', name: 'S3.ListBuckets', attemptCount: 3, error: false, status: 200 });
     expect(r.attempts.map((a) => a.status)).toEqual([503, 503, 200]);
     expect(r.attempts.map((a) => a.errorType)).toEqual(['SlowDown', 'SlowDown', undefined]);
     expect(r.attempts.map((a) => a.requestId)).toEqual(['R1010000-0', 'R1010000-1', 'R1010000-2']);
     for (let i = 1; i < 3; i++) expect(r.attempts[i]!.startMs).toBeGreaterThan(r.attempts[i - 1]!.endMs);
-    expect(m.joined(t!, 'ab'.repeat(16))).toBe(r);
-    expect(r.traceId).toBe('ab'.repeat(16));
+    expect(r.traceId).toBeUndefined();
+    m.joined(t!, 'ab'.repeat(16));
+    expect(m.recentAfter(0)[0]!.traceId).toBe('ab'.repeat(16));
+    expect(m.joinedAmong(new Set([t!]), 1)).toEqual([[1, 'ab'.repeat(16)]]);
+    expect(m.joinedAmong(new Set(), 1)).toEqual([]);
     expect(m.clientRows.get('app\u0000S3.ListBuckets')).toMatchObject({ clientId: 'app', calls: 1, retries: 2, throttles: 2 });
-    expect(m.recentAfter(0)).toEqual([r]);
-    expect(m.recentAfter(r.seq)).toEqual([]);
+    expect(m.recentAfter(1)).toEqual([]);
   });
 
   it('bounded: recent calls, attempts per call, rows per client, and the length of every datagram string', () => {
     const m = new ViewModel(WEB_LIMITS);
     const long = 'x'.repeat(5_000);
     feed(m, Array.from({ length: MAX_RECENT_CALLS + 50 }, (_, i) => ({ clientId: `${'c'.repeat(250)}${i}`, api: `Op${i}`, attempts: [500], message: long, requestId: long })), 5);
-    expect(m.recent).toHaveLength(MAX_RECENT_CALLS);
-    expect(m.recent[0]!.seq).toBe(51);
+    const recent = m.recentAfter(0);
+    expect(recent).toHaveLength(MAX_RECENT_CALLS);
+    expect(recent[0]!.seq).toBe(51);
+    expect(recent.at(-1)!.seq).toBe(MAX_RECENT_CALLS + 50);
+    expect(m.recentAfter(MAX_RECENT_CALLS + 48).map((r) => r.seq)).toEqual([MAX_RECENT_CALLS + 49, MAX_RECENT_CALLS + 50]);
     expect(m.clientRows.size).toBe(WEB_LIMITS.maxRows);
     expect(m.clientRows.has(OTHER_ROW)).toBe(true);
-    for (const r of m.recent) {
+    for (const r of recent) {
       expect(r.clientId.length).toBeLessThanOrEqual(MAX_TEXT + 1);
       expect(r.message!.length).toBeLessThanOrEqual(MAX_TEXT + 1);
       expect(r.attempts[0]!.message!.length).toBeLessThanOrEqual(MAX_TEXT + 1);
@@ -111,14 +116,14 @@ describe('the model with the web view\'s limits', () => {
     for (const row of m.clientRows.values()) expect(row.lastError!.text.length).toBeLessThanOrEqual(MAX_TEXT + 1);
     const many = new ViewModel(WEB_LIMITS);
     feed(many, [{ clientId: 'app', api: 'GetObject', attempts: Array.from({ length: MAX_WATERFALL_ATTEMPTS + 5 }, () => 503) }], 5);
-    expect(many.recent[0]!.attempts).toHaveLength(MAX_WATERFALL_ATTEMPTS);
-    expect(many.recent[0]!.attemptsCut).toBe(5);
+    expect(many.recentAfter(0)[0]!.attempts).toHaveLength(MAX_WATERFALL_ATTEMPTS);
+    expect(many.recentAfter(0)[0]!.attemptsCut).toBe(5);
   });
 
   it('the terminal view\'s model keeps none of it', () => {
     const m = new ViewModel();
     feed(m, [{ clientId: 'app', api: 'ListBuckets', attempts: [200] }], 5);
-    expect([m.recent.length, m.clientRows.size, m.total, m.rows.get('S3.ListBuckets')!.history]).toEqual([0, 0, undefined, undefined]);
+    expect([m.recentAfter(0).length, m.clientRows.size, m.total, m.rows.get('S3.ListBuckets')!.history]).toEqual([0, 0, undefined, undefined]);
   });
 });
 

@@ -21,7 +21,7 @@ import type { Correlated } from '../../correlate/types.js';
 import type { Stats } from '../../stats.js';
 import type { Translation } from '../../translate/types.js';
 import { HISTORY_SLOT_MS, HISTORY_SLOTS } from '../../ui/history.js';
-import { ViewModel, type RecentCall, type Row, type ViewLimits } from '../../ui/model.js';
+import { ViewModel, type Row, type ViewLimits } from '../../ui/model.js';
 import { SseHub, sseEvent } from './sse-hub.js';
 
 /** One update a second, whatever the call rate: the page redraws at most that often. */
@@ -84,8 +84,8 @@ export class WebView implements AdminRoutes {
   private timer: NodeJS.Timeout | undefined;
   /** The newest recent call already sent. */
   private sentSeq = 0;
-  /** Recent calls joined since the last update (bounded by the recent calls themselves). */
-  private joinedSince: RecentCall[] = [];
+  /** Calls joined since the last update (at most MAX_RECENT_CALLS: older ones have left the feed anyway). */
+  private joinedSince = new Set<Translation>();
   private readonly now: () => number;
 
   constructor(private readonly opts: WebViewOptions) {
@@ -100,10 +100,10 @@ export class WebView implements AdminRoutes {
 
   /** A call went into an application's trace (the join's exporter side). */
   readonly onJoined = (t: Translation, traceId: Uint8Array): void => {
-    const r = this.model.joined(t, Buffer.from(traceId).toString('hex'));
-    if (r === undefined || r.seq > this.sentSeq) return;
-    this.joinedSince.push(r);
-    if (this.joinedSince.length > MAX_RECENT_CALLS) this.joinedSince.shift();
+    this.model.joined(t, Buffer.from(traceId).toString('hex'));
+    if (this.hub.size === 0) return;
+    this.joinedSince.add(t);
+    if (this.joinedSince.size > MAX_RECENT_CALLS) this.joinedSince.delete(this.joinedSince.values().next().value!);
   };
 
   start(): void {
@@ -157,14 +157,15 @@ export class WebView implements AdminRoutes {
   /** Once a second: one update to every open page (nothing is built without one). */
   private tick(): void {
     if (this.hub.size === 0) {
-      this.sentSeq = this.model.recent.at(-1)?.seq ?? 0;
-      this.joinedSince = [];
+      this.sentSeq = this.model.lastSeq;
+      this.joinedSince.clear();
       return;
     }
-    const fresh = this.model.recentAfter(this.sentSeq).slice(-FEED_PER_UPDATE);
-    this.sentSeq = this.model.recent.at(-1)?.seq ?? this.sentSeq;
-    const joined = this.joinedSince.map((r) => [r.seq, r.traceId]);
-    this.joinedSince = [];
+    // Calls already sent that joined since (a call not sent yet goes with its trace id).
+    const joined = this.joinedSince.size > 0 ? this.model.joinedAmong(this.joinedSince, this.sentSeq) : [];
+    this.joinedSince.clear();
+    const fresh = this.model.recentAfter(Math.max(this.sentSeq, this.model.lastSeq - FEED_PER_UPDATE));
+    this.sentSeq = this.model.lastSeq;
     this.hub.broadcast(sseEvent('update', { ...this.state(), recent: fresh, joined }));
   }
 
