@@ -52,6 +52,8 @@
     state.init = m;
     state.feed = [];
     if (restarted) state.picked = null;
+    for (const li of feedItems.values()) li.remove();
+    feedItems.clear();
     take(m);
     loadHistory();
     loadPolicies();
@@ -154,11 +156,16 @@
         el('td', r.throttles ? 'num warn' : 'num', r.throttles),
         el('td', 'err', r.lastErrorText),
       );
-      tr.addEventListener('click', () => select(r.key, r.clientId === null ? r.name : `${r.clientId} · ${r.name}`));
+      tr.dataset.label = r.clientId === null ? r.name : `${r.clientId} · ${r.name}`;
       body.append(tr);
     }
     $('rows').tBodies[0].replaceWith(body);
   }
+
+  $('rows').addEventListener('click', (e) => {
+    const tr = e.target.closest('tbody tr');
+    if (tr) select(tr.dataset.key, tr.dataset.label);
+  });
 
   function select(key, label) {
     state.selection = key;
@@ -170,6 +177,7 @@
 
   // ---- charts (uPlot) ------------------------------------------------------------------------
   const charts = [];
+  let chartWidth = 0;
   const CHARTS = [
     { title: 'calls/s', series: [['calls/s', 'callsPerSec', '#2563eb']] },
     { title: 'latency ms', series: [['p50', 'p50', '#16a34a'], ['p99', 'p99', '#d97706']] },
@@ -206,7 +214,10 @@
     const s = state.series;
     if (!s || typeof uPlot === 'undefined') return;
     const box = $('charts');
-    const width = Math.max(260, Math.floor((box.clientWidth - 24) / CHARTS.length));
+    // Measured only when the charts are made or the window resized: reading a size after the
+    // table changed would make the browser lay out the whole page again on every update.
+    if (chartWidth === 0) chartWidth = Math.max(260, Math.floor((box.clientWidth - 24) / CHARTS.length));
+    const width = chartWidth;
     CHARTS.forEach((c, i) => {
       const data = [s.t, ...c.series.map(([, k]) => s[k])];
       if (!charts[i]) {
@@ -228,36 +239,57 @@
         );
       } else {
         charts[i].setData(data);
-        if (Math.abs(charts[i].width - width) > 4) charts[i].setSize({ width, height: 150 });
+        if (charts[i].width !== width) charts[i].setSize({ width, height: 150 });
       }
     });
   }
-  window.addEventListener('resize', () => renderCharts());
+  window.addEventListener('resize', () => {
+    chartWidth = 0;
+    renderCharts();
+  });
 
   // ---- recent calls and the waterfall --------------------------------------------------------
+  // The feed's items are made once per call (at most 50 new ones an update), newest first.
+  const feedList = $('feed');
+  const feedItems = new Map(); // seq → li
+  feedList.addEventListener('click', (e) => {
+    const li = e.target.closest('li[data-seq]');
+    if (!li) return;
+    state.picked = Number(li.dataset.seq);
+    renderFeed();
+  });
+  function feedItem(c) {
+    const li = el('li', c.error ? 'call bad' : c.attemptCount > 1 ? 'call retried' : 'call');
+    li.dataset.seq = String(c.seq);
+    li.append(
+      el('span', 'when', time(c.at)),
+      el('span', 'client', c.clientId),
+      el('span', 'api', c.name),
+      el('span', 'num', `${c.attemptCount} attempt${c.attemptCount === 1 ? '' : 's'}`),
+      el('span', 'num', `${fmtMs(c.latencyMs)} ms`),
+      el('span', 'outcome', c.error ? `${c.errorType || 'error'}${c.status ? ` ${c.status}` : ''}` : c.status ? String(c.status) : 'ok'),
+    );
+    return li;
+  }
   function renderFeed() {
-    const list = el('ol');
-    list.id = 'feed';
-    for (const c of state.feed) {
-      const li = el('li', c.error ? 'call bad' : c.attemptCount > 1 ? 'call retried' : 'call');
-      li.dataset.seq = String(c.seq);
-      if (c.seq === state.picked) li.classList.add('picked');
-      li.append(
-        el('span', 'when', time(c.at)),
-        el('span', 'client', c.clientId),
-        el('span', 'api', c.name),
-        el('span', 'num', `${c.attemptCount} attempt${c.attemptCount === 1 ? '' : 's'}`),
-        el('span', 'num', `${fmtMs(c.latencyMs)} ms`),
-        el('span', 'outcome', c.error ? `${c.errorType || 'error'}${c.status ? ` ${c.status}` : ''}` : c.status ? String(c.status) : 'ok'),
-      );
-      if (c.traceId) li.append(el('span', 'joined', 'trace'));
-      li.addEventListener('click', () => {
-        state.picked = c.seq;
-        renderFeed();
-      });
-      list.append(li);
+    const keep = new Set(state.feed.map((c) => c.seq));
+    for (const [seq, li] of feedItems) {
+      if (!keep.has(seq)) {
+        li.remove();
+        feedItems.delete(seq);
+      }
     }
-    $('feed').replaceWith(list);
+    let next = feedList.firstChild;
+    for (const c of state.feed) {
+      let li = feedItems.get(c.seq);
+      if (!li) {
+        li = feedItem(c);
+        feedItems.set(c.seq, li);
+        feedList.insertBefore(li, next);
+      } else next = li.nextSibling;
+      if (c.traceId && !li.querySelector('.joined')) li.append(el('span', 'joined', 'trace'));
+      li.classList.toggle('picked', c.seq === state.picked);
+    }
     const picked = state.feed.find((c) => c.seq === state.picked);
     if (picked) renderWaterfall(picked);
   }
@@ -430,18 +462,33 @@
         ['dropped source_not_allowed', s.datagrams.dropped.source_not_allowed],
         ['kernel dropped', s.datagrams.kernelDropped],
       ]),
-      card('correlation and bounds', [
+      card('correlation', [
         ['orphaned ttl_expired', s.correlation.orphaned.ttl_expired],
         ['orphaned buffer_full', s.correlation.orphaned.buffer_full],
+        ['orphaned shutdown', s.correlation.orphaned.shutdown],
         ['calls incomplete', s.correlation.callsIncomplete],
+        ['attempts missing', s.correlation.missingAttempts],
         ['ambiguous attempts', s.correlation.joint.ambiguousAttempts],
+        ['pending attempts', s.correlation.pendingAttempts],
         ['memory sheds', s.memory.sheds],
-        ['metric points overflowed', s.metricPoints.overflowed],
-        ['clients overflowed', s.clients.overflowed],
-        ['policy subjects dropped', s.policy.droppedSubjects],
-        ['app spans refused (full)', s.appSpans.index.refusedFull],
-        ['join waiting full', s.join.waitingFull],
+        ['shed attempts', s.memory.shedAttempts],
+        ['shed calls', s.memory.shedCalls],
         ['internal errors', s.internalErrors],
+      ]),
+      card('bounds', [
+        ['metric points overflowed', s.metricPoints.overflowed],
+        ['metric points rejected', s.metricPoints.rejected],
+        ['lost metric exports at shutdown', s.spool.lostMetricExports],
+        ['clients overflowed', s.clients.overflowed],
+        ['clients evicted', s.clients.evicted],
+        ['policy subjects dropped', s.policy.droppedSubjects],
+        ['policy calls dropped', s.policy.droppedCalls],
+        ['policy scopes dropped', s.policy.droppedScopes],
+        ['policy denials dropped', s.policy.droppedDenials],
+        ['policy file errors', s.policy.fileErrors],
+        ['app spans refused (full)', s.appSpans.refused],
+        ...Object.entries(s.appSpans.rejected).map(([k, v]) => [`app span requests rejected ${k}`, v]),
+        ['join waiting full', s.join.waitingFull],
       ]),
       card('this page', [
         ['viewers', s.web.viewers],

@@ -223,10 +223,10 @@ describe('the web view in a real browser', () => {
     expect(wf.attempts).toHaveLength(3);
     expect(wf.attempts.map((a) => a.bad)).toEqual([true, true, false]);
     expect(wf.gaps).toHaveLength(2);
-    // On the call's time axis, in order: attempt, gap, attempt, gap, attempt.
+    // On the call's time axis, in order: attempt, gap, attempt, gap, attempt (each position is rounded to 0.01 %).
     for (let i = 0; i < 2; i++) {
-      expect(wf.gaps[i]!.left).toBeGreaterThanOrEqual(wf.attempts[i]!.left + wf.attempts[i]!.width - 0.01);
-      expect(wf.attempts[i + 1]!.left).toBeGreaterThanOrEqual(wf.gaps[i]!.left + wf.gaps[i]!.width - 0.01);
+      expect(wf.gaps[i]!.left).toBeGreaterThanOrEqual(wf.attempts[i]!.left + wf.attempts[i]!.width - 0.02);
+      expect(wf.attempts[i + 1]!.left).toBeGreaterThanOrEqual(wf.gaps[i]!.left + wf.gaps[i]!.width - 0.02);
     }
     expect(wf.labels.filter((l: any) => l?.startsWith('backoff'))).toHaveLength(2);
     expect(wf.labels.filter((l: any) => l?.startsWith('#')).map((l: any) => l!.slice(0, 5))).toEqual(['#1503', '#2503', '#3200']);
