@@ -55,12 +55,14 @@ export class SseHub {
     res.on('close', gone);
     // No Nagle delay: an update should leave whole, at once.
     req.socket.setNoDelay(true);
-    this.write(res, `retry: ${SSE_RETRY_MS}\n\n${first()}`);
+    this.write(res, Buffer.from(`retry: ${SSE_RETRY_MS}\n\n${first()}`));
   }
 
   /** One event to every viewer; slow viewers are dropped instead of buffered. */
   broadcast(event: string): void {
-    for (const res of this.viewers) this.write(res, event);
+    // Encoded once for every viewer.
+    const bytes = Buffer.from(event);
+    for (const res of this.viewers) this.write(res, bytes);
   }
 
   /** Ends every stream (the bridge stops). */
@@ -70,8 +72,8 @@ export class SseHub {
     this.counts.viewers = 0;
   }
 
-  private write(res: ServerResponse, event: string): void {
-    const bytes = Buffer.byteLength(event);
+  private write(res: ServerResponse, event: Buffer): void {
+    const bytes = event.length;
     if (res.writableLength + bytes > VIEWER_MAX_BUFFERED_BYTES) {
       this.counts.slowViewersDropped++;
       this.viewers.delete(res);
