@@ -171,6 +171,8 @@ export class ViewModel {
   readonly rows = new Map<string, Row>();
   /** Per (ClientId, Service.Api), with limits.perClient. */
   readonly clientRows = new Map<string, Row>();
+  /** The same rows by ClientId, then name: found without making a key string per call (folded pairs are not kept here). */
+  private readonly clientIndex = new Map<string, Map<string, Row>>();
   /** All calls together (the charts' "all" selection), with limits.history. */
   readonly total: RowHistory | undefined;
   /** Newest last. */
@@ -215,10 +217,7 @@ export class ViewModel {
     const message = error ? (t.span.status.message ?? '') : '';
     const lastError = errorType === undefined ? undefined : { at: nowMs, text: cut(message ? `${errorType}: ${message}` : errorType) };
     this.count(this.row(this.rows, name, name), nowMs, latency, retries, throttles, lastError);
-    if (this.limits.perClient) {
-      const clientId = cut(c.call.clientId);
-      this.count(this.row(this.clientRows, `${clientId}\u0000${name}`, name, clientId), nowMs, latency, retries, throttles, lastError);
-    }
+    if (this.limits.perClient) this.count(this.clientRow(c.call.clientId, name), nowMs, latency, retries, throttles, lastError);
     this.total?.add(nowMs, latency, error, retries, throttles);
     if (this.limits.maxRecent) {
       const i = this.seq++ % this.limits.maxRecent;
@@ -316,6 +315,17 @@ export class ViewModel {
   log(at: number, level: string, text: string): void {
     this.logs.push({ at, level, text });
     if (this.logs.length > this.limits.maxLogs) this.logs.shift();
+  }
+
+  private clientRow(clientId: string, name: string): Row {
+    let byName = this.clientIndex.get(clientId);
+    const found = byName?.get(name);
+    if (found !== undefined) return found;
+    const row = this.row(this.clientRows, `${clientId}\u0000${name}`, name, clientId);
+    if (row.key === OTHER_ROW) return row;
+    if (byName === undefined) this.clientIndex.set(clientId, (byName = new Map()));
+    byName.set(name, row);
+    return row;
   }
 
   private row(rows: Map<string, Row>, key: string, name: string, clientId?: string): Row {
