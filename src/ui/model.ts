@@ -35,9 +35,12 @@ export interface ViewLimits {
 export const DEFAULT_LIMITS: ViewLimits = { maxRows: 200, maxFailed: 50, maxLogs: 5 };
 
 /** Attempts kept per recent call (a waterfall of more is cut, and says how many it left out). */
-export const MAX_WATERFALL_ATTEMPTS = 30;
-/** Characters kept of a datagram's strings in recent calls and last errors (ClientId, messages: attacker-controlled, any length). */
-export const MAX_TEXT = 300;
+export const MAX_WATERFALL_ATTEMPTS = 20;
+/**
+ * Characters kept of a datagram's strings in recent calls and last errors (request ids have no
+ * other bound than the datagram's size; ClientIds and messages are cut to 256 before this).
+ */
+export const MAX_TEXT = 256;
 
 /**
  * Error codes the AWS SDKs retry as throttling (botocore, JS v2, Go v1

@@ -6,7 +6,7 @@
 import { createServer, get, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MAX_VIEWERS } from '../../src/admin/web/sse-hub.js';
+import { MAX_VIEWERS, SseHub, sseEvent, VIEWER_MAX_BUFFERED_BYTES } from '../../src/admin/web/sse-hub.js';
 import { MAX_RECENT_CALLS, WebView, WEB_LIMITS } from '../../src/admin/web/web-view.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import type { Correlated } from '../../src/correlate/types.js';
@@ -172,5 +172,33 @@ describe('live updates on a real loopback server', () => {
     expect((await connectViewer()).status).toBe(200);
     web.close();
     expect(stats.web.viewers).toBe(0);
+  });
+
+  it('an update larger than the per-viewer bound still reaches a viewer that reads: only updates piling up drop one', async () => {
+    const stats = newStats(0);
+    const hub = new SseHub(stats.web, {});
+    server = createServer((req, res) => hub.add(req, res, () => sseEvent('init', {})));
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const big = sseEvent('update', { pad: 'x'.repeat(VIEWER_MAX_BUFFERED_BYTES + 100_000) });
+    const received = await new Promise<number>((resolve, reject) => {
+      get({ host: '127.0.0.1', port, path: '/web/events' }, (res) => {
+        open.push(res);
+        let n = 0;
+        let sent = false;
+        res.on('data', (d: Buffer) => {
+          n += d.length;
+          if (!sent) {
+            sent = true;
+            hub.broadcast(big);
+          }
+          if (n >= big.length) resolve(n);
+        });
+        res.on('close', () => resolve(n));
+      }).on('error', reject);
+    });
+    expect(received).toBeGreaterThan(big.length);
+    expect(stats.web).toMatchObject({ viewers: 1, slowViewersDropped: 0, updatesSent: 2 });
+    hub.close();
   });
 });

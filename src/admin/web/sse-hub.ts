@@ -5,15 +5,17 @@
  * after the bridge restarts (the `retry:` line sets how soon).
  *
  * Updates are written from a timer (web-view.ts, once a second), never from the datagram path.
- * A viewer that does not read them is not waited for: once more than VIEWER_MAX_BUFFERED_BYTES
- * of its updates wait in the process (the kernel's socket buffers are full too), its connection
- * is closed and counted (web.slowViewersDropped). Memory per viewer is so bounded.
+ * A viewer that does not read them is not waited for: when earlier updates still wait in the
+ * process (the kernel's socket buffers are full too) and the next would take it past
+ * VIEWER_MAX_BUFFERED_BYTES, its connection is closed and counted (web.slowViewersDropped). An
+ * update is always written to a viewer with nothing waiting, however large (the model's bounds
+ * bound it), so memory per viewer stays under the bound plus one update.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WebCounts } from '../../stats.js';
 
 /** Pages connected at once; more are answered 503 (web.viewersRefused). */
-export const MAX_VIEWERS = 16;
+export const MAX_VIEWERS = 8;
 /** Update bytes that may wait for one viewer (a few updates) before it is dropped as slow. */
 export const VIEWER_MAX_BUFFERED_BYTES = 2 * 1024 * 1024;
 /** How soon a page reconnects after the connection is lost (the bridge restarted). */
@@ -74,7 +76,7 @@ export class SseHub {
 
   private write(res: ServerResponse, event: Buffer): void {
     const bytes = event.length;
-    if (res.writableLength + bytes > VIEWER_MAX_BUFFERED_BYTES) {
+    if (res.writableLength > 0 && res.writableLength + bytes > VIEWER_MAX_BUFFERED_BYTES) {
       this.counts.slowViewersDropped++;
       this.viewers.delete(res);
       this.counts.viewers = this.viewers.size;
