@@ -146,6 +146,8 @@ describe('the web view in a real browser', () => {
     page.$$eval('#rows tbody tr', (trs: any) => trs.map((tr: any) => Array.from(tr.querySelectorAll('td'), (td: any) => td.textContent ?? '')));
 
   it_('serves the page with a CSP that allows no inline script, and its files from the package', async () => {
+    // The start log says where the page is.
+    expect(bridge.started['webView']).toBe(`${bridge.adminUrl}/`);
     const r = await fetch(`${bridge.adminUrl}/`);
     const csp = r.headers.get('content-security-policy') ?? '';
     expect(csp).toContain("default-src 'none'");
