@@ -17,6 +17,7 @@ ENV npm_config_nodedir=/usr/local
 WORKDIR /app
 COPY package.json package-lock.json binding.gyp ./
 COPY native ./native
+COPY scripts/build-native.mjs ./scripts/
 RUN npm ci --no-audit --no-fund && test -f build/Release/udp_batch.node
 COPY tsconfig.json ./
 COPY src ./src
@@ -32,6 +33,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/build/Release/udp_batch.node ./build/Release/udp_batch.node
 COPY config ./config
+# The web view's page, script and styles (GET / on the admin listener; uPlot comes from node_modules).
+COPY web ./web
 
 # Inside a container the SDKs are in other containers, so the bridge listens on
 # every interface. A non-loopback listen address needs a source allow-list: the

@@ -10,6 +10,7 @@ import type { OtelSettings } from './config/otel-env.js';
 import type { Config } from './config/schema.js';
 import { parseHostPort, type Source } from './net/address.js';
 import { OtelExporter } from './export/otel-exporter.js';
+import { MAX_POLICY_STATE_BYTES, POLICY_SHARE_OF_MEMORY_CEILING } from './policy/observer.js';
 import { PolicyService } from './policy/policy-service.js';
 import { IdentityStage } from './identity/identity-stage.js';
 import { AppGrpcListener, AppHttpListener } from './join/app-listener.js';
@@ -22,6 +23,7 @@ import { Pipeline, pipelineOptions, type CallTap, type DatagramTap, type Pipelin
 import { UdpReceiver } from './receive/udp-receiver.js';
 import { bindPolicyError, httpBindPolicyError } from './receive/source-filter.js';
 import { newStats, type Stats } from './stats.js';
+import { timerGuard } from './timer-guard.js';
 import { warmUp } from './warm-up.js';
 
 /**
@@ -41,6 +43,10 @@ const EXPIRE_EVERY_MS = 100;
 const KERNEL_DROPS_EVERY = 10;
 /** Made-up calls run through the datagram path before the sockets open (src/warm-up.ts). */
 const WARM_UP_CALLS = 3_000;
+
+/** The policy state's byte budget: its share of the memory ceiling, at most MAX_POLICY_STATE_BYTES. */
+const policyStateBytes = (ceilingMb: number) =>
+  ceilingMb > 0 ? Math.min(MAX_POLICY_STATE_BYTES, Math.floor((ceilingMb * 1024 * 1024) / POLICY_SHARE_OF_MEMORY_CEILING)) : MAX_POLICY_STATE_BYTES;
 
 export class Bridge {
   readonly stats: Stats = newStats(Date.now());
@@ -92,7 +98,13 @@ export class Bridge {
     );
     // Loads --policy-file: throws PolicyFileError (exit 2) when it exists but cannot be used.
     const policy = (this.policy =
-      intake === 'replay' ? undefined : new PolicyService({ writeDelayMs: config.policyWriteDelayMs, ...(config.policyFile ? { file: config.policyFile } : {}) }, this.stats.policy, log));
+      intake === 'replay'
+        ? undefined
+        : new PolicyService(
+            { writeDelayMs: config.policyWriteDelayMs, maxStateBytes: policyStateBytes(config.memoryCeilingMb), ...(config.policyFile ? { file: config.policyFile } : {}) },
+            this.stats.policy,
+            log,
+          ));
     // processIdentity: the sending process of loopback datagrams (never for replays). A call with
     // its sender goes to the exporter and to the policy observer (which splits by process).
     const resolver =
@@ -134,7 +146,7 @@ export class Bridge {
     this.identity = new IdentityStage(resolver, policy ? [toExport, policy.sink] : [toExport], this.stats, log);
     this.pipeline = new Pipeline(this.options, this.identity, this.stats, log);
     if (web !== undefined) this.pipeline.tapCalls(web.onCall);
-    this.memory = new MemoryGuard(this.stats.memory, this.pipeline, () => this.exporter.spoolMemoryBytes, log);
+    this.memory = new MemoryGuard(this.stats, this.pipeline, () => this.exporter.spoolMemoryBytes, log);
     this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
     this.bindError =
       bindPolicyError(config.listen, config.allowSource, config.allowAnySource) ??
@@ -151,7 +163,10 @@ export class Bridge {
       );
     if (otel.sdkDisabled) log.warn('OTEL_SDK_DISABLED=true: nothing is exported; datagrams are still received and counted, and the live view and /stats work');
     this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log, config.udpReceiver);
-    this.admin = config.admin === 'off' ? undefined : new AdminServer(config.admin, () => this.snapshot(), this.policy, web);
+    this.admin =
+      config.admin === 'off'
+        ? undefined
+        : new AdminServer({ listen: config.admin, allowRemoteHttp: config.allowRemoteHttp }, () => this.snapshot(), this.stats.admin, log, this.policy, web);
   }
 
   async start(): Promise<{ listen: string[]; admin?: string; prometheus?: string; appOtlp?: string[] }> {
@@ -173,12 +188,15 @@ export class Bridge {
       throw e;
     }
     let ticks = 0;
-    this.expireTimer = setInterval(() => {
-      const now = Date.now();
-      this.pipeline.expire(now);
-      this.join?.expire(now);
-      if (++ticks % KERNEL_DROPS_EVERY === 0) this.refreshKernelDrops();
-    }, EXPIRE_EVERY_MS);
+    this.expireTimer = setInterval(
+      timerGuard(this.stats, this.log)('the expiry tick', () => {
+        const now = Date.now();
+        this.pipeline.expire(now);
+        this.join?.expire(now);
+        if (++ticks % KERNEL_DROPS_EVERY === 0) this.refreshKernelDrops();
+      }),
+      EXPIRE_EVERY_MS,
+    );
     this.expireTimer.unref();
     this.memory.start();
     const admin = this.admin?.address();

@@ -1,16 +1,28 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { diag, DiagLogLevel } from '@opentelemetry/api';
-import { Bridge } from './bridge.js';
-import { ConfigError, helpText, loadConfig } from './config/load.js';
-import { createLogger } from './log.js';
-import { Recorder } from './record/recorder.js';
-import { runReplayCommand } from './record/replay-command.js';
-import { runPolicyCommand } from './policy/policy-command.js';
-import { PolicyFileError } from './policy/policy-file.js';
-import { startView, wantsView } from './ui/attach.js';
-import { describeTargets } from './config/otel-env.js';
 import type { LiveView } from './ui/live-view.js';
+import { collectorOf, flushPlan, quitLine, stoppedLine, stoppingLine, terminalLine, timedOutLine } from './stop-report.js';
+
+// SIGHUP writes the policy file, and its default action ends the process. Loading the modules
+// below takes a few hundred ms (a SIGHUP then killed the bridge, exit 129): so the handler comes
+// first, and the modules are loaded after it. Until the bridge exists it only notes the signal.
+let hangupsWhileStarting = 0;
+let onHangup: () => void = () => void hangupsWhileStarting++;
+const hangupListener = () => onHangup();
+process.on('SIGHUP', hangupListener);
+
+const { diag, DiagLogLevel } = await import('@opentelemetry/api');
+const { Bridge } = await import('./bridge.js');
+const { ConfigError, helpText, loadConfig } = await import('./config/load.js');
+const { createLogger } = await import('./log.js');
+const { Recorder } = await import('./record/recorder.js');
+const { runReplayCommand } = await import('./record/replay-command.js');
+const { runPolicyCommand } = await import('./policy/policy-command.js');
+const { PolicyFileError } = await import('./policy/policy-file.js');
+const { startView, wantsView } = await import('./ui/attach.js');
+const { describeTargets } = await import('./config/otel-env.js');
+type Bridge = InstanceType<typeof Bridge>;
+type Recorder = InstanceType<typeof Recorder>;
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -35,11 +47,21 @@ async function main(): Promise<number> {
   }
   const { config, otel } = command;
   const sub = command.subcommand;
+  // These two do not write policy files: SIGHUP ends them, as by default.
+  if (sub?.name === 'policy' || sub?.name === 'replay') process.off('SIGHUP', hangupListener);
   // Reads a file and prints: no logger, no bridge.
   if (sub?.name === 'policy') return runPolicyCommand(sub.file, config);
-  // While the live view owns the terminal, log lines go into its log area instead.
+  // While the live view owns the terminal, log lines go into its log area instead; once a
+  // terminal is told about the stop (stop-report.ts), as short human lines.
   let view: LiveView | undefined;
-  const log = createLogger(config.logLevel, (line) => (view?.isActive ? view.log(line) : process.stderr.write(line)));
+  let toldOnTerminal = false;
+  const log = createLogger(config.logLevel, (line) => {
+    if (view?.isActive) view.log(line);
+    else if (toldOnTerminal) {
+      const short = terminalLine(line);
+      if (short) process.stderr.write(short);
+    } else process.stderr.write(line);
+  });
   // The SDK reports queue drops and exporter trouble through diag; without a logger they are silent.
   diag.setLogger(
     {
@@ -54,6 +76,8 @@ async function main(): Promise<number> {
 
   if (sub?.name === 'replay') return runReplayCommand(sub.file, config, otel, log, VERSION, (v) => (view = v));
 
+  onHangup = () => log.info('SIGHUP while starting: nothing observed yet, so no policy file to write');
+  if (hangupsWhileStarting > 0) onHangup();
   let bridge: Bridge;
   try {
     bridge = new Bridge(config, log, VERSION, otel);
@@ -63,6 +87,13 @@ async function main(): Promise<number> {
     // A policy file that exists but cannot be used: the user must fix or remove it.
     return e instanceof PolicyFileError ? 2 : 1;
   }
+  // SIGHUP: write the policy file now (iamlive users expect the policy on a signal); the log says what happened.
+  // (The policy service logs what the write did: written, or not and why.)
+  onHangup = () => {
+    const policy = bridge.policy;
+    if (!policy || config.policyFile === undefined) return log.info('SIGHUP: no policy file to write (set --policy-file)');
+    void policy.write('SIGHUP');
+  };
   let recorder: Recorder | undefined;
   if (sub?.name === 'record') {
     const r = (recorder = new Recorder(sub.file, config.recordMaxBytes, log));
@@ -100,27 +131,47 @@ async function main(): Promise<number> {
     });
   }
   return new Promise<number>((resolve) => {
+    // A person at a terminal is told about the stop in human lines; a log gets the JSON records.
+    const human = process.stderr.isTTY === true && config.logLevel !== 'none';
+    // \r: over the ^C the terminal echoed, if any.
+    const say = (line: string) => process.stderr.write(`\r${line}\n`);
+    const collector = collectorOf(otel);
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) {
-        log.warn('second signal: exiting without waiting for the flush', { signal });
+        if (human) say(quitLine(bridge.snapshot()));
+        else log.warn('second signal: exiting without waiting for the flush', { signal });
         resolve(1);
         return;
       }
       stopping = true;
       view?.close();
-      log.info('stopping: intake closed, flushing pending calls and exports', { signal });
+      const stopAt = Date.now();
+      const plan = flushPlan(bridge.snapshot(), stopAt, config.shutdownTimeoutMs);
+      if (human) {
+        say(stoppingLine(plan, stopAt, collector));
+        toldOnTerminal = true;
+      } else {
+        log.info('stopping: intake closed, flushing pending calls and exports', {
+          signal,
+          flushWithinMs: plan.deadlineAt - stopAt,
+          ...(plan.endpoint === 'answering' ? {} : { otlpEndpointState: plan.endpoint }),
+        });
+      }
       const deadline = setTimeout(() => {
-        log.error('flush did not finish in time; exiting', { shutdownTimeoutMs: config.shutdownTimeoutMs, stats: bridge.snapshot() });
+        if (human) say(timedOutLine(bridge.snapshot(), config.shutdownTimeoutMs));
+        else log.error('flush did not finish in time; exiting', { shutdownTimeoutMs: config.shutdownTimeoutMs, stats: bridge.snapshot() });
         resolve(1);
       }, config.shutdownTimeoutMs);
       deadline.unref();
-      // The export spool stops retrying a little before the hard deadline, so the bridge can say what it could not deliver.
-      const spoolDeadline = Date.now() + config.shutdownTimeoutMs - Math.min(1_000, Math.floor(config.shutdownTimeoutMs / 10));
-      bridge.stop(spoolDeadline).then(async () => {
+      bridge.stop(plan.deadlineAt).then(async () => {
           await recorder?.close();
           clearTimeout(deadline);
-          log.info('stopped', { ...(recorder ? { recording: { file: recorder.path, ...recorder.counts } } : {}), stats: bridge.snapshot() });
+          const stats = bridge.snapshot();
+          if (human) {
+            say(stoppedLine(stats, Date.now() - stopAt, collector, config.spoolDir || undefined));
+            if (recorder) say(`recorded ${recorder.counts.written} datagrams in ${recorder.path}`);
+          } else log.info('stopped', { ...(recorder ? { recording: { file: recorder.path, ...recorder.counts } } : {}), stats });
           resolve(0);
         },
         (e: Error) => {
@@ -130,10 +181,6 @@ async function main(): Promise<number> {
         },
       );
     };
-    // SIGHUP: write the policy file now (iamlive users expect the policy on a signal).
-    process.on('SIGHUP', () => {
-      void bridge.policy?.write().then(() => log.info('policy file written (SIGHUP)', { file: config.policyFile ?? 'none: set --policy-file' }));
-    });
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
     // Only now: a SIGTERM that follows this line at once must find the handler installed (until

@@ -6,11 +6,17 @@
  * pending correlation state is the one part that grows with what senders do, so it is the part
  * shed. RSS is read on a timer and, during a flood, every so many datagrams or bytes (`note`),
  * so a burst between two ticks is caught too. A soft ceiling: RSS can overshoot between checks.
+ *
+ * A check never throws, on the timer or on the datagram path: reading RSS opens /proc/self/stat,
+ * which fails with EMFILE when the process is out of file descriptors (an admin connection flood
+ * did that, and the uncaught error ended the bridge). Then the last reading stands, counted in
+ * memory.readErrors; a failure while shedding (a bug) is counted in internalErrors.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Logger } from './log.js';
 import type { Stats } from './stats.js';
+import { timerGuard } from './timer-guard.js';
 
 /** RSS is checked on a timer and, during a flood, every so many datagrams or bytes. */
 export const MEMORY_CHECK_EVERY_MS = 500;
@@ -19,6 +25,12 @@ const MEMORY_CHECK_EVERY_BYTES = 8 * 1024 * 1024;
 /** At most one shed per this gap, so the GC gets a chance to return what was freed. */
 const MEMORY_SHED_MIN_GAP_MS = 100;
 const MEMORY_GC_MIN_GAP_MS = 1_000;
+/**
+ * With nothing shed, the GC is run again only once RSS grew this much past what it was after
+ * the last one: above the ceiling for good (state that cannot be shed, a ceiling below the idle
+ * RSS), a GC every second found nothing while idle.
+ */
+const MEMORY_GC_REGROWTH_BYTES = 16 * 1024 * 1024;
 
 /** A full, synchronous GC (global.gc without starting node with --expose-gc). */
 const fullGc: () => void = (() => {
@@ -42,15 +54,20 @@ export class MemoryGuard {
   private sinceCheckBytes = 0;
   private lastShedAt = 0;
   private lastGcAt = 0;
+  private rssAfterGc = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** shedAboveCeiling, its throws (a bug) counted in internalErrors, on the timer and on the datagram path alike. */
+  private readonly checkGuarded: () => void;
 
   constructor(
-    private readonly stats: Stats['memory'],
+    private readonly counters: Pick<Stats, 'memory' | 'internalErrors'>,
     private readonly state: Sheddable,
     /** What the export spools hold in memory: part of RSS, bounded on its own, not sheddable here. */
     private readonly spoolBytes: () => number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.checkGuarded = timerGuard(counters, log)('the memory check', () => this.shedAboveCeiling());
+  }
 
   start(): void {
     this.timer = setInterval(() => this.check(), MEMORY_CHECK_EVERY_MS);
@@ -67,22 +84,37 @@ export class MemoryGuard {
     if (++this.sinceCheckDatagrams >= MEMORY_CHECK_EVERY_DATAGRAMS || (this.sinceCheckBytes += bytes) >= MEMORY_CHECK_EVERY_BYTES) this.check();
   }
 
-  /** Reads RSS into the stats (and the peak); returns it. */
-  readRss(): number {
-    const rss = process.memoryUsage.rss();
+  private get stats(): Stats['memory'] {
+    return this.counters.memory;
+  }
+
+  /** Reads RSS into the stats (and the peak); returns it, or undefined when it cannot be read (the last reading stays). */
+  readRss(): number | undefined {
     const m = this.stats;
+    m.spoolBytes = this.spoolBytes();
+    let rss: number;
+    try {
+      rss = process.memoryUsage.rss();
+    } catch (e) {
+      m.readErrors++;
+      this.log.warnLimited('memory-read', 'could not read resident memory: the memory ceiling is not checked until it can be', { error: (e as Error).message });
+      return undefined;
+    }
     m.rssBytes = rss;
     if (rss > m.peakRssBytes) m.peakRssBytes = rss;
-    m.spoolBytes = this.spoolBytes();
     return rss;
   }
 
   check(): void {
     this.sinceCheckDatagrams = 0;
     this.sinceCheckBytes = 0;
+    this.checkGuarded();
+  }
+
+  private shedAboveCeiling(): void {
     const rss = this.readRss();
     const m = this.stats;
-    if (m.ceilingBytes === 0 || rss <= m.ceilingBytes) return;
+    if (rss === undefined || m.ceilingBytes === 0 || rss <= m.ceilingBytes) return;
     const now = Date.now();
     if (now - this.lastShedAt < MEMORY_SHED_MIN_GAP_MS) return;
     this.lastShedAt = now;
@@ -90,9 +122,10 @@ export class MemoryGuard {
     const shed = this.state.shedOldest(Math.ceil((pending.attempts + pending.calls) / 2));
     // V8 collects lazily far below its own heap limit: most of the RSS above the ceiling is
     // usually garbage (parsed datagrams). A full collection returns it to the OS now.
-    if (now - this.lastGcAt >= MEMORY_GC_MIN_GAP_MS) {
+    if (now - this.lastGcAt >= MEMORY_GC_MIN_GAP_MS && (shed.attempts + shed.calls > 0 || rss > this.rssAfterGc + MEMORY_GC_REGROWTH_BYTES)) {
       this.lastGcAt = now;
       fullGc();
+      this.rssAfterGc = this.readRss() ?? rss;
     }
     if (shed.attempts + shed.calls > 0) {
       m.sheds++;

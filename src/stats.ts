@@ -1,5 +1,7 @@
+import type { AdminStats } from './admin/server.js';
 import type { SettleCounts } from './correlate/types.js';
 import type { RejectReason } from './decode/types.js';
+import { newPolicyCounters } from './policy/observer.js';
 import type { PolicyStats } from './policy/policy-service.js';
 import { newAppListenerCounts, type AppListenerCounts } from './join/app-listener.js';
 import type { IndexCounts } from './join/app-span-index.js';
@@ -62,6 +64,8 @@ export interface Stats {
     shedAttempts: number;
     /** Pending calls exported early, without their late attempts. */
     shedCalls: number;
+    /** RSS readings that failed (EMFILE: out of file descriptors); the ceiling was not checked then. */
+    readErrors: number;
   };
   /**
    * Spans, from creation to their end. Every span is in exactly one place:
@@ -152,6 +156,8 @@ export interface Stats {
   appSpans: AppListenerCounts & { index: IndexCounts };
   /** CSM calls and the applications' traces: joined, expired unjoined, not waited for (and why), waiting now. */
   join: JoinCounts;
+  /** The admin listener: what its bounds (connections, timeouts, Host names) refused. */
+  admin: AdminStats;
   /** The web view's live updates (GET / on the admin listener; src/admin/web/). */
   web: WebCounts;
   /** Calls that failed inside the bridge (a bug): logged and counted, never fatal. */
@@ -196,7 +202,7 @@ export function newStats(now: number): Stats {
       pendingGroups: 0,
       joint: { calls: 0, deadlines: 0, waitMsTotal: 0, waitMsMax: 0, ambiguousAttempts: 0, ambiguousCalls: 0, searchesCut: 0, candidatesCut: 0, crowded: 0, overBudget: 0, filled: 0 },
     },
-    memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0 },
+    memory: { ceilingBytes: 0, rssBytes: 0, peakRssBytes: 0, spoolBytes: 0, sheds: 0, shedAttempts: 0, shedCalls: 0, readErrors: 0 },
     spans: { created: 0, exported: 0, queued: 0, lost: 0, failed: 0, dropped: 0, failedAttempts: 0 },
     sampling: { kept: 0, sampledOut: 0, keptBy: { sampled: 0, error: 0, retry: 0, slow: 0, joined: 0 } },
     metricExports: { created: 0, succeeded: 0, queued: 0, lost: 0, failed: 0, dropped: 0, failedAttempts: 0 },
@@ -222,9 +228,10 @@ export function newStats(now: number): Stats {
     lastExportOkAt: { traces: null, metrics: null },
     clients: { active: 0, overflowed: 0, evicted: 0 },
     identity: { resolved: 0, unresolved: 0, scans: 0 },
-    policy: { observed: 0, unanswered: 0, subjects: 0, droppedSubjects: 0, droppedCalls: 0, droppedScopes: 0, droppedDenials: 0, fileWrites: 0, fileErrors: 0 },
+    policy: { ...newPolicyCounters(), fileWrites: 0, fileErrors: 0, reportBytes: 0 },
     appSpans: { ...newAppListenerCounts(), index: { indexed: 0, refusedFull: 0, duplicate: 0, expired: 0, held: 0 } },
     join: newJoinCounts(),
+    admin: { rejectedHosts: 0, evictedConnections: 0, refusedConnections: 0, acceptErrors: 0, timedOut: 0, badRequests: 0, errors: 0 },
     web: { viewers: 0, viewersRefused: 0, slowViewersDropped: 0, updatesSent: 0, bytesSent: 0 },
     internalErrors: 0,
   };

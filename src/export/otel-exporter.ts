@@ -19,6 +19,7 @@ import type { Logger } from '../log.js';
 import type { Stats } from '../stats.js';
 import type { OtelSettings } from '../config/otel-env.js';
 import { formatHostPort } from '../net/address.js';
+import { timerGuard } from '../timer-guard.js';
 
 export interface ExportOptions {
   /** The OTEL_* variables, resolved once (config/otel-env.ts): targets, exporters, sampler, resource. */
@@ -107,10 +108,10 @@ export class OtelExporter {
         stats,
         log,
       );
-      this.batchers.push(new SpanBatcher({ encoding: this.traceEncoding, scope, maxBatchSpans: opts.exportBatchSize, delayMs: opts.exportDelayMs }, this.spanExporter));
+      this.batchers.push(new SpanBatcher({ encoding: this.traceEncoding, scope, maxBatchSpans: opts.exportBatchSize, delayMs: opts.exportDelayMs }, this.spanExporter, timerGuard(stats, log)));
     }
     if (traces.has('console')) {
-      this.batchers.push(new SpanBatcher({ encoding: 'json', scope, maxBatchSpans: opts.exportBatchSize, delayMs: opts.exportDelayMs }, new ConsoleSpanSink(write, traces.has('otlp') ? undefined : (n) => (stats.spans.exported += n))));
+      this.batchers.push(new SpanBatcher({ encoding: 'json', scope, maxBatchSpans: opts.exportBatchSize, delayMs: opts.exportDelayMs }, new ConsoleSpanSink(write, traces.has('otlp') ? undefined : (n) => (stats.spans.exported += n)), timerGuard(stats, log)));
     }
     if (metrics.has('otlp')) {
       this.metricExporter = new SpoolingMetricExporter(

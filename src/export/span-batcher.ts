@@ -7,6 +7,7 @@
  * spool, which accepts at once). Nothing queues here: at most one batch is held.
  */
 import type { SpanRecord } from '../translate/types.js';
+import type { TimerGuard } from '../timer-guard.js';
 import { TraceBatch, type PreparedResource, type RemoteParent } from './trace-batch.js';
 
 /** Where finished batches go (the spooling span exporter). */
@@ -29,11 +30,15 @@ const ATTRIBUTE_VALUE_LENGTH_LIMIT = 1024;
 export class SpanBatcher {
   private readonly batch: TraceBatch;
   private timer: NodeJS.Timeout | undefined;
+  /** flush() on the timer: a throw there is counted, not fatal. */
+  private readonly onTimer: () => void;
 
   constructor(
     private readonly opts: SpanBatcherOptions,
     private readonly sink: SpanRequestSink,
+    guard: TimerGuard,
   ) {
+    this.onTimer = guard('the span batch timer', () => this.flush());
     this.batch = new TraceBatch({ encoding: opts.encoding, scope: opts.scope, attributeValueLengthLimit: ATTRIBUTE_VALUE_LENGTH_LIMIT });
   }
 
@@ -50,7 +55,7 @@ export class SpanBatcher {
   private added(n: number): number {
     if (this.batch.spans >= this.opts.maxBatchSpans) this.flush();
     else if (this.timer === undefined) {
-      this.timer = setTimeout(() => this.flush(), this.opts.delayMs);
+      this.timer = setTimeout(this.onTimer, this.opts.delayMs);
       this.timer.unref();
     }
     return n;

@@ -172,7 +172,14 @@ export function startTimeFromStat(text: string): string | undefined {
   return v !== undefined && /^\d+$/.test(v) ? v : undefined;
 }
 
-/** /proc/PID/cmdline: NUL-separated arguments → one space-joined string. */
-export function commandLineFromProc(raw: string): string {
-  return raw.replace(/\0+$/, '').split('\0').join(' ');
+/**
+ * /proc/PID/cmdline: NUL-separated arguments → one space-joined string, its first `max`
+ * characters. The trailing NULs go by a loop: `/\0+$/` rescans every run of NULs (empty
+ * arguments, which the sender chooses) from each of its positions, quadratic in the run. Only
+ * what is kept is converted: a command line may be megabytes.
+ */
+export function commandLineFromProc(raw: string, max = Infinity): string {
+  let end = raw.length;
+  while (end > 0 && raw.charCodeAt(end - 1) === 0) end--;
+  return raw.slice(0, Math.min(end, max)).replaceAll('\0', ' ');
 }

@@ -354,7 +354,7 @@ export class ProcessIdentityResolver {
       // Semantic conventions: the base name of /proc/PID/exe; comm (15 characters) when exe is unreadable.
       const executable = exe ? basename(exe.replace(/ \(deleted\)$/, '')) : comm?.trim();
       const containerId = cgroup === undefined ? undefined : containerIdFromCgroup(cgroup);
-      const commandLine = cmdline === undefined ? undefined : commandLineFromProc(cmdline).slice(0, MAX_COMMAND_LINE);
+      const commandLine = cmdline === undefined ? undefined : commandLineFromProc(cmdline, MAX_COMMAND_LINE);
       const attributes: Record<string, string | number> = { 'process.pid': pid };
       if (executable) attributes['process.executable.name'] = executable;
       if (commandLine) attributes['process.command_line'] = commandLine;

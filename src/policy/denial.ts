@@ -12,6 +12,10 @@
  *    actions are what is missing (`named: false`).
  * SDKs cut messages at 512 characters: a cut action or resource is not reported as one (the
  * action is validated against iam-data later; a resource running into the cut is dropped).
+ *
+ * The message is any text a local sender likes: only its first MESSAGE_READ characters are read,
+ * and every pattern below is linear in them (no nested or adjacent overlapping repeats; the one
+ * lazy repeat is bounded by MAX_POLICY_KIND), so a message costs O(MESSAGE_READ) whatever it holds.
  */
 
 export interface Denial {
@@ -42,11 +46,17 @@ const DENIED_CODES = new Set([
 
 /** SDKs cut every *ExceptionMessage at this length (csm-protocol.md §4). */
 const MESSAGE_CUT = 512;
+/** What is read of a message: an uncut one (Go, Ruby, PHP do not cut) is as long as a datagram. */
+const MESSAGE_READ = 4 * MESSAGE_CUT;
+/** The longest policy kind read (`a service control policy` is 24 characters): bounds the lazy repeat. */
+const MAX_POLICY_KIND = 48;
 
 const PERFORM = /not authorized to perform:?\s+([A-Za-z0-9][A-Za-z0-9-]*):([A-Za-z0-9*]+)(?=[\s,.;"]|$)/i;
 const ON_RESOURCE = /\bon resource:?\s+"?(arn:[^\s"]+)("?)/i;
-const EXPLICIT = /with an explicit deny in (an? [a-z- ]+?policy)/i;
-const IMPLICIT = /because no ([a-z- ]+?policy) allows/i;
+// `[a-z- ]` also matches the text before it: unbounded, every `with an explicit deny in a ` of a
+// long message would rescan the rest of it (quadratic).
+const EXPLICIT = new RegExp(`with an explicit deny in (an? [a-z- ]{1,${MAX_POLICY_KIND - 3}}?policy)`, 'i');
+const IMPLICIT = new RegExp(`because no ([a-z- ]{1,${MAX_POLICY_KIND - 6}}?policy) allows`, 'i');
 
 export function isDenied(code: string | undefined, status: number | undefined): boolean {
   if (code !== undefined && DENIED_CODES.has(code)) return true;
@@ -56,7 +66,7 @@ export function isDenied(code: string | undefined, status: number | undefined): 
 
 /** Parses a denied call's message; never throws, whatever the text. */
 export function parseDenial(message: string | undefined): Denial {
-  const text = typeof message === 'string' ? message.slice(0, 4 * MESSAGE_CUT) : '';
+  const text = typeof message === 'string' ? message.slice(0, MESSAGE_READ) : '';
   const out: Denial = { explicitDeny: false };
   const p = PERFORM.exec(text);
   if (p) {
@@ -69,7 +79,7 @@ export function parseDenial(message: string | undefined): Denial {
     const end = r.index + r[0].length;
     const cut = text.length >= MESSAGE_CUT && end >= text.length;
     // The ARN runs to a space or a closing quote; one that ends at a cut message is not whole.
-    if (!cut) out.resource = r[1]!.replace(/[.,;]+$/, '');
+    if (!cut) out.resource = withoutTrailingPunctuation(r[1]!);
   }
   const e = EXPLICIT.exec(text);
   if (e) {
@@ -80,4 +90,11 @@ export function parseDenial(message: string | undefined): Denial {
     if (i) out.reason = `no ${i[1]!.toLowerCase()} allows it`;
   }
   return out;
+}
+
+/** The ARN without the sentence's `.`, `,` or `;` after it (a loop: `/[.,;]+$/` is quadratic on a long run of them). */
+function withoutTrailingPunctuation(arn: string): string {
+  let end = arn.length;
+  for (let c = arn.charCodeAt(end - 1); c === 0x2e || c === 0x2c || c === 0x3b; c = arn.charCodeAt(end - 1)) end--;
+  return end === arn.length ? arn : arn.slice(0, end);
 }

@@ -198,8 +198,11 @@ function resourceFormats(prefix: string, name: string): Promise<string[]> {
 
 async function exists(action: string): Promise<boolean> {
   const colon = action.indexOf(':');
+  const name = action.slice(colon + 1).toLowerCase();
+  // iam-data reads the name off a plain object: `kms:constructor` would be found on its prototype.
+  if (Object.hasOwn(Object.prototype, name)) return false;
   try {
-    return await iamActionExists(action.slice(0, colon).toLowerCase(), action.slice(colon + 1).toLowerCase());
+    return await iamActionExists(action.slice(0, colon).toLowerCase(), name);
   } catch {
     return false;
   }
@@ -235,15 +238,129 @@ function document(resources: Map<string, Set<string>>): PolicyDocument {
   };
 }
 
-/** The patterns not matched by another one in the list (`*` covers everything). */
-function covering(patterns: string[]): string[] {
-  if (patterns.includes('*')) return ['*'];
+/**
+ * At most this many wildcard patterns of one action are tried as covers of the others: the
+ * shortest (the broadest, as a rule), all of them in any realistic list (a call has at most
+ * MAX_SCOPES_PER_CALL scopes, an action a few ARN formats). So covering costs at most
+ * MAX_COVERERS checks per pattern, each linear (`Glob.matches`): linear in the list, however many
+ * resources the denials name. A pattern only a later wildcard would cover is then printed too:
+ * a longer policy, the same permissions.
+ */
+export const MAX_COVERERS = 32;
+
+/** The patterns not covered by another one in the list (`*` covers everything); of equivalent ones the first (sorted) stays. */
+export function covering(patterns: readonly string[]): string[] {
   const uniq = [...new Set(patterns)].sort();
-  const res = uniq.map((p) => new RegExp(`^${p.split('*').map(escape).join('.*')}$`));
-  return uniq.filter((p, i) => !uniq.some((_q, j) => j !== i && res[j]!.test(p) && !(res[i]!.test(uniq[j]!) && j > i)));
+  if (uniq.includes('*')) return ['*'];
+  // A pattern without `*` covers only itself, and the list has no duplicates: only wildcards can cover.
+  let coverers: number[] = [];
+  for (let j = 0; j < uniq.length; j++) if (uniq[j]!.includes('*')) coverers.push(j);
+  if (coverers.length > MAX_COVERERS) coverers = coverers.sort((a, b) => uniq[a]!.length - uniq[b]!.length || a - b).slice(0, MAX_COVERERS);
+  const globs = new Map(coverers.map((j) => [j, new Glob(uniq[j]!)]));
+  const globOf = (i: number) => globs.get(i) ?? new Glob(uniq[i]!);
+  return uniq.filter((p, i) => {
+    for (const [j, g] of globs) if (j !== i && g.matches(p) && !(j > i && globOf(i).matches(uniq[j]!))) return false;
+    return true;
+  });
 }
 
-const escape = (s: string) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+/** Whether IAM resource pattern `pattern` names every resource that `text` names (see Glob). */
+export function covers(pattern: string, text: string): boolean {
+  return new Glob(pattern).matches(text);
+}
+
+/**
+ * An IAM resource pattern, `*` being any sequence of characters (IAM's reading), compiled once
+ * for `matches(text)`: whether it names every resource `text` names. `text` is read literally,
+ * its own `*`s included: one can only land inside a `*` of the pattern, so whatever it stands for,
+ * the pattern still matches. A "yes" is always right; a "no" may miss a cover (then a redundant
+ * pattern stays, never a needed one goes).
+ *
+ * `?` (IAM: any one character) is read as a literal character on both sides. Generated patterns
+ * never hold one (`fill` puts in only a checked Region, a 12-digit account, a checked bucket name
+ * or `*`); only a resource an AccessDenied message names can, as a character of a concrete ARN
+ * (an S3 key). Reading it literally can only keep a covered pattern, and keeps the pieces below
+ * plain strings that a linear search finds.
+ *
+ * No regex and no backtracking: the pieces of the pattern between its `*`s are placed in `text`
+ * left to right, each at its leftmost place after the one before (a later place never leaves more
+ * room for what follows); the head must start `text`, the tail end it. Each piece is found with
+ * Knuth-Morris-Pratt (its table made here, once) and the next search starts where it ended, so a
+ * match reads O(|text|) characters, plus O(|pattern|) to compile.
+ */
+class Glob {
+  /** The literal before the first `*` and after the last; the whole pattern when it has no `*`. */
+  private readonly head: string;
+  private readonly tail: string;
+  private readonly wild: boolean;
+  /** The non-empty literals between the stars, as [start, end) in `pattern` (no string or table each: there may be thousands). */
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  /** KMP table of every piece at the piece's own place: border[start + i] is for the piece's first i + 1 characters. */
+  private readonly border: Int32Array;
+
+  constructor(private readonly pattern: string) {
+    const first = pattern.indexOf('*');
+    this.wild = first >= 0;
+    this.border = new Int32Array(this.wild ? pattern.length : 0);
+    if (!this.wild) {
+      this.head = pattern;
+      this.tail = '';
+      return;
+    }
+    const last = pattern.lastIndexOf('*');
+    this.head = pattern.slice(0, first);
+    this.tail = pattern.slice(last + 1);
+    for (let at = first + 1; at < last; ) {
+      const star = pattern.indexOf('*', at);
+      if (star > at) {
+        this.starts.push(at);
+        this.ends.push(star);
+        this.borders(at, star);
+      }
+      at = star + 1;
+    }
+  }
+
+  matches(text: string): boolean {
+    if (!this.wild) return text === this.head;
+    const { head, tail } = this;
+    if (text.length < head.length + tail.length || !text.startsWith(head) || !text.endsWith(tail)) return false;
+    const end = text.length - tail.length;
+    let at = head.length;
+    for (let p = 0; p < this.starts.length; p++) {
+      at = this.find(text, this.starts[p]!, this.ends[p]!, at, end);
+      if (at < 0) return false;
+    }
+    return true;
+  }
+
+  /** border[start + i]: the longest proper prefix of piece[0..i] that is also its suffix (KMP). */
+  private borders(start: number, end: number): void {
+    const { pattern, border } = this;
+    border[start] = 0;
+    for (let i = start + 1, k = 0; i < end; i++) {
+      const c = pattern.charCodeAt(i);
+      while (k > 0 && c !== pattern.charCodeAt(start + k)) k = border[start + k - 1]!;
+      if (c === pattern.charCodeAt(start + k)) k++;
+      border[i] = k;
+    }
+  }
+
+  /** Where the piece [start, end) ends at its first place in text[from, to), or -1: O(to - from) steps. */
+  private find(text: string, start: number, end: number, from: number, to: number): number {
+    const { pattern, border } = this;
+    const m = end - start;
+    for (let i = from, k = 0; i < to; i++) {
+      const c = text.charCodeAt(i);
+      while (k > 0 && c !== pattern.charCodeAt(start + k)) k = border[start + k - 1]!;
+      if (c === pattern.charCodeAt(start + k)) k++;
+      if (k === m) return i + 1;
+    }
+    return -1;
+  }
+}
+
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 function withOptional(m: MissingPermission, resource: string | undefined, reason: string | undefined): MissingPermission {

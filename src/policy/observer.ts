@@ -6,9 +6,13 @@
  * AccessDenied messages explain. Operations, not actions, are kept: the policy is computed from
  * them when asked for (./document.ts), so a policy file stays valid when the mapping improves.
  *
- * Bounded whatever the input: MAX_SUBJECTS × MAX_CALLS_PER_SUBJECT entries, MAX_SCOPES_PER_CALL
- * scopes each, MAX_DENIALS_PER_SUBJECT denials; what does not fit is counted (stats.policy),
- * never kept. Pure: no clock, no I/O; `changes` tells the policy file when to write.
+ * Bounded whatever the input, twice: in shape (MAX_SUBJECTS × MAX_CALLS_PER_SUBJECT entries,
+ * MAX_SCOPES_PER_CALL scopes each, MAX_DENIALS_PER_SUBJECT denials) and in bytes (a budget,
+ * MAX_POLICY_STATE_BYTES or less: the shape caps alone allow about 5 GB, and this state lives
+ * beside the pending state the memory ceiling sheds, so it must fit beside it). Each entry's
+ * heap cost is estimated from its strings when it is made (textBytes, *_BYTES); what does not fit is
+ * counted (stats.policy), never kept. Pure: no clock, no I/O; `changes` tells the policy file
+ * when to write, each subject's `version` tells the policy service what to rebuild.
  */
 import type { Correlated } from '../correlate/types.js';
 import type { CsmAttempt } from '../decode/types.js';
@@ -19,6 +23,18 @@ export const MAX_SUBJECTS = 500;
 export const MAX_CALLS_PER_SUBJECT = 1_000;
 export const MAX_SCOPES_PER_CALL = 32;
 export const MAX_DENIALS_PER_SUBJECT = 200;
+/**
+ * The byte budget of the whole state, and without a memory ceiling: enough for about 100,000
+ * distinct Service.Api × scope entries, hundreds of times what real applications make.
+ */
+export const MAX_POLICY_STATE_BYTES = 32 * 1024 * 1024;
+/**
+ * Under a memory ceiling the budget is 1/16 of it when that is less (16 MiB under the default
+ * 256 MiB). The reports built from the state may keep as much again (policy-service.ts), so
+ * policies take at most 1/8 of the ceiling; the export spools have 1/4; the rest is the process
+ * itself (about 110 MiB RSS idle) and the pending state the memory guard sheds.
+ */
+export const POLICY_SHARE_OF_MEMORY_CEILING = 16;
 /** Longest name kept from the wire (ClientId and friends are already ≤ 256 after decode). */
 const MAX_TEXT = 256;
 
@@ -33,9 +49,25 @@ export interface PolicyCounters {
   droppedCalls: number;
   droppedScopes: number;
   droppedDenials: number;
+  /** Of the dropped above: because the byte budget was full (the rest hit a shape cap). */
+  droppedOverBudget: number;
+  /** The state's estimated heap size now, and its budget. */
+  stateBytes: number;
+  maxStateBytes: number;
 }
 
-export const newPolicyCounters = (): PolicyCounters => ({ observed: 0, unanswered: 0, subjects: 0, droppedSubjects: 0, droppedCalls: 0, droppedScopes: 0, droppedDenials: 0 });
+export const newPolicyCounters = (): PolicyCounters => ({
+  observed: 0,
+  unanswered: 0,
+  subjects: 0,
+  droppedSubjects: 0,
+  droppedCalls: 0,
+  droppedScopes: 0,
+  droppedDenials: 0,
+  droppedOverBudget: 0,
+  stateBytes: 0,
+  maxStateBytes: MAX_POLICY_STATE_BYTES,
+});
 
 /** Where a call went, as far as CSM tells: `partition|region|account|bucket`, '' = unknown. */
 export type Scope = string;
@@ -93,14 +125,54 @@ interface Subject {
   process: string | undefined;
   calls: Map<string, CallRecord>;
   denials: Map<string, ObservedDenial>;
+  /** Bumped on every change of this subject, counts included: its report is rebuilt when it moved. */
+  version: number;
 }
+
+/** One subject as the policy service reads it: a stable key, its version, and its state copied on demand. */
+export interface SubjectEntry {
+  readonly key: string;
+  readonly client: string;
+  readonly process: string | undefined;
+  readonly version: number;
+  state(): SubjectState;
+}
+
+/**
+ * Estimated heap bytes of what an entry holds, beyond its strings: object, Map or Set slot (with
+ * the table's spare capacity), the composite key's cons cells. Measured on V8 (node 20) with the
+ * real decoder feeding distinct calls (test/unit/policy-state.test.ts checks the estimate against
+ * the heap), rounded up.
+ */
+const SUBJECT_BYTES = 800;
+const CALL_BYTES = 400;
+const SCOPE_BYTES = 80;
+const DENIAL_BYTES = 360;
+
+/** A string's heap bytes: header plus one byte a character, or two if any is beyond Latin-1. */
+const textBytes = (s: string | undefined) => (s === undefined ? 0 : 16 + s.length * (WIDE.test(s) ? 2 : 1));
+const WIDE = /[^\u0000-\u00ff]/;
 
 export class PolicyObserver {
   private readonly subjects = new Map<string, Subject>();
   /** Bumped on every change that alters a policy (not on a repeated call): the policy file writes on it. */
   changes = 0;
+  /** Bumped on every change of any subject, counts included (the sum of their versions). */
+  revision = 0;
+  private bytes = 0;
 
-  constructor(readonly counters: PolicyCounters = newPolicyCounters()) {}
+  constructor(
+    readonly counters: PolicyCounters = newPolicyCounters(),
+    /** The byte budget (MAX_POLICY_STATE_BYTES, or the ceiling's share when smaller). */
+    readonly maxBytes: number = MAX_POLICY_STATE_BYTES,
+  ) {
+    counters.maxStateBytes = maxBytes;
+  }
+
+  /** The estimated heap bytes of the state now. */
+  get stateBytes(): number {
+    return this.bytes;
+  }
 
   /** One correlated call (or orphan attempt) from a process, if known. Never throws on odd input. */
   observe(c: Correlated, process?: ProcessLabelSource): void {
@@ -116,17 +188,13 @@ export class PolicyObserver {
     const subject = this.subject(client, processLabel(process));
     if (!subject) return;
     const key = `${first.service}\0${first.api}`;
+    subject.version++;
+    this.revision++;
     const rec = this.callRecord(subject, first.service, first.api);
     if (!rec) return;
     rec.calls++;
     const scope = scopeOf(first.region ?? attempts.find((a) => a.region)?.region, principal?.account, first.service === 'S3' ? bucketOf(attempts) : undefined);
-    if (!rec.scopes.has(scope)) {
-      if (rec.scopes.size >= MAX_SCOPES_PER_CALL) this.counters.droppedScopes++;
-      else {
-        rec.scopes.add(scope);
-        this.changes++;
-      }
-    }
+    if (!rec.scopes.has(scope) && this.addScope(rec, own(scope))) this.changes++;
     const outcome = c.kind === 'call' ? callOutcome(c.call) : attemptOutcome(c.attempt);
     if (!outcome.failed) return;
     if (rec.failed++ === 0) this.changes++;
@@ -138,54 +206,85 @@ export class PolicyObserver {
       known.calls++;
       return;
     }
-    if (subject.denials.size >= MAX_DENIALS_PER_SUBJECT) {
-      this.counters.droppedDenials++;
-      return;
-    }
     const denial: ObservedDenial = { service: rec.service, api: rec.api, explicitDeny: d.explicitDeny, calls: 1 };
-    if (d.action !== undefined) denial.action = cut(d.action);
-    if (d.resource !== undefined) denial.resource = d.resource.slice(0, 2 * MAX_TEXT);
-    if (d.reason !== undefined) denial.reason = cut(d.reason);
-    subject.denials.set(dkey, denial);
-    this.changes++;
+    // Own copies: the parts a regex matched would keep the whole message alive.
+    if (d.action !== undefined) denial.action = own(cut(d.action));
+    if (d.resource !== undefined) denial.resource = own(d.resource.slice(0, 2 * MAX_TEXT));
+    if (d.reason !== undefined) denial.reason = own(cut(d.reason));
+    if (this.addDenial(subject, own(dkey), denial)) this.changes++;
+  }
+
+  /**
+   * Every subject as state() shows it, sorted; each one's state is copied only when asked for.
+   * One application, one subject, whatever the identification outcome: a ClientId's calls whose
+   * sending process could not be identified (an `aws` command that exited before the lookup, a
+   * JS v2 or Ruby socket closed at once) are its program's when the ClientId has exactly one
+   * known program. Otherwise one `aws` command identified and the next one not would split one
+   * application into two subjects with different policies. With several programs known, which
+   * one made them is unknown: they stay under the ClientId alone. Done on the output only (the
+   * caps hold per stored subject, so a folded subject holds at most twice as much); the entry's
+   * key names every stored subject in it, its version is theirs summed.
+   */
+  entries(): SubjectEntry[] {
+    const programs = new Map<string, string | null>();
+    for (const [key, s] of this.subjects) if (s.process !== undefined) programs.set(s.client, programs.has(s.client) ? null : key);
+    const unidentified = new Map<string, [string, Subject]>();
+    for (const [key, s] of this.subjects) {
+      const only = s.process === undefined ? programs.get(s.client) : undefined;
+      if (only) unidentified.set(only, [key, s]);
+    }
+    const out: SubjectEntry[] = [];
+    for (const [key, s] of this.subjects) {
+      if (s.process === undefined && programs.get(s.client)) continue;
+      const from = unidentified.get(key);
+      out.push(
+        from === undefined
+          ? { key, client: s.client, process: s.process, version: s.version, state: () => subjectState(s) }
+          : {
+              key: `${key}\u0001${from[0]}`,
+              client: s.client,
+              process: s.process,
+              version: s.version + from[1].version,
+              state: () => {
+                const into = subjectState(s);
+                foldInto(into, subjectState(from[1]));
+                return into;
+              },
+            },
+      );
+    }
+    return out.sort((a, b) => cmp(a.client, b.client) || cmp(a.process ?? '', b.process ?? ''));
+  }
+
+  /** The labels' parts of every subject, without copying what they hold (the live view reads them every frame). */
+  subjectNames(): { client: string; process?: string }[] {
+    return this.entries().map((e) => (e.process === undefined ? { client: e.client } : { client: e.client, process: e.process }));
   }
 
   /** Everything observed, in a stable order (subjects, calls, scopes, denials sorted). */
   state(): PolicyState {
-    const subjects: SubjectState[] = [];
-    for (const s of this.subjects.values()) {
-      const calls = [...s.calls.values()]
-        .map((r) => ({ service: r.service, api: r.api, calls: r.calls, failed: r.failed, scopes: [...r.scopes].sort() }))
-        .sort((a, b) => cmp(a.service, b.service) || cmp(a.api, b.api));
-      const denials = [...s.denials.values()]
-        .map((d) => ({ ...d }))
-        .sort((a, b) => cmp(a.service, b.service) || cmp(a.api, b.api) || cmp(a.action ?? '', b.action ?? '') || cmp(a.resource ?? '', b.resource ?? ''));
-      subjects.push(s.process === undefined ? { client: s.client, calls, denials } : { client: s.client, process: s.process, calls, denials });
-    }
-    return { version: 1, subjects: withUnidentifiedAttributed(subjects) };
+    return { version: 1, subjects: this.entries().map((e) => e.state()) };
   }
 
   /** Adds what an earlier run observed (the policy file), within the same bounds. */
   merge(state: PolicyState): void {
     for (const s of state.subjects) {
-      const subject = this.subject(s.client, s.process);
+      const subject = this.subject(cut(s.client), s.process === undefined ? undefined : cut(s.process));
       if (!subject) continue;
+      subject.version++;
+      this.revision++;
       for (const c of s.calls) {
         const rec = this.callRecord(subject, c.service, c.api);
         if (!rec) continue;
         rec.calls += c.calls;
         rec.failed += c.failed;
-        for (const sc of c.scopes) {
-          if (rec.scopes.size < MAX_SCOPES_PER_CALL) rec.scopes.add(sc);
-          else if (!rec.scopes.has(sc)) this.counters.droppedScopes++;
-        }
+        for (const sc of c.scopes) if (!rec.scopes.has(sc)) this.addScope(rec, own(sc.slice(0, 4 * MAX_TEXT)));
       }
       for (const d of s.denials) {
         const dkey = `${d.service}\0${d.api}\0${d.action ?? ''}\0${d.resource ?? ''}\0${d.explicitDeny}`;
         const known = subject.denials.get(dkey);
         if (known) known.calls += d.calls;
-        else if (subject.denials.size < MAX_DENIALS_PER_SUBJECT) subject.denials.set(dkey, { ...d });
-        else this.counters.droppedDenials++;
+        else this.addDenial(subject, dkey, { ...d });
       }
     }
     this.changes++;
@@ -196,11 +295,13 @@ export class PolicyObserver {
     const key = `${service}\0${api}`;
     let rec = subject.calls.get(key);
     if (!rec) {
-      if (subject.calls.size >= MAX_CALLS_PER_SUBJECT) {
+      const svc = cut(service);
+      const op = cut(api);
+      if (subject.calls.size >= MAX_CALLS_PER_SUBJECT || !this.fits(CALL_BYTES + textBytes(svc) + textBytes(op))) {
         this.counters.droppedCalls++;
         return undefined;
       }
-      rec = { service: cut(service), api: cut(api), calls: 0, failed: 0, scopes: new Set() };
+      rec = { service: svc, api: op, calls: 0, failed: 0, scopes: new Set() };
       subject.calls.set(key, rec);
       this.changes++;
     }
@@ -211,18 +312,64 @@ export class PolicyObserver {
     const key = `${client}\0${process ?? ''}`;
     let s = this.subjects.get(key);
     if (!s) {
-      if (this.subjects.size >= MAX_SUBJECTS) {
+      const bytes = SUBJECT_BYTES + 2 * (textBytes(client) + textBytes(process));
+      if (this.subjects.size >= MAX_SUBJECTS || !this.fits(bytes)) {
         this.counters.droppedSubjects++;
         return undefined;
       }
-      s = { client: cut(client), process, calls: new Map(), denials: new Map() };
+      s = { client: cut(client), process, calls: new Map(), denials: new Map(), version: 0 };
       this.subjects.set(key, s);
       this.counters.subjects = this.subjects.size;
       this.changes++;
     }
     return s;
   }
+
+  /** Adds a scope the record does not have if the cap and the budget allow; else counts it. */
+  private addScope(rec: CallRecord, scope: Scope): boolean {
+    if (rec.scopes.size >= MAX_SCOPES_PER_CALL || !this.fits(SCOPE_BYTES + textBytes(scope))) {
+      this.counters.droppedScopes++;
+      return false;
+    }
+    rec.scopes.add(scope);
+    return true;
+  }
+
+  /** Adds a new denial if the cap and the budget allow; else counts it. */
+  private addDenial(subject: Subject, dkey: string, d: ObservedDenial): boolean {
+    const bytes = DENIAL_BYTES + textBytes(dkey) + textBytes(d.action) + textBytes(d.resource) + textBytes(d.reason);
+    if (subject.denials.size >= MAX_DENIALS_PER_SUBJECT || !this.fits(bytes)) {
+      this.counters.droppedDenials++;
+      return false;
+    }
+    subject.denials.set(dkey, d);
+    return true;
+  }
+
+  /** Takes `bytes` of the budget if they fit; a refusal is counted as over budget (the caller counts what it refused). */
+  private fits(bytes: number): boolean {
+    if (this.bytes + bytes > this.maxBytes) {
+      this.counters.droppedOverBudget++;
+      return false;
+    }
+    this.bytes += bytes;
+    this.counters.stateBytes = this.bytes;
+    return true;
+  }
 }
+
+function subjectState(s: Subject): SubjectState {
+  const calls = [...s.calls.values()]
+    .map((r) => ({ service: r.service, api: r.api, calls: r.calls, failed: r.failed, scopes: [...r.scopes].sort() }))
+    .sort((a, b) => cmp(a.service, b.service) || cmp(a.api, b.api));
+  const denials = [...s.denials.values()]
+    .map((d) => ({ ...d }))
+    .sort((a, b) => cmp(a.service, b.service) || cmp(a.api, b.api) || cmp(a.action ?? '', b.action ?? '') || cmp(a.resource ?? '', b.resource ?? ''));
+  return s.process === undefined ? { client: s.client, calls, denials } : { client: s.client, process: s.process, calls, denials };
+}
+
+/** A flat copy of `s` that keeps nothing else alive (a regex match or a concatenation holds its source). */
+const own = (s: string): string => JSON.parse(JSON.stringify(s)) as string;
 
 /**
  * Whether a service answered the call: some attempt got an HTTP status. A call whose every
@@ -235,27 +382,6 @@ export function answered(c: Correlated): boolean {
   if (c.call.finalHttpStatusCode !== undefined || c.missingAttempts > 0 || c.attempts.length === 0) return true;
   for (const a of c.attempts) if (a.httpStatusCode !== undefined) return true;
   return false;
-}
-
-/**
- * One application, one subject, whatever the identification outcome: a ClientId's calls whose
- * sending process could not be identified (an `aws` command that exited before the lookup, a
- * JS v2 or Ruby socket closed at once) are its program's when the ClientId has exactly one
- * known program. Otherwise one `aws` command identified and the next one not would split one
- * application into two subjects with different policies. With several programs known, which
- * one made them is unknown: they stay under the ClientId alone. Done on the output only (the
- * caps hold per stored subject, so a folded subject holds at most twice as much), sorted.
- */
-export function withUnidentifiedAttributed(subjects: SubjectState[]): SubjectState[] {
-  const programs = new Map<string, SubjectState | null>();
-  for (const s of subjects) if (s.process !== undefined) programs.set(s.client, programs.has(s.client) ? null : s);
-  const out: SubjectState[] = [];
-  for (const s of subjects) {
-    const only = s.process === undefined ? programs.get(s.client) : undefined;
-    if (only) foldInto(only, s);
-    else out.push(s);
-  }
-  return out.sort((a, b) => cmp(a.client, b.client) || cmp(a.process ?? '', b.process ?? ''));
 }
 
 /** Adds `from`'s calls and denials to `into` (both in state() order; kept sorted). */

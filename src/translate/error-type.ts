@@ -12,9 +12,13 @@ export const STATUS_MESSAGE_MAX_LENGTH = 256;
  * Keep `error.type` low-cardinality and safe: every code point outside
  * `[A-Za-z0-9_.:-]` becomes `_`, then the result is cut to 64 chars.
  * A value that ends up empty becomes `_OTHER`.
+ *
+ * Only the first 2 × 64 UTF-16 units are read: they hold the first 64 code points, and each
+ * code point becomes one character (a pair cut at the end lies beyond them). Replacing all of a
+ * 64 KiB exception name first cost 12 ms per call (a sender's choice, per datagram).
  */
 export function sanitiseErrorType(raw: string): string {
-  const cleaned = raw.replace(/[^A-Za-z0-9_.:-]/gu, '_').slice(0, ERROR_TYPE_MAX_LENGTH);
+  const cleaned = raw.slice(0, 2 * ERROR_TYPE_MAX_LENGTH).replace(/[^A-Za-z0-9_.:-]/gu, '_').slice(0, ERROR_TYPE_MAX_LENGTH);
   return cleaned === '' ? ERROR_TYPE_VALUE_OTHER : cleaned;
 }
 

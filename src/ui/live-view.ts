@@ -7,7 +7,7 @@ import type { Correlated } from '../correlate/types.js';
 import type { Stats } from '../stats.js';
 import type { Translation } from '../translate/types.js';
 import { DEFAULT_LIMITS, ViewModel, type ViewLimits } from './model.js';
-import { clean, render, type Header } from './render.js';
+import { clean, render, withFooter, type Header } from './render.js';
 
 const ENTER = '\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J';
 const LEAVE = '\x1b[?25h\x1b[?1049l';
@@ -104,7 +104,16 @@ export class LiveView {
 
   draw(): void {
     if (!this.active) return;
-    const lines = this.frame();
+    let lines: string[];
+    try {
+      lines = this.frame();
+    } catch (e) {
+      // Drawn on a timer: a frame that throws (a bug) must not end the bridge. The view closes,
+      // so the log goes back to stderr, and says why.
+      this.close();
+      this.opts.out.write(`aws-csm-bridge: the live view failed and is closed (the bridge goes on): ${(e as Error)?.message ?? String(e)}\n`);
+      return;
+    }
     // Home, each line cleared to its end, then the rest of the screen cleared: no flicker, no leftovers.
     this.opts.out.write(`\x1b[H${lines.map((l) => `${l}\x1b[K`).join('\r\n')}\x1b[J`);
   }
@@ -137,13 +146,14 @@ export class LiveView {
       );
     }
     const head = [
-      `aws-csm-bridge ${this.opts.version} · IAM policy   p: back to calls   n: next application   q: quit`,
+      `aws-csm-bridge ${this.opts.version} · IAM policy`,
       label === undefined
         ? 'no application observed yet'
         : `application ${clean(label)} (${(this.policyIndex % labels.length) + 1} of ${labels.length})   also: GET /policy?client=ID on the admin listener`,
       '',
     ];
-    return [...head, ...(label === undefined ? [] : this.policyLines.map(clean))].slice(0, Math.max(1, height)).map((l) => (l.length > width ? l.slice(0, width) : l));
+    const body = [...head, ...(label === undefined ? [] : this.policyLines.map(clean))].map((l) => (l.length > width ? l.slice(0, width) : l));
+    return withFooter(body, 'p back to calls   n next application   q quit', width, height);
   }
 
   private frame(): string[] {
@@ -172,7 +182,9 @@ export class LiveView {
   /** Restores the terminal (and, with keepLastFrame, prints the last frame on it). Idempotent; also runs on process exit. */
   close(keepLastFrame = false): void {
     if (!this.active) return;
-    const last = keepLastFrame ? this.frame() : undefined;
+    // The last frame without its keys (the last line) and the blank lines above them.
+    const last = keepLastFrame ? this.frame().slice(0, -1) : undefined;
+    while (last?.length && last[last.length - 1] === '') last.pop();
     this.active = false;
     if (this.timer) clearInterval(this.timer);
     this.opts.out.off('resize', this.onResize);

@@ -4,41 +4,26 @@
  * sink. Every span and metric export is in exactly one place:
  * created + recovered = exported + queued + lost; failed attempts are retried and lose nothing.
  */
-import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { render } from '../../src/ui/render.js';
 import { ViewModel } from '../../src/ui/model.js';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
-import { readCapture } from '../helpers/captures.js';
+import { startCallSender, type CallSender } from '../helpers/call-sender.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
 import { waitStats, type Stats } from '../helpers/stats.js';
 import { freePort } from '../helpers/tools.js';
 
-// One real ApiCallAttempt + ApiCall pair (aws-sdk JS v2, S3.ListBuckets): two spans per call.
-const capture = readCapture('js_v2_sequential');
-const ATTEMPT = JSON.parse(capture[0]!.raw) as Record<string, unknown>;
-const CALL = JSON.parse(capture[1]!.raw) as Record<string, unknown>;
-
-let udp: UdpSocket;
-async function sendCalls(port: number, count: number): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const shift = i * 100;
-    const attempt = { ...ATTEMPT, XAmznRequestId: `counters-${i}`, Timestamp: (ATTEMPT['Timestamp'] as number) + shift };
-    const call = { ...CALL, Timestamp: (CALL['Timestamp'] as number) + shift };
-    for (const d of [attempt, call]) await new Promise<void>((res, rej) => udp.send(Buffer.from(JSON.stringify(d)), port, '127.0.0.1', (e) => (e ? rej(e) : res())));
-  }
-}
 
 const ARGS = ['--export-delay-ms', '100', '--export-batch-size', '200', '--metrics-interval-ms', '500', '--log-level', 'info', '--shutdown-timeout-ms', '2000'];
 const ENV = { OTEL_EXPORTER_OTLP_TIMEOUT: '500' };
 
 const bridges: BridgeProcess[] = [];
 let sink: OtlpSink | undefined;
+let sender: CallSender;
 beforeAll(async () => {
-  udp = createSocket('udp4');
-  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
+  sender = await startCallSender('counters');
 });
-afterAll(() => udp.close());
+afterAll(() => sender.close());
 afterEach(async () => {
   for (const b of bridges.splice(0)) await b.stop('SIGKILL');
   await sink?.close();
@@ -65,7 +50,7 @@ describe('export counters: what waits, what failed, what was lost', () => {
     const port = await freePort();
     const b = await startBridge(['--otlp-endpoint', `http://127.0.0.1:${port}`, ...ARGS], ENV);
     bridges.push(b);
-    await sendCalls(b.udpPort, 11);
+    await sender.send(b.udpPort, 11);
     const s = await waitStats(
       b,
       (x) => x.spans.created === 22 && x.spans.failedAttempts >= 1 && x.metricExports.created >= 2 && x.metricExports.failedAttempts >= 1,
@@ -98,7 +83,7 @@ describe('export counters: what waits, what failed, what was lost', () => {
     sink = await startOtlpSink();
     const b = await startBridge(['--otlp-endpoint', sink.url, ...ARGS], ENV);
     bridges.push(b);
-    await sendCalls(b.udpPort, 11);
+    await sender.send(b.udpPort, 11);
     const s = await waitStats(b, (x) => x.spans.exported === 22 && x.metricExports.succeeded >= 2 && x.metricExports.queued === 0, 'all delivered');
     expect([s.spans.created, s.spans.queued, s.spans.lost, s.spans.failedAttempts]).toEqual([22, 0, 0, 0]);
     expect([s.metricExports.succeeded, s.metricExports.lost, s.metricExports.failedAttempts]).toEqual([s.metricExports.created, 0, 0]);

@@ -4,28 +4,13 @@
  * or answers partial successes with counts that cannot be true. Every export still ends within
  * the export timeout, and /stats counts what was sent, delivered, failed and rejected truthfully.
  */
-import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
-import { readCapture } from '../helpers/captures.js';
+import { startCallSender, type CallSender } from '../helpers/call-sender.js';
 import { startHostileCollector, type HostileCollector } from '../helpers/hostile-collector.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
 import { getStats, waitStats } from '../helpers/stats.js';
 
-// One real ApiCallAttempt + ApiCall pair (aws-sdk JS v2, S3.ListBuckets): two spans per call.
-const capture = readCapture('js_v2_sequential');
-const ATTEMPT = JSON.parse(capture[0]!.raw) as Record<string, unknown>;
-const CALL = JSON.parse(capture[1]!.raw) as Record<string, unknown>;
-
-let udp: UdpSocket;
-async function sendCalls(port: number, count: number): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const shift = i * 100;
-    const attempt = { ...ATTEMPT, XAmznRequestId: `hostile-${i}`, Timestamp: (ATTEMPT['Timestamp'] as number) + shift };
-    const call = { ...CALL, Timestamp: (CALL['Timestamp'] as number) + shift };
-    for (const d of [attempt, call]) await new Promise<void>((res, rej) => udp.send(Buffer.from(JSON.stringify(d)), port, '127.0.0.1', (e) => (e ? rej(e) : res())));
-  }
-}
 
 const BASE_ARGS = ['--export-delay-ms', '100', '--export-batch-size', '200', '--metrics-interval-ms', '1000', '--log-level', 'info'];
 const ENV = { OTEL_EXPORTER_OTLP_TIMEOUT: '1000' };
@@ -33,11 +18,11 @@ const ENV = { OTEL_EXPORTER_OTLP_TIMEOUT: '1000' };
 const bridges: BridgeProcess[] = [];
 let collector: HostileCollector | undefined;
 let sink: OtlpSink | undefined;
+let sender: CallSender;
 beforeAll(async () => {
-  udp = createSocket('udp4');
-  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
+  sender = await startCallSender('hostile');
 });
-afterAll(() => udp.close());
+afterAll(() => sender.close());
 afterEach(async () => {
   for (const b of bridges.splice(0)) await b.stop('SIGKILL');
   await collector?.close();
@@ -55,7 +40,7 @@ describe('export deadline and answer bound (OTLP/HTTP)', () => {
   it('a collector that drips its status line: each export ends at OTEL_EXPORTER_OTLP_TIMEOUT, counted as a retry, said in lastExportError', async () => {
     collector = await startHostileCollector({ kind: 'drip-status', dripMs: 300 });
     const b = await start(collector.url);
-    await sendCalls(b.udpPort, 20);
+    await sender.send(b.udpPort, 20);
     const tracesTried = () => collector!.requests.filter((r) => r.path === '/v1/traces').length;
     // The same batch is tried again (the retry policy), each time cut off by the deadline.
     const s = await waitStats(b, (x) => x.spool.retries >= 2 && x.lastExportError.traces !== null && tracesTried() >= 2, 'two timed-out span exports', 20_000);
@@ -67,7 +52,7 @@ describe('export deadline and answer bound (OTLP/HTTP)', () => {
   it('a collector that answers 200 with a body over 4 MiB: every batch counted as exported once, none sent twice, a warning', async () => {
     collector = await startHostileCollector({ kind: 'huge-body', bytes: 5 * 1024 * 1024 });
     const b = await start(collector.url);
-    await sendCalls(b.udpPort, 50);
+    await sender.send(b.udpPort, 50);
     const s = await waitStats(b, (x) => x.spans.created === 100 && x.spans.exported === 100, 'all 100 spans exported', 20_000);
     expect([s.spans.failed, s.spool.queuedSpans, s.spool.retries]).toEqual([0, 0, 0]);
     const traces = collector.requests.filter((r) => r.path === '/v1/traces');
@@ -80,7 +65,7 @@ describe('partial success counts the endpoint cannot mean (negative int64, more 
   it('spans: 10^15 rejected counts the spans sent; data points: -1 rejected counts none; the log says no such number', async () => {
     sink = await startOtlpSink({ partial: ({ path }) => (path === '/v1/traces' ? { rejected: 1e15, message: 'too many' } : { rejected: -1, message: 'negative' }) });
     const b = await start(sink.url);
-    await sendCalls(b.udpPort, 10);
+    await sender.send(b.udpPort, 10);
     const s = await waitStats(b, (x) => x.spans.created === 20 && x.spans.failed === 20 && x.metricExports.succeeded >= 2, 'the partial answers counted', 20_000);
     expect(s.spans.exported).toBe(0);
     expect(s.metricPoints.rejected).toBe(0);

@@ -1,28 +1,13 @@
-import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from '../helpers/bridge-process.js';
+import { shellQuote, Tmux } from '../helpers/tmux.js';
 import { findTool, freePort, runAwsCli, startMoto, type Moto } from '../helpers/tools.js';
 
 const AWS = findTool('aws');
 const MOTO = findTool('moto_server');
 const TMUX = findTool('tmux');
-/** A private tmux server: nothing of the user's tmux is touched, and kill-server ends it all. */
-const SOCKET = `csm-live-view-${process.pid}`;
-
-const tmux = (...args: string[]) => spawnSync(TMUX!, ['-L', SOCKET, ...args], { encoding: 'utf8' });
-const screen = () => tmux('capture-pane', '-p', '-t', 'view').stdout;
-const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-/** Polls the screen (bounded) until `pred` holds; returns the last screen either way. */
-async function waitScreen(pred: (s: string) => boolean, timeoutMs = 20_000): Promise<string> {
-  const end = Date.now() + timeoutMs;
-  let s = screen();
-  while (!pred(s) && Date.now() < end) {
-    await new Promise((r) => setTimeout(r, 200));
-    s = screen();
-  }
-  return s;
-}
+const tmux = TMUX ? new Tmux(TMUX, `csm-live-view-${process.pid}`) : undefined;
+const waitScreen = (pred: (s: string) => boolean, timeoutMs?: number) => tmux!.waitScreen(pred, timeoutMs);
 
 /**
  * A person's view of the bridge: the built CLI in a real terminal (tmux,
@@ -34,6 +19,7 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
   let during = '';
   let after = '';
   let policyScreen = '';
+  let narrow = '';
   const exits: Record<string, number> = {};
 
   const aws = async (name: string, args: string[]) => {
@@ -56,11 +42,10 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
       '--metrics-interval-ms', '500',
       '--shutdown-timeout-ms', '3000',
     ]
-      .map(sq)
+      .map(shellQuote)
       .join(' ');
     // After the bridge exits, print its exit code and keep the pane open to be read.
-    const r = tmux('new-session', '-d', '-s', 'view', '-x', '160', '-y', '50', `${cmd}; echo "EXIT=$?"; sleep 60`);
-    expect(r.status, r.stderr).toBe(0);
+    tmux!.start(`${cmd}; echo "EXIT=$?"; sleep 60`, 160, 50);
     await waitScreen((s) => s.includes('live view'));
 
     await aws('create-1', ['s3api', 'create-bucket', '--bucket', 'live-1']);
@@ -71,18 +56,24 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
     during = await waitScreen((s) => /DynamoDB\.DescribeTable/.test(s) && /FAILING/.test(s) && /S3\.CreateBucket +2 /.test(s));
 
     // p: the selected application's IAM policy; p again: back to the calls.
-    tmux('send-keys', '-t', 'view', 'p');
+    tmux!.keys('p');
     policyScreen = await waitScreen((s) => s.includes('IAM policy') && s.includes('s3:ListAllMyBuckets'));
-    tmux('send-keys', '-t', 'view', 'p');
+    tmux!.keys('p');
     await waitScreen((s) => s.includes('SERVICE.API'));
 
+    // The terminal shrinks to 80x24: the view redraws to fit it.
+    tmux!.resize(80, 24);
+    narrow = await waitScreen((s) => /^SERVICE\.API .*LAST ERROR *$/m.test(s) && !s.includes('P99'));
+    tmux!.resize(160, 50);
+    await waitScreen((s) => s.includes('P99 ms'));
+
     // Ctrl-C: the view closes, the bridge flushes and exits 0, the terminal is back.
-    tmux('send-keys', '-t', 'view', 'C-c');
+    tmux!.keys('C-c');
     after = await waitScreen((s) => s.includes('EXIT='));
   }, 180_000);
 
   afterAll(async () => {
-    tmux('kill-server');
+    tmux?.kill();
     await moto?.close();
   });
 
@@ -106,10 +97,28 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
     expect(order).toHaveLength(4);
   });
 
+  it('at 80x24 the table fits: P50, P99 and CALLS/S go; ERR%, RETRIES, THROTTLES and LAST ERROR stay; the keys are on the last line', () => {
+    const lines = narrow.replace(/\n$/, '').split('\n');
+    expect(lines, narrow).toHaveLength(24);
+    expect(lines.find((l) => l.startsWith('SERVICE.API'))?.trimEnd(), narrow).toMatch(/^SERVICE\.API +CALLS +P95 ms +ERR% +RETRIES +THROTTLES +LAST ERROR$/);
+    const cols = (name: string) => lines.find((l) => l.startsWith(`${name} `))?.trim().split(/\s+/) ?? [];
+    // SERVICE.API CALLS P95 ERR% RETRIES THROTTLES LAST ERROR (cut to the width)
+    expect(cols('S3.CreateBucket').slice(0, 2), narrow).toEqual(['S3.CreateBucket', '2']);
+    expect(cols('S3.CreateBucket').slice(3, 6)).toEqual(['0.0', '0', '0']);
+    expect(cols('S3.HeadBucket').slice(3, 5)).toEqual(['100.0', '0']);
+    const describe = cols('DynamoDB.DescribeTable');
+    expect(describe.slice(3, 6), narrow).toEqual(['100.0', '0', '0']);
+    expect(describe[6]).toMatch(/^ResourceNotF/);
+    expect(lines[23]).toBe('keys: q quit   p IAM policy');
+    // The header lines are cut to the width, not wrapped: the table starts where it did at 160 columns.
+    expect(lines.findIndex((l) => l.startsWith('SERVICE.API'))).toBe(during.split('\n').findIndex((l) => l.startsWith('SERVICE.API')));
+  });
+
   it('p shows the selected application\'s IAM policy', () => {
     expect(policyScreen).toMatch(/application live-e2e/);
     for (const a of ['s3:CreateBucket', 's3:ListAllMyBuckets', 's3:ListBucket', 'dynamodb:DescribeTable']) expect(policyScreen, policyScreen).toContain(`"${a}"`);
     expect(policyScreen).toContain('"Version": "2012-10-17"');
+    expect(policyScreen.trimEnd().split('\n').pop()).toBe('keys: p back to calls   n next application   q quit');
   });
 
   it('shows the listen address, the target and that exports are failing, with the error', () => {
@@ -139,7 +148,8 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
     expect(after).toContain('EXIT=0');
     expect(after).not.toContain('live view');
     expect(after).not.toContain('SERVICE.API');
-    // Back on the normal screen, the stop is logged as JSON as usual.
-    expect(after).toContain('"msg":"stopped"');
+    // Back on the normal screen, the stop is told in human lines (stop-report.ts), not JSON.
+    expect(after).toMatch(/stopped in \d+\.\d s: 0 spans exported/);
+    expect(after).not.toContain('{"');
   });
 });

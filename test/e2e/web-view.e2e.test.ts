@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -160,6 +161,20 @@ describe('the web view in a real browser', () => {
     for (const src of [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m: any) => m[1]!)) {
       expect(src.startsWith('/'), src).toBe(true);
       expect((await fetch(`${bridge.adminUrl}${src}`)).status, src).toBe(200);
+    }
+  });
+
+  it_('a page under another name (DNS rebinding) gets neither the page nor the event stream', async () => {
+    for (const path of ['/', '/web/events', '/web/history', '/web/app.js']) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const r = request({ host: '127.0.0.1', port: adminPort, path, headers: { host: `rebound.example:${adminPort}` } }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        r.on('error', reject);
+        r.end();
+      });
+      expect(status, path).toBe(421);
     }
   });
 

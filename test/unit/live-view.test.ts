@@ -7,7 +7,7 @@ import { Pipeline, pipelineOptions } from '../../src/pipeline.js';
 import { translate } from '../../src/translate/translate.js';
 import type { Translation } from '../../src/translate/types.js';
 import { isThrottle, OTHER_ROW, RateRing, ViewModel } from '../../src/ui/model.js';
-import { clean, exportHealth, render, type Header } from '../../src/ui/render.js';
+import { clean, exportHealth, KEEP_ORDER, render, table, type Header } from '../../src/ui/render.js';
 import { bucketOf, LatencySketch, SKETCH_BUCKETS } from '../../src/ui/sketch.js';
 import { parseSource, readCapture, scenarios } from '../helpers/captures.js';
 
@@ -134,6 +134,57 @@ describe('render', () => {
     const small = render(model, stats, header, 120, 24, 1_000_000);
     expect(small.length).toBeLessThanOrEqual(24);
     expect(small.join('\n')).toMatch(/… \d+ more rows/);
+  });
+
+  it('fits the width: the least useful columns go first as it shrinks, and come back as it grows', () => {
+    const { model } = modelOf(scenarios());
+    const names = [...model.rows.keys()];
+    const titlesAt = (w: number) => {
+      const [head, ...rows] = table(model.sortedRows(), names, w, 1_000_000);
+      // The header fits; so do the rows up to LAST ERROR's text (render's line() cuts that to the width).
+      expect(head!.length).toBeLessThanOrEqual(w);
+      const errorAt = head!.includes('LAST ERROR') ? head!.indexOf('LAST ERROR') : head!.length;
+      expect(errorAt + (head!.includes('LAST ERROR') ? 12 : 0)).toBeLessThanOrEqual(w);
+      for (const l of rows) expect(l.slice(0, errorAt).trimEnd().length, `${w}: ${l}`).toBeLessThanOrEqual(errorAt);
+      return head!.match(/SERVICE\.API|CALLS\/S|CALLS|P\d\d ms|ERR%|RETRIES|THROTTLES|LAST ERROR/g) ?? [];
+    };
+    const all = ['SERVICE.API', 'CALLS', 'CALLS/S', 'P50 ms', 'P95 ms', 'P99 ms', 'ERR%', 'RETRIES', 'THROTTLES', 'LAST ERROR'];
+    expect(titlesAt(200)).toEqual(all);
+    // 80 columns (names up to 22 characters): the errors, the retries, the tail latency and the throttles stay.
+    expect(Math.max(...names.map((n) => n.length))).toBe(22);
+    expect(titlesAt(80)).toEqual(['SERVICE.API', 'CALLS', 'P95 ms', 'ERR%', 'RETRIES', 'THROTTLES', 'LAST ERROR']);
+    // The longest name shown whole (36) takes the room of the throttles and P95.
+    expect(table(model.sortedRows(), ['S'.repeat(36)], 80, 1_000_000)[0]).toMatch(/^SERVICE\.API +CALLS +ERR% +RETRIES  LAST ERROR$/);
+    // Narrower still: never more columns at a smaller width (no column comes and goes).
+    let previous = titlesAt(40);
+    for (let w = 41; w <= 200; w++) {
+      const now = titlesAt(w);
+      for (const t of previous) expect(now, `${w}`).toContain(t);
+      previous = now;
+    }
+    expect(KEEP_ORDER.slice(-3)).toEqual(['rate', 'p50', 'p99']);
+  });
+
+  it('80x24: every line within 80 columns, the keys on the last line', () => {
+    const { model } = modelOf(scenarios());
+    const lines = render(model, newStats(0), { ...header, policyKey: true }, 80, 24, 1_000_000);
+    expect(lines).toHaveLength(24);
+    for (const l of lines) expect(l.length).toBeLessThanOrEqual(80);
+    expect(lines[23]).toBe('keys: q quit   p IAM policy');
+    expect(lines.join('\n')).toMatch(/^SERVICE\.API +CALLS +P95 ms +ERR% +RETRIES +THROTTLES +LAST ERROR$/m);
+    expect(lines.join('\n')).toMatch(/^DynamoDB\.DescribeTable +252 +\d+ +14\.3 +300 +140  ThrottlingExce$/m);
+    // Without the policy pane, no p key.
+    expect(render(model, newStats(0), header, 80, 24, 1_000_000)[23]).toBe('keys: q quit');
+  });
+
+  it("says which calls were joined into applications' traces, once the join has done anything, within 80 columns", () => {
+    const { model } = modelOf(scenarios());
+    const stats = newStats(0);
+    expect(render(model, stats, header, 80, 24, 1_000_000).join('\n')).not.toMatch(/^join /m);
+    Object.assign(stats.join, { joined: 12, waiting: 3, expiredUnjoined: 1 });
+    const lines = render(model, stats, header, 80, 24, 1_000_000);
+    expect(lines.find((l) => l.startsWith('join '))).toBe('join     12 calls joined into app traces, 3 waiting, 1 not joined in time');
+    for (const l of lines) expect(l.length).toBeLessThanOrEqual(80);
   });
 
   it('health: failing only while the newest outcome of a signal is a failure', () => {

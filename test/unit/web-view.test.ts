@@ -141,7 +141,8 @@ describe('live updates on a real loopback server', () => {
     const stats = newStats(0);
     const web = new WebView({ version: 'test', snapshot: () => stats, counts: stats.web });
     server = createServer((req, res) => {
-      if (!web.handle(req, res, new URL(req.url ?? '/', 'http://x'))) res.writeHead(404).end();
+      const url = new URL(req.url ?? '/', 'http://x');
+      if (!web.handle(req, res, url.pathname, url.searchParams)) res.writeHead(404).end();
     });
     await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
     const port = (server.address() as AddressInfo).port;

@@ -62,8 +62,8 @@ const HISTORY = '/web/history';
 export interface AdminRoutes {
   /** Listed in the admin's 404 answer. */
   readonly paths: readonly string[];
-  /** true when the request was one of these routes (and is answered). */
-  handle(req: IncomingMessage, res: ServerResponse, url: URL): boolean;
+  /** true when the request was one of these routes (and is answered). Called after the admin's Host and method checks. */
+  handle(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): boolean;
 }
 
 export interface WebViewOptions {
@@ -116,8 +116,7 @@ export class WebView implements AdminRoutes {
     this.hub.close();
   }
 
-  handle(req: IncomingMessage, res: ServerResponse, url: URL): boolean {
-    const path = url.pathname;
+  handle(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): boolean {
     if (path === EVENTS) {
       if (req.method === 'HEAD') {
         res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', ...SECURITY_HEADERS });
@@ -126,7 +125,7 @@ export class WebView implements AdminRoutes {
       return true;
     }
     if (path === HISTORY) {
-      const key = url.searchParams.get('key') ?? '';
+      const key = query.get('key') ?? '';
       const history = key === '' ? this.model.total : (this.model.rows.get(key) ?? this.model.clientRows.get(key))?.history;
       const [code, body] = history ? [200, history.series(this.now())] : [404, { error: 'no such row', key }];
       res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store', ...SECURITY_HEADERS });
