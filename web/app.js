@@ -420,7 +420,7 @@
       c.append(el('h3', null, title));
       const dl = el('dl');
       for (const [k, v, cls] of items) {
-        const dd = el('dd', cls || (typeof v === 'number' && v > 0 && /drop|lost|fail|reject|error|overflow|evict|refused|slow|shed|cut/i.test(k) ? 'bad' : ''), v);
+        const dd = el('dd', cls || (typeof v === 'number' && v > 0 && /drop|lost|fail|reject|error|overflow|evict|refused|slow|shed|cut|timed/i.test(k) ? 'bad' : ''), v);
         dd.dataset.counter = k;
         dl.append(el('dt', null, k), dd);
       }
@@ -490,10 +490,11 @@
         ...Object.entries(s.appSpans.rejected).map(([k, v]) => [`app span requests rejected ${k}`, v]),
         ['join waiting full', s.join.waitingFull],
       ]),
-      card('this page', [
+      card('admin listener and this page', [
         ['viewers', s.web.viewers],
         ['viewers refused', s.web.viewersRefused],
         ['slow viewers dropped', s.web.slowViewersDropped],
+        ...Object.entries(s.admin || {}).map(([k, v]) => [`admin ${k}`, v]),
         ['RSS MiB', fmt(s.memory.rssBytes / 1048576)],
       ]),
     );
