@@ -93,6 +93,10 @@ describe('the model with the web view\'s limits', () => {
     expect(m.joinedAmong(new Set(), 1)).toEqual([]);
     expect(m.clientRows.get('app\u0000S3.ListBuckets')).toMatchObject({ clientId: 'app', calls: 1, retries: 2, throttles: 2 });
     expect(m.recentAfter(1)).toEqual([]);
+    // An attempt the correlator placed with csm.match.ambiguous (a concurrent twin was about as probable) says so.
+    expect(r.attempts.map((a) => a.ambiguous)).toEqual([false, false, false]);
+    t!.span.children[1]!.attributes['csm.match.ambiguous'] = true;
+    expect(m.recentAfter(0)[0]!.attempts.map((a) => a.ambiguous)).toEqual([false, true, false]);
   });
 
   it('bounded: recent calls, attempts per call, rows per client, and the length of every datagram string', () => {
