@@ -33,6 +33,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/build/Release/udp_batch.node ./build/Release/udp_batch.node
 COPY config ./config
+# The web view's page, script and styles (GET / on the admin listener; uPlot comes from node_modules).
+COPY web ./web
 
 # Inside a container the SDKs are in other containers, so the bridge listens on
 # every interface. A non-loopback listen address needs a source allow-list: the

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { AdminServer } from './admin/server.js';
+import { WebView } from './admin/web/web-view.js';
 import type { OtelSettings } from './config/otel-env.js';
 import type { Config } from './config/schema.js';
 import type { Source } from './net/address.js';
@@ -14,7 +15,7 @@ import { PolicyService } from './policy/policy-service.js';
 import { IdentityStage } from './identity/identity-stage.js';
 import { AppGrpcListener, AppHttpListener } from './join/app-listener.js';
 import { APP_SPAN_TTL_MS, AppSpanIndex } from './join/app-span-index.js';
-import { JoinStage } from './join/join-stage.js';
+import { JoinStage, type JoinedCallSink } from './join/join-stage.js';
 import { ProcessIdentityResolver } from './identity/resolver.js';
 import type { Logger } from './log.js';
 import { MemoryGuard } from './memory-guard.js';
@@ -52,6 +53,8 @@ export class Bridge {
   private readonly pipeline: Pipeline;
   private readonly receiver: UdpReceiver;
   private readonly admin: AdminServer | undefined;
+  /** The web view at GET / on the admin listener (src/admin/web/). */
+  private readonly web: WebView | undefined;
   private readonly exporter: OtelExporter;
   private readonly identity: IdentityStage;
   /** The join with the applications' traces, when an app span listener is configured. */
@@ -106,13 +109,29 @@ export class Bridge {
       config.processIdentity === 'off' || intake === 'replay'
         ? undefined
         : new ProcessIdentityResolver({ mode: config.processIdentity, commandLine: config.processCommandLine }, log, this.stats.identity);
+    const web = (this.web =
+      config.admin === 'off' || intake !== 'udp'
+        ? undefined
+        : new WebView({ version, ...(config.traceUrlTemplate ? { traceUrlTemplate: config.traceUrlTemplate } : {}), snapshot: () => this.snapshot(), counts: this.stats.web }));
+    // The web view hears of each call joined into an application's trace (its trace id, for the waterfall).
+    const exporter = this.exporter;
+    const joinedSink: JoinedCallSink =
+      web === undefined
+        ? exporter
+        : {
+            write: (t, identity) => exporter.write(t, identity),
+            writeJoined: (t, identity, joined) => {
+              exporter.writeJoined(t, identity, joined);
+              web.onJoined(t, joined.parent.traceId);
+            },
+          };
     // With an app span listener, calls go to export through the join (which may hold them a while); the policy sees them at once.
     const join = (this.join =
       intake === 'udp' && (config.appOtlpHttp !== undefined || config.appOtlpGrpc !== undefined)
         ? new JoinStage(
             { windowMs: config.appJoinWindowMs, attemptKind: config.appJoinAttemptKind },
             new AppSpanIndex(APP_SPAN_TTL_MS, this.stats.appSpans.index),
-            this.exporter,
+            joinedSink,
             this.stats.join,
           )
         : undefined);
@@ -124,11 +143,15 @@ export class Bridge {
     const toExport = join ?? this.exporter;
     this.identity = new IdentityStage(resolver, policy ? [toExport, policy.sink] : [toExport], this.stats, log);
     this.pipeline = new Pipeline(this.options, this.identity, this.stats, log);
+    if (web !== undefined) this.pipeline.tapCalls(web.onCall);
     this.memory = new MemoryGuard(this.stats, this.pipeline, () => this.exporter.spoolMemoryBytes, log);
     this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
     if (otel.sdkDisabled) log.warn('OTEL_SDK_DISABLED=true: nothing is exported; datagrams are still received and counted, and the live view and /stats work');
     this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r) => this.onDatagram(b, r), log, config.udpReceiver);
-    this.admin = config.admin === 'off' ? undefined : new AdminServer({ listen: config.admin, allowRemoteHttp: config.allowRemoteHttp }, () => this.snapshot(), this.stats.admin, log, this.policy);
+    this.admin =
+      config.admin === 'off'
+        ? undefined
+        : new AdminServer({ listen: config.admin, allowRemoteHttp: config.allowRemoteHttp }, () => this.snapshot(), this.stats.admin, log, this.policy, web);
   }
 
   async start(): Promise<{ listen: string[]; admin?: string; prometheus?: string; appOtlp?: string[] }> {
@@ -139,6 +162,7 @@ export class Bridge {
     const appOtlp: string[] = [];
     try {
       await this.admin?.start();
+      this.web?.start();
       prometheus = (await this.exporter.start()).prometheus;
       for (const l of this.appListeners) appOtlp.push(await l.start());
     } catch (e) {
@@ -248,6 +272,7 @@ export class Bridge {
     await this.policy?.close();
     this.snapshot();
     await this.exporter.shutdown(deadlineAt);
+    this.web?.close();
     await this.admin?.close();
   }
 }

@@ -189,6 +189,8 @@ async function main(): Promise<number> {
       listen: addresses.listen,
       udpReceiver: bridge.udpReceiver,
       admin: addresses.admin ?? 'off',
+      // The web view: the page to open in a browser.
+      ...(addresses.admin ? { webView: `http://${addresses.admin}/` } : {}),
       ...(addresses.prometheus ? { prometheus: addresses.prometheus } : {}),
       ...(addresses.appOtlp ? { appOtlp: addresses.appOtlp } : {}),
       export: describeTargets(otel, addresses.prometheus),

@@ -158,8 +158,22 @@ export interface Stats {
   join: JoinCounts;
   /** The admin listener: what its bounds (connections, timeouts, Host names) refused. */
   admin: AdminStats;
+  /** The web view's live updates (GET / on the admin listener; src/admin/web/). */
+  web: WebCounts;
   /** Calls that failed inside the bridge (a bug): logged and counted, never fatal. */
   internalErrors: number;
+}
+
+export interface WebCounts {
+  /** Pages connected to the live updates now. */
+  viewers: number;
+  /** Connections refused because MAX_VIEWERS were connected. */
+  viewersRefused: number;
+  /** Viewers dropped because they did not read their updates (more than VIEWER_MAX_BUFFERED_BYTES waited). */
+  slowViewersDropped: number;
+  /** Updates written to viewers, and their bytes. */
+  updatesSent: number;
+  bytesSent: number;
 }
 
 export interface ExportError {
@@ -218,6 +232,7 @@ export function newStats(now: number): Stats {
     appSpans: { ...newAppListenerCounts(), index: { indexed: 0, refusedFull: 0, duplicate: 0, expired: 0, held: 0 } },
     join: newJoinCounts(),
     admin: { rejectedHosts: 0, evictedConnections: 0, refusedConnections: 0, acceptErrors: 0, timedOut: 0, badRequests: 0, errors: 0 },
+    web: { viewers: 0, viewersRefused: 0, slowViewersDropped: 0, updatesSent: 0, bytesSent: 0 },
     internalErrors: 0,
   };
 }

@@ -20,6 +20,7 @@ import type { PolicyService } from '../policy/policy-service.js';
 import type { Stats } from '../stats.js';
 import { parseHostPort } from '../net/address.js';
 import { isLoopbackHost } from '../receive/source-filter.js';
+import type { AdminRoutes } from './web/web-view.js';
 
 /** Connections held at once; at the cap a new one replaces the oldest one not being answered. */
 export const ADMIN_MAX_CONNECTIONS = 32;
@@ -82,6 +83,8 @@ export class AdminServer {
     private readonly counters: AdminStats,
     private readonly log: Logger,
     policy?: PolicyService,
+    /** Routes that answer for themselves (the web view's page, files and event stream: src/admin/web/). */
+    private readonly extra?: AdminRoutes,
   ) {
     const routes = new Map<string, Route>([
       ['/healthz', () => ({ code: this.stopping ? 503 : 200, body: { status: this.stopping ? 'stopping' : 'ok' } })],
@@ -183,7 +186,8 @@ export class AdminServer {
       else send({ code: 500, body: { error: `the request failed: ${error}` } });
     };
     try {
-      const answer = this.answer(req);
+      const answer = this.answer(req, res);
+      if (answer === undefined) return;
       if (answer instanceof Promise) answer.then(send).catch(fail).catch(() => res.destroy());
       else send(answer);
     } catch (e) {
@@ -195,7 +199,8 @@ export class AdminServer {
     }
   }
 
-  private answer(req: IncomingMessage): Answer | Promise<Answer> {
+  /** The answer to send, or undefined when an extra route answered itself. */
+  private answer(req: IncomingMessage, res: ServerResponse): Answer | Promise<Answer> | undefined {
     const host = req.headers.host;
     // Browsers always send Host, so a request without one is not a rebound page.
     if (!this.opts.allowRemoteHttp && host !== undefined && !isLoopbackHost(hostName(host) ?? '')) {
@@ -211,7 +216,8 @@ export class AdminServer {
     const { path, query } = splitTarget(req.url ?? '/');
     const route = this.routes.get(path);
     if (route) return route(query);
-    return { code: 404, body: { error: 'not found', paths: [...this.routes.keys(), ...(this.routes.has('/policy') ? ['/policy?client=ID'] : [])] } };
+    if (this.extra?.handle(req, res, path, query)) return undefined;
+    return { code: 404, body: { error: 'not found', paths: [...this.routes.keys(), ...(this.routes.has('/policy') ? ['/policy?client=ID'] : []), ...(this.extra?.paths ?? [])] } };
   }
 
   address(): string | undefined {

@@ -108,6 +108,20 @@ export const OPTIONS = {
     env: ['AWS_CSM_BRIDGE_ADMIN'],
     help: 'HTTP address for GET /healthz and GET /stats, or "off".',
   }),
+  traceUrlTemplate: opt({
+    group: 'run',
+    kind: 'string',
+    value: 'URL',
+    schema: z
+      .string()
+      .url()
+      .refine((s) => /^https?:\/\//i.test(s), 'expected an http:// or https:// URL')
+      .refine((s) => s.includes('{traceId}'), 'expected {traceId} in the URL, e.g. http://localhost:16686/trace/{traceId}')
+      .optional(),
+    env: ['AWS_CSM_BRIDGE_TRACE_URL_TEMPLATE'],
+    defaultText: 'none (the trace id is shown without a link)',
+    help: "The web view (GET / on the admin listener) links a call joined into an application's trace (--app-otlp-http/-grpc) to this URL, {traceId} replaced by the trace id (32 hex): Jaeger http://localhost:16686/trace/{traceId}, Tempo in Grafana …",
+  }),
   otlpEndpoint: opt({
     group: 'start',
     kind: 'string',

@@ -1,13 +1,19 @@
 /**
- * What the live view shows, kept from translated calls (the tap after
- * translate in bridge.ts). Everything here is bounded: at most `maxRows`
- * Service.Api rows (the rest fold into one "(other)" row), a fixed-size
- * latency sketch and a 10-slot rate ring per row, the last `maxFailed` failed
- * calls and the last `maxLogs` log lines. Time is passed in, so it is testable.
+ * What the live views show (the terminal's and the web page's), kept from translated calls (the
+ * tap after translate in bridge.ts). Everything here is bounded: at most `maxRows` Service.Api
+ * rows (the rest fold into one "(other)" row), a fixed-size latency sketch and a 10-slot rate
+ * ring per row, the last `maxFailed` failed calls and the last `maxLogs` log lines. The web view
+ * asks for more, each bounded too: rows per client and Service.Api (`perClient`, at most
+ * `maxRows` of them), 15 minutes of history per row (`history`), and the last `maxRecent` calls
+ * with their attempts, for the waterfall. Time is passed in, so it is testable.
  */
+import { ATTR_HTTP_RESPONSE_STATUS_CODE } from '@opentelemetry/semantic-conventions';
+import { ATTR_AWS_EXTENDED_REQUEST_ID, ATTR_AWS_REQUEST_ID } from '@opentelemetry/semantic-conventions/incubating';
 import type { Correlated } from '../correlate/types.js';
+import { CSM_MATCH_AMBIGUOUS } from '../translate/keys.js';
 import { callSpanName, normaliseApi, normaliseService } from '../translate/names.js';
-import type { Translation } from '../translate/types.js';
+import type { SpanRecord, Translation } from '../translate/types.js';
+import { RowHistory } from './history.js';
 import { LatencySketch } from './sketch.js';
 
 export const OTHER_ROW = '(other)';
@@ -18,9 +24,23 @@ export interface ViewLimits {
   maxRows: number;
   maxFailed: number;
   maxLogs: number;
+  /** Also keep rows per (ClientId, Service.Api), at most maxRows of them (the web view). */
+  perClient?: boolean;
+  /** Keep 15 minutes of history per row and for all calls (the web view's charts). */
+  history?: boolean;
+  /** Keep the last this many calls with their attempts (the web view's feed and waterfall); 0 = none. */
+  maxRecent?: number;
 }
 
 export const DEFAULT_LIMITS: ViewLimits = { maxRows: 200, maxFailed: 50, maxLogs: 5 };
+
+/** Attempts kept per recent call (a waterfall of more is cut, and says how many it left out). */
+export const MAX_WATERFALL_ATTEMPTS = 20;
+/**
+ * Characters kept of a datagram's strings in recent calls and last errors (request ids have no
+ * other bound than the datagram's size; ClientIds and messages are cut to 256 before this).
+ */
+export const MAX_TEXT = 256;
 
 /**
  * Error codes the AWS SDKs retry as throttling (botocore, JS v2, Go v1
@@ -82,7 +102,11 @@ export class RateRing {
 }
 
 export interface Row {
+  /** name, or ClientId NUL name for a per-client row: unique among the model's rows. */
+  key: string;
   name: string;
+  /** Set on per-client rows. */
+  clientId?: string;
   calls: number;
   errors: number;
   retries: number;
@@ -90,6 +114,43 @@ export interface Row {
   latency: LatencySketch;
   rate: RateRing;
   lastError?: { at: number; text: string };
+  history?: RowHistory;
+}
+
+/** One attempt of a recent call, as the waterfall draws it (times are epoch ms). */
+export interface RecentAttempt {
+  startMs: number;
+  endMs: number;
+  status?: number;
+  errorType?: string;
+  message?: string;
+  requestId?: string;
+  extendedRequestId?: string;
+  ambiguous: boolean;
+}
+
+/** A recent call: what the feed lists and the waterfall draws. */
+export interface RecentCall {
+  /** Increases by one per call (the first is 1): the web page asks for what is newer than what it has. */
+  seq: number;
+  at: number;
+  clientId: string;
+  name: string;
+  startMs: number;
+  endMs: number;
+  latencyMs: number;
+  error: boolean;
+  errorType?: string;
+  message?: string;
+  status?: number;
+  attemptCount: number;
+  attempts: RecentAttempt[];
+  /** Attempts left out of `attempts` (beyond MAX_WATERFALL_ATTEMPTS). */
+  attemptsCut: number;
+  /** The call's attempts the SDK counted but the bridge never received. */
+  missingAttempts: number;
+  /** The application trace this call was joined into (src/join/), once it is. */
+  traceId?: string;
 }
 
 export interface FailedCall {
@@ -111,13 +172,32 @@ export interface LogLine {
 
 export class ViewModel {
   readonly rows = new Map<string, Row>();
+  /** Per (ClientId, Service.Api), with limits.perClient. */
+  readonly clientRows = new Map<string, Row>();
+  /** The same rows by ClientId, then name: found without making a key string per call (folded pairs are not kept here). */
+  private readonly clientIndex = new Map<string, Map<string, Row>>();
+  /** All calls together (the charts' "all" selection), with limits.history. */
+  readonly total: RowHistory | undefined;
   /** Newest last. */
   readonly failed: FailedCall[] = [];
   readonly logs: LogLine[] = [];
+  /**
+   * The last limits.maxRecent calls, as the tap saw them: a ring of references, so a call costs
+   * no copy here; their views (RecentCall) are built only when a page asks (recentAfter).
+   */
+  private readonly ringCalls: (Correlated & { kind: 'call' })[] = [];
+  private readonly ringTranslations: Translation[] = [];
+  private readonly ringAt: number[] = [];
+  /** Calls kept in all (the newest's seq). */
+  private seq = 0;
+  /** Trace ids of calls joined into an application's trace (weak: gone with the translation). */
+  private readonly traceIds = new WeakMap<Translation, string>();
   calls = 0;
   orphans = 0;
 
-  constructor(readonly limits: ViewLimits = DEFAULT_LIMITS) {}
+  constructor(readonly limits: ViewLimits = DEFAULT_LIMITS) {
+    this.total = limits.history ? new RowHistory() : undefined;
+  }
 
   /** One correlated call (or orphan attempt) and what it became. */
   add(c: Correlated, t: Translation, nowMs: number): void {
@@ -127,23 +207,29 @@ export class ViewModel {
     }
     this.calls++;
     const name = callSpanName(normaliseService(c.call.service), normaliseApi(c.call.api));
-    const row = this.row(name);
-    row.calls++;
-    row.rate.add(nowMs);
     const latency = c.call.latency ?? Math.max(0, t.span.endMs - t.span.startMs);
-    row.latency.add(latency);
     const attempts = Math.max(c.call.attemptCount ?? 0, c.attempts.length);
-    row.retries += Math.max(0, attempts - 1);
+    const retries = Math.max(0, attempts - 1);
+    let throttles = 0;
     for (const a of t.span.children) {
-      if (isThrottle(a.attributes['error.type'], a.attributes['http.response.status_code'])) row.throttles++;
+      if (isThrottle(a.attributes['error.type'], a.attributes[ATTR_HTTP_RESPONSE_STATUS_CODE])) throttles++;
     }
-    if (t.span.children.length === 0 && isThrottle(t.span.attributes['error.type'], t.span.attributes['http.response.status_code'])) row.throttles++;
-    if (t.span.status.code !== 'error') return;
-    row.errors++;
-    const errorType = String(t.span.attributes['error.type'] ?? '_OTHER');
-    const message = t.span.status.message ?? '';
-    row.lastError = { at: nowMs, text: message ? `${errorType}: ${message}` : errorType };
-    const status = t.span.attributes['http.response.status_code'];
+    if (t.span.children.length === 0 && isThrottle(t.span.attributes['error.type'], t.span.attributes[ATTR_HTTP_RESPONSE_STATUS_CODE])) throttles++;
+    const error = t.span.status.code === 'error';
+    const errorType = error ? String(t.span.attributes['error.type'] ?? '_OTHER') : undefined;
+    const message = error ? (t.span.status.message ?? '') : '';
+    const lastError = errorType === undefined ? undefined : { at: nowMs, text: cut(message ? `${errorType}: ${message}` : errorType) };
+    this.count(this.row(this.rows, name, name), nowMs, latency, retries, throttles, lastError);
+    if (this.limits.perClient) this.count(this.clientRow(c.call.clientId, name), nowMs, latency, retries, throttles, lastError);
+    this.total?.add(nowMs, latency, error, retries, throttles);
+    if (this.limits.maxRecent) {
+      const i = this.seq++ % this.limits.maxRecent;
+      this.ringCalls[i] = c;
+      this.ringTranslations[i] = t;
+      this.ringAt[i] = nowMs;
+    }
+    if (errorType === undefined) return;
+    const status = t.span.attributes[ATTR_HTTP_RESPONSE_STATUS_CODE];
     this.failed.push({
       at: nowMs,
       name,
@@ -157,20 +243,115 @@ export class ViewModel {
     if (this.failed.length > this.limits.maxFailed) this.failed.shift();
   }
 
+  /** A call went into an application's trace (the join, up to its window after the call). */
+  joined(t: Translation, traceId: string): void {
+    this.traceIds.set(t, traceId);
+  }
+
+  /** The newest recent call's seq (0 before the first). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** Recent calls newer than `seq` (at most limits.maxRecent), oldest first. */
+  recentAfter(seq: number): RecentCall[] {
+    const max = this.limits.maxRecent ?? 0;
+    const out: RecentCall[] = [];
+    for (let s = Math.max(seq, this.seq - max) + 1; s <= this.seq; s++) out.push(this.recentView(s));
+    return out;
+  }
+
+  /** Of the recent calls up to `seq`, those whose translation is in `ts`, with their trace ids. */
+  joinedAmong(ts: ReadonlySet<Translation>, seq: number): [number, string][] {
+    const max = this.limits.maxRecent ?? 0;
+    const out: [number, string][] = [];
+    for (let s = Math.max(0, this.seq - max) + 1; s <= Math.min(seq, this.seq); s++) {
+      const t = this.ringTranslations[(s - 1) % max]!;
+      const id = ts.has(t) ? this.traceIds.get(t) : undefined;
+      if (id !== undefined) out.push([s, id]);
+    }
+    return out;
+  }
+
+  private count(row: Row, nowMs: number, latency: number, retries: number, throttles: number, lastError: Row['lastError']): void {
+    row.calls++;
+    row.rate.add(nowMs);
+    row.latency.add(latency);
+    row.retries += retries;
+    row.throttles += throttles;
+    row.history?.add(nowMs, latency, lastError !== undefined, retries, throttles);
+    if (lastError === undefined) return;
+    row.errors++;
+    row.lastError = lastError;
+  }
+
+  /** The view of recent call `seq` (1-based; must still be in the ring). */
+  private recentView(seq: number): RecentCall {
+    const i = (seq - 1) % this.limits.maxRecent!;
+    const c = this.ringCalls[i]!;
+    const t = this.ringTranslations[i]!;
+    const children = t.span.children.length > MAX_WATERFALL_ATTEMPTS ? t.span.children.slice(0, MAX_WATERFALL_ATTEMPTS) : t.span.children;
+    const status = t.span.attributes[ATTR_HTTP_RESPONSE_STATUS_CODE];
+    const error = t.span.status.code === 'error';
+    const message = error ? (t.span.status.message ?? '') : '';
+    const traceId = this.traceIds.get(t);
+    return {
+      seq,
+      at: this.ringAt[i]!,
+      clientId: cut(c.call.clientId),
+      name: callSpanName(normaliseService(c.call.service), normaliseApi(c.call.api)),
+      startMs: t.span.startMs,
+      endMs: t.span.endMs,
+      latencyMs: c.call.latency ?? Math.max(0, t.span.endMs - t.span.startMs),
+      error,
+      ...(error ? { errorType: cut(String(t.span.attributes['error.type'] ?? '_OTHER')) } : {}),
+      ...(message ? { message: cut(message) } : {}),
+      ...(typeof status === 'number' ? { status } : {}),
+      attemptCount: Math.max(c.call.attemptCount ?? 0, c.attempts.length),
+      attempts: children.map(recentAttempt).sort((a, b) => a.startMs - b.startMs),
+      attemptsCut: t.span.children.length - children.length,
+      missingAttempts: c.missingAttempts,
+      ...(traceId !== undefined ? { traceId } : {}),
+    };
+  }
+
   log(at: number, level: string, text: string): void {
     this.logs.push({ at, level, text });
     if (this.logs.length > this.limits.maxLogs) this.logs.shift();
   }
 
-  private row(name: string): Row {
-    const existing = this.rows.get(name);
+  private clientRow(clientId: string, name: string): Row {
+    let byName = this.clientIndex.get(clientId);
+    const found = byName?.get(name);
+    if (found !== undefined) return found;
+    const row = this.row(this.clientRows, `${clientId}\u0000${name}`, name, clientId);
+    if (row.key === OTHER_ROW) return row;
+    if (byName === undefined) this.clientIndex.set(clientId, (byName = new Map()));
+    byName.set(name, row);
+    return row;
+  }
+
+  private row(rows: Map<string, Row>, key: string, name: string, clientId?: string): Row {
+    const existing = rows.get(key);
     if (existing) return existing;
     // Keep one slot for "(other)": at most maxRows rows in all.
-    const key = this.rows.size >= this.limits.maxRows - 1 ? OTHER_ROW : name;
-    let row = this.rows.get(key);
+    const full = rows.size >= this.limits.maxRows - 1;
+    const k = full ? OTHER_ROW : key;
+    let row = rows.get(k);
     if (!row) {
-      row = { name: key, calls: 0, errors: 0, retries: 0, throttles: 0, latency: new LatencySketch(), rate: new RateRing() };
-      this.rows.set(key, row);
+      row = {
+        key: k,
+        name: full ? OTHER_ROW : name,
+        ...(clientId !== undefined && !full ? { clientId } : {}),
+        calls: 0,
+        errors: 0,
+        retries: 0,
+        throttles: 0,
+        latency: new LatencySketch(),
+        rate: new RateRing(),
+        ...(this.limits.history ? { history: new RowHistory() } : {}),
+      };
+      rows.set(k, row);
     }
     return row;
   }
@@ -179,4 +360,25 @@ export class ViewModel {
   sortedRows(): Row[] {
     return [...this.rows.values()].sort((a, b) => b.calls - a.calls || (a.name < b.name ? -1 : 1));
   }
+}
+
+function cut(s: string): string {
+  return s.length > MAX_TEXT ? `${s.slice(0, MAX_TEXT)}…` : s;
+}
+
+function recentAttempt(a: SpanRecord): RecentAttempt {
+  const status = a.attributes[ATTR_HTTP_RESPONSE_STATUS_CODE];
+  const errorType = a.attributes['error.type'];
+  const requestId = a.attributes[ATTR_AWS_REQUEST_ID];
+  const extended = a.attributes[ATTR_AWS_EXTENDED_REQUEST_ID];
+  return {
+    startMs: a.startMs,
+    endMs: a.endMs,
+    ...(typeof status === 'number' ? { status } : {}),
+    ...(errorType !== undefined ? { errorType: cut(String(errorType)) } : {}),
+    ...(a.status.message ? { message: cut(a.status.message) } : {}),
+    ...(typeof requestId === 'string' ? { requestId: cut(requestId) } : {}),
+    ...(typeof extended === 'string' ? { extendedRequestId: cut(extended) } : {}),
+    ambiguous: a.attributes[CSM_MATCH_AMBIGUOUS] === true,
+  };
 }

@@ -30,6 +30,13 @@ export class LatencySketch {
     if (o.max > this.max) this.max = o.max;
   }
 
+  reset(): void {
+    this.counts.fill(0);
+    this.count = 0;
+    this.min = Infinity;
+    this.max = -Infinity;
+  }
+
   /** q in [0, 1]; undefined when empty. */
   quantile(q: number): number | undefined {
     if (this.count === 0) return undefined;

@@ -103,7 +103,7 @@ describe('Dockerfile', () => {
     const sources = ins
       .filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
       .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
-    expect(sources.sort()).toEqual(['binding.gyp', 'config', 'native', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'scripts/build-native.mjs', 'src', 'tsconfig.json']);
+    expect(sources.sort()).toEqual(['binding.gyp', 'config', 'native', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'scripts/build-native.mjs', 'src', 'tsconfig.json', 'web']);
     // The build stage's npm ci runs package.json's install script: the file it runs is there before it.
     const install = json<{ scripts: { install: string } }>(read('package.json')).scripts.install;
     const script = /^node (\S+)$/.exec(install)?.[1];
