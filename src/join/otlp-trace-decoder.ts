@@ -126,6 +126,19 @@ class Cursor {
     return (hi * 4294967296 + lo) / 1e6;
   }
 
+  /** Calls `fn` for each length-delimited field (its number and [start, end)); skips every other field. */
+  lenFields(fn: (field: number, start: number, end: number) => void): void {
+    while (this.pos < this.end) {
+      const tag = this.varint();
+      if ((tag & 7) !== LEN) {
+        this.skip(tag & 7);
+        continue;
+      }
+      const [s, e] = this.len();
+      fn(tag >>> 3, s, e);
+    }
+  }
+
   skip(wire: number): void {
     if (wire === VARINT) this.varint();
     else if (wire === LEN) this.len();
@@ -152,13 +165,9 @@ class Cursor {
 export function decodeProtobufRequest(buf: Uint8Array): DecodedSpans {
   const out: DecodedSpans = { spans: [], total: 0, ownSpans: 0, invalid: 0 };
   const c = new Cursor(buf, 0, buf.length);
-  while (c.more) {
-    const tag = c.varint();
-    if (tag >>> 3 === REQUEST_RESOURCE_SPANS && (tag & 7) === LEN) {
-      const [s, e] = c.len();
-      resourceSpans(new Cursor(buf, s, e), out);
-    } else c.skip(tag & 7);
-  }
+  c.lenFields((field, s, e) => {
+    if (field === REQUEST_RESOURCE_SPANS) resourceSpans(new Cursor(buf, s, e), out);
+  });
   return out;
 }
 
@@ -167,19 +176,11 @@ function resourceSpans(c: Cursor, out: DecodedSpans): void {
   let attributes: Record<string, string | number | boolean> = {};
   let schemaUrl: string | undefined;
   const scopes: [number, number][] = [];
-  while (c.more) {
-    const tag = c.varint();
-    const field = tag >>> 3;
-    const wire = tag & 7;
-    if (wire !== LEN) {
-      c.skip(wire);
-      continue;
-    }
-    const [s, e] = c.len();
+  c.lenFields((field, s, e) => {
     if (field === RESOURCE_SPANS_RESOURCE) attributes = resourceAttributes(new Cursor(c.buf, s, e));
     else if (field === RESOURCE_SPANS_SCOPE_SPANS) scopes.push([s, e]);
     else if (field === RESOURCE_SPANS_SCHEMA_URL) schemaUrl = c.string(s, e, MAX_RESOURCE_VALUE_LENGTH);
-  }
+  });
   let resource: AppResource | undefined;
   for (const [s, e] of scopes) {
     const kept = scopeSpans(new Cursor(c.buf, s, e), out);
@@ -198,18 +199,14 @@ function makeResource(attributes: Record<string, string | number | boolean>, sch
 function resourceAttributes(c: Cursor): Record<string, string | number | boolean> {
   const attrs: Record<string, string | number | boolean> = {};
   let n = 0;
-  while (c.more) {
-    const tag = c.varint();
-    if (tag >>> 3 === RESOURCE_ATTRIBUTES && (tag & 7) === LEN) {
-      const [s, e] = c.len();
-      if (n >= MAX_RESOURCE_ATTRIBUTES) continue;
-      const kv = keyValue(new Cursor(c.buf, s, e), true);
-      if (kv !== undefined && typeof kv[1] !== 'object' && kv[0] !== '__proto__') {
-        attrs[kv[0]] = kv[1];
-        n++;
-      }
-    } else c.skip(tag & 7);
-  }
+  c.lenFields((field, s, e) => {
+    if (field !== RESOURCE_ATTRIBUTES || n >= MAX_RESOURCE_ATTRIBUTES) return;
+    const kv = keyValue(new Cursor(c.buf, s, e), true);
+    if (kv !== undefined && typeof kv[1] !== 'object' && kv[0] !== '__proto__') {
+      attrs[kv[0]] = kv[1];
+      n++;
+    }
+  });
   return attrs;
 }
 
@@ -218,18 +215,10 @@ type Kept = Omit<AppSpan, 'resource'>;
 function scopeSpans(c: Cursor, out: DecodedSpans): Kept[] {
   let own = false;
   const spans: [number, number][] = [];
-  while (c.more) {
-    const tag = c.varint();
-    const field = tag >>> 3;
-    const wire = tag & 7;
-    if (wire !== LEN) {
-      c.skip(wire);
-      continue;
-    }
-    const [s, e] = c.len();
+  c.lenFields((field, s, e) => {
     if (field === SCOPE_SPANS_SPANS) spans.push([s, e]);
     else if (field === SCOPE_SPANS_SCOPE) own = scopeName(new Cursor(c.buf, s, e)) === BRIDGE_SCOPE;
-  }
+  });
   out.total += spans.length;
   if (own) {
     out.ownSpans += spans.length;
@@ -245,13 +234,9 @@ function scopeSpans(c: Cursor, out: DecodedSpans): Kept[] {
 
 function scopeName(c: Cursor): string {
   let name = '';
-  while (c.more) {
-    const tag = c.varint();
-    if (tag >>> 3 === SCOPE_NAME && (tag & 7) === LEN) {
-      const [s, e] = c.len();
-      name = c.string(s, e, 64);
-    } else c.skip(tag & 7);
-  }
+  c.lenFields((field, s, e) => {
+    if (field === SCOPE_NAME) name = c.string(s, e, 64);
+  });
   return name;
 }
 
@@ -359,14 +344,11 @@ function anyValue(c: Cursor, maxString: number, arrays: boolean): string | numbe
 /** The strings of an ArrayValue (a captured header's values), at most 4. */
 function stringArray(c: Cursor, maxString: number): string[] {
   const out: string[] = [];
-  while (c.more) {
-    const tag = c.varint();
-    if (tag >>> 3 === ARRAY_VALUES && (tag & 7) === LEN) {
-      const [s, e] = c.len();
-      const v = anyValue(new Cursor(c.buf, s, e), maxString, false);
-      if (typeof v === 'string' && out.length < 4) out.push(v);
-    } else c.skip(tag & 7);
-  }
+  c.lenFields((field, s, e) => {
+    if (field !== ARRAY_VALUES) return;
+    const v = anyValue(new Cursor(c.buf, s, e), maxString, false);
+    if (typeof v === 'string' && out.length < 4) out.push(v);
+  });
   return out;
 }
 
