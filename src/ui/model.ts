@@ -11,9 +11,8 @@ import { ATTR_HTTP_RESPONSE_STATUS_CODE } from '@opentelemetry/semantic-conventi
 import { ATTR_AWS_EXTENDED_REQUEST_ID, ATTR_AWS_REQUEST_ID } from '@opentelemetry/semantic-conventions/incubating';
 import type { Correlated } from '../correlate/types.js';
 import { CSM_MATCH_AMBIGUOUS } from '../translate/keys.js';
-import { callSpanName, normaliseApi, normaliseService } from '../translate/names.js';
 import type { SpanRecord, Translation } from '../translate/types.js';
-import { RowHistory } from './history.js';
+import { HISTORY_SLOT_MS, RowHistory, type Totals } from './history.js';
 import { LatencySketch } from './sketch.js';
 
 export const OTHER_ROW = '(other)';
@@ -176,8 +175,11 @@ export class ViewModel {
   readonly clientRows = new Map<string, Row>();
   /** The same rows by ClientId, then name: found without making a key string per call (folded pairs are not kept here). */
   private readonly clientIndex = new Map<string, Map<string, Row>>();
-  /** All calls together (the charts' "all" selection), with limits.history. */
+  /** All calls together (the charts' "all" selection), with limits.history: the sum of the Service.Api rows. */
   readonly total: RowHistory | undefined;
+  private readonly sum: Totals = { calls: 0, errors: 0, retries: 0, throttles: 0, latency: new LatencySketch() };
+  /** The history slot the last counted call fell in (histories are advanced when a call starts a new one). */
+  private slot = -1;
   /** Newest last. */
   readonly failed: FailedCall[] = [];
   readonly logs: LogLine[] = [];
@@ -196,7 +198,7 @@ export class ViewModel {
   orphans = 0;
 
   constructor(readonly limits: ViewLimits = DEFAULT_LIMITS) {
-    this.total = limits.history ? new RowHistory() : undefined;
+    this.total = limits.history ? new RowHistory(() => this.sumOfRows()) : undefined;
   }
 
   /** One correlated call (or orphan attempt) and what it became. */
@@ -206,7 +208,8 @@ export class ViewModel {
       return;
     }
     this.calls++;
-    const name = callSpanName(normaliseService(c.call.service), normaliseApi(c.call.api));
+    // The call span's name is Service.Api as the table shows it (translate made it, once per operation).
+    const name = t.span.name;
     const latency = c.call.latency ?? Math.max(0, t.span.endMs - t.span.startMs);
     const attempts = Math.max(c.call.attemptCount ?? 0, c.attempts.length);
     const retries = Math.max(0, attempts - 1);
@@ -219,9 +222,10 @@ export class ViewModel {
     const errorType = error ? String(t.span.attributes['error.type'] ?? '_OTHER') : undefined;
     const message = error ? (t.span.status.message ?? '') : '';
     const lastError = errorType === undefined ? undefined : { at: nowMs, text: cut(message ? `${errorType}: ${message}` : errorType) };
+    // A call of a new history slot: every history closes the slot the totals have filled so far.
+    if (this.total !== undefined && Math.floor(nowMs / HISTORY_SLOT_MS) !== this.slot) this.advanceHistories(nowMs);
     this.count(this.row(this.rows, name, name), nowMs, latency, retries, throttles, lastError);
     if (this.limits.perClient) this.count(this.clientRow(c.call.clientId, name), nowMs, latency, retries, throttles, lastError);
-    this.total?.add(nowMs, latency, error, retries, throttles);
     if (this.limits.maxRecent) {
       const i = this.seq++ % this.limits.maxRecent;
       this.ringCalls[i] = c;
@@ -279,10 +283,32 @@ export class ViewModel {
     row.latency.add(latency);
     row.retries += retries;
     row.throttles += throttles;
-    row.history?.add(nowMs, latency, lastError !== undefined, retries, throttles);
     if (lastError === undefined) return;
     row.errors++;
     row.lastError = lastError;
+  }
+
+  /** Closes, in every history, the slot the totals have filled so far (before a call of a later slot is counted). */
+  private advanceHistories(nowMs: number): void {
+    this.slot = Math.floor(nowMs / HISTORY_SLOT_MS);
+    this.total?.advance(nowMs);
+    for (const r of this.rows.values()) r.history?.advance(nowMs);
+    for (const r of this.clientRows.values()) r.history?.advance(nowMs);
+  }
+
+  /** The running totals of all calls: the Service.Api rows summed ((other) included), into one reused object. */
+  private sumOfRows(): Totals {
+    const s = this.sum;
+    s.calls = s.errors = s.retries = s.throttles = 0;
+    s.latency.reset();
+    for (const r of this.rows.values()) {
+      s.calls += r.calls;
+      s.errors += r.errors;
+      s.retries += r.retries;
+      s.throttles += r.throttles;
+      s.latency.merge(r.latency);
+    }
+    return s;
   }
 
   /** The view of recent call `seq` (1-based; must still be in the ring). */
@@ -299,7 +325,7 @@ export class ViewModel {
       seq,
       at: this.ringAt[i]!,
       clientId: cut(c.call.clientId),
-      name: callSpanName(normaliseService(c.call.service), normaliseApi(c.call.api)),
+      name: t.span.name,
       startMs: t.span.startMs,
       endMs: t.span.endMs,
       latencyMs: c.call.latency ?? Math.max(0, t.span.endMs - t.span.startMs),
@@ -349,8 +375,12 @@ export class ViewModel {
         throttles: 0,
         latency: new LatencySketch(),
         rate: new RateRing(),
-        ...(this.limits.history ? { history: new RowHistory() } : {}),
       };
+      if (this.limits.history) {
+        const r = row;
+        r.history = new RowHistory(() => r);
+        r.history.advance(this.slot * HISTORY_SLOT_MS);
+      }
       rows.set(k, row);
     }
     return row;

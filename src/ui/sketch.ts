@@ -39,14 +39,28 @@ export class LatencySketch {
 
   /** q in [0, 1]; undefined when empty. */
   quantile(q: number): number | undefined {
-    if (this.count === 0) return undefined;
-    const rank = Math.max(1, Math.ceil(q * this.count));
+    return this.quantileSince(q, undefined, 0);
+  }
+
+  /**
+   * q in [0, 1] of what was added since `base` was copied from this sketch (copyCounts) when it
+   * held `baseCount` values; undefined when nothing was. Clamped to the whole sketch's min / max.
+   */
+  quantileSince(q: number, base: Uint32Array | undefined, baseCount: number): number | undefined {
+    const n = this.count - baseCount;
+    if (n <= 0) return undefined;
+    const rank = Math.max(1, Math.ceil(q * n));
     let seen = 0;
     for (let i = 0; i < SKETCH_BUCKETS; i++) {
-      seen += this.counts[i]!;
+      seen += this.counts[i]! - (base === undefined ? 0 : base[i]!);
       if (seen >= rank) return Math.min(this.max, Math.max(this.min, midpoint(i)));
     }
     return this.max;
+  }
+
+  /** The bucket counts into `into` (SKETCH_BUCKETS long), for quantileSince. */
+  copyCounts(into: Uint32Array): void {
+    into.set(this.counts);
   }
 }
 

@@ -14,7 +14,8 @@ import { createLogger } from '../../src/log.js';
 import { Pipeline, pipelineOptions } from '../../src/pipeline.js';
 import { newStats } from '../../src/stats.js';
 import type { Translation } from '../../src/translate/types.js';
-import { HISTORY_SLOT_MS, HISTORY_SLOTS, RowHistory } from '../../src/ui/history.js';
+import { HISTORY_SLOT_MS, HISTORY_SLOTS, RowHistory, type Totals } from '../../src/ui/history.js';
+import { LatencySketch } from '../../src/ui/sketch.js';
 import { MAX_TEXT, MAX_WATERFALL_ATTEMPTS, OTHER_ROW, ViewModel } from '../../src/ui/model.js';
 
 const SOURCE = { address: '127.0.0.1', port: 40000 };
@@ -44,11 +45,26 @@ function feed(model: ViewModel, calls: { clientId: string; api: string; attempts
 }
 
 describe('row history (the charts)', () => {
+  /** A row's running totals, as the table keeps them; `count` is what the model does per call, after advancing the history. */
+  const rowOf = () => {
+    const totals: Totals = { calls: 0, errors: 0, retries: 0, throttles: 0, latency: new LatencySketch() };
+    const h = new RowHistory(() => totals);
+    const count = (at: number, latency: number, error: boolean, retries: number, throttles: number) => {
+      h.advance(at);
+      totals.calls++;
+      if (error) totals.errors++;
+      totals.retries += retries;
+      totals.throttles += throttles;
+      totals.latency.add(latency);
+    };
+    return { h, count };
+  };
+
   it('one point per slot: rates per second and latency percentiles; empty slots have no latency', () => {
-    const h = new RowHistory();
+    const { h, count } = rowOf();
     const t0 = 100 * HISTORY_SLOT_MS;
-    for (let i = 0; i < 10; i++) h.add(t0 + i, 20, i < 2, 1, 0);
-    h.add(t0 + 2 * HISTORY_SLOT_MS, 40, false, 0, 3);
+    for (let i = 0; i < 10; i++) count(t0 + i, 20, i < 2, 1, 0);
+    count(t0 + 2 * HISTORY_SLOT_MS, 40, false, 0, 3);
     const s = h.series(t0 + 2 * HISTORY_SLOT_MS + 2_000);
     expect(s.t).toEqual([100, 101, 102].map((k) => (k * HISTORY_SLOT_MS) / 1000));
     expect(s.callsPerSec[0]).toBeCloseTo(10 / (HISTORY_SLOT_MS / 1000));
@@ -56,18 +72,22 @@ describe('row history (the charts)', () => {
     expect(s.retriesPerSec[0]).toBeCloseTo(10 / (HISTORY_SLOT_MS / 1000));
     expect(s.p50[0]).toBeCloseTo(20, 0);
     expect([s.callsPerSec[1], s.p50[1]]).toEqual([0, null]);
-    // The slot being filled: over the 2 s it has covered.
+    // The slot being filled: over the 2 s it has covered, its own latencies only.
     expect(s.callsPerSec[2]).toBeCloseTo(0.5);
     expect(s.throttlesPerSec[2]).toBeCloseTo(1.5);
+    expect(s.p50[2]).toBeCloseTo(40, 0);
   });
 
   it('holds 15 minutes at most, whatever time passes', () => {
-    const h = new RowHistory();
-    for (let i = 0; i < 3 * HISTORY_SLOTS; i++) h.add(i * HISTORY_SLOT_MS, i, false, 0, 0);
+    const { h, count } = rowOf();
+    for (let i = 0; i < 3 * HISTORY_SLOTS; i++) count(i * HISTORY_SLOT_MS, i, false, 0, 0);
     const now = 3 * HISTORY_SLOTS * HISTORY_SLOT_MS;
     const s = h.series(now);
     expect(s.t).toHaveLength(HISTORY_SLOTS);
     expect(s.t[0]).toBe(((3 * HISTORY_SLOTS - HISTORY_SLOTS + 1) * HISTORY_SLOT_MS) / 1000);
+    // One call per slot, each slot's latency its own call's (not the running total's).
+    const own = [3 * HISTORY_SLOTS - 2, 3 * HISTORY_SLOTS - 1];
+    s.p50.slice(-3, -1).forEach((v, k) => expect(Math.abs(v! / own[k]! - 1)).toBeLessThan(0.05));
     // An hour idle: every point is empty.
     const later = h.series(now + 3_600_000);
     expect(later.t).toHaveLength(HISTORY_SLOTS);
