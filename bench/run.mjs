@@ -5,7 +5,7 @@
 //   node bench/run.mjs [--quick] [--rates 10000,100000] [--duration 20] [--repeat 3]
 //                      [--repeat-rate 100000] [--idle 10] [--no-raw] [--no-bridge]
 //                      [--cpu-prof DIR] [--node-arg ARG]... [--cli dist/cli.js] [--label L] [--out FILE]
-//                      [--grpc] [--env NAME=VALUE]... [-- extra bridge flags...]
+//                      [--grpc] [--env NAME=VALUE]... [--stdout-dir DIR] [-- extra bridge flags...]
 //
 // --grpc: the bridge exports over OTLP/gRPC (the counter serves grpc-js too) instead of http/protobuf.
 // --env: environment for the bridge, e.g. --env OTEL_TRACES_SAMPLER=traceidratio --env OTEL_TRACES_SAMPLER_ARG=0.1.
@@ -14,7 +14,7 @@
 // the C load generator (bench/gen.c, sendmmsg) and the OTLP counting receiver run on core 0.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +80,7 @@ function parseArgs(argv) {
     else if (a === '--label') o.label = next();
     else if (a === '--node-arg') o.nodeArgs.push(next());
     else if (a === '--grpc') o.grpc = true;
+    else if (a === '--stdout-dir') o.stdoutDir = next();
     else if (a === '--env') {
       const kv = next();
       const eq = kv.indexOf('=');
@@ -309,6 +310,12 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
     [...nodeArgs, CLI, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', ...exportArgs, ...o.bridgeArgs],
     { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...o.env } },
   );
+  // The bridge's stdout (V8's --trace-gc lines go there) is kept only with --stdout-dir; it is
+  // always read, so a chatty flag cannot fill the pipe and stall the bridge.
+  if (o.stdoutDir) {
+    mkdirSync(o.stdoutDir, { recursive: true });
+    bridge.stdout.pipe(createWriteStream(join(o.stdoutDir, `bridge-${rate}-${Date.now()}.stdout`)));
+  } else bridge.stdout.resume();
   const started = await waitLine(bridge, 'stderr', (r) => r.msg === 'aws-csm-bridge started');
   const listen = started.listen[0];
   const udpPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
