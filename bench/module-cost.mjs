@@ -30,6 +30,8 @@ const MODULES = [
   'zod',
   'yaml',
   '@opentelemetry/api',
+  '@opentelemetry/semantic-conventions',
+  '@opentelemetry/semantic-conventions/incubating',
   '@opentelemetry/sdk-metrics',
   '@opentelemetry/otlp-transformer',
   '@opentelemetry/exporter-metrics-otlp-http',

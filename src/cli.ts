@@ -4,13 +4,16 @@ import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { Bridge } from './bridge.js';
 import { ConfigError, helpText, loadConfig } from './config/load.js';
 import { createLogger } from './log.js';
-import { Recorder } from './record/recorder.js';
-import { runReplayCommand } from './record/replay-command.js';
-import { runPolicyCommand } from './policy/policy-command.js';
+import type { Recorder } from './record/recorder.js';
 import { PolicyFileError } from './policy/policy-file.js';
-import { startView, wantsView } from './ui/attach.js';
+import { wantsView } from './ui/wants-view.js';
 import { describeTargets } from './config/otel-env.js';
 import type { LiveView } from './ui/live-view.js';
+
+// What only a subcommand or the live view uses is imported when it is used (dynamic import()),
+// so a bridge run as a service does not hold their code: the live view alone is about 10 MB of
+// heap with what it pulls in (bench/module-cost.mjs, BENCHMARKS.md "Idle memory"). The gRPC
+// client is loaded the same way, by the first gRPC export (export/otlp-sender.ts).
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -36,7 +39,7 @@ async function main(): Promise<number> {
   const { config, otel } = command;
   const sub = command.subcommand;
   // Reads a file and prints: no logger, no bridge.
-  if (sub?.name === 'policy') return runPolicyCommand(sub.file, config);
+  if (sub?.name === 'policy') return (await import('./policy/policy-command.js')).runPolicyCommand(sub.file, config);
   // While the live view owns the terminal, log lines go into its log area instead.
   let view: LiveView | undefined;
   const log = createLogger(config.logLevel, (line) => (view?.isActive ? view.log(line) : process.stderr.write(line)));
@@ -52,7 +55,7 @@ async function main(): Promise<number> {
     DiagLogLevel.WARN,
   );
 
-  if (sub?.name === 'replay') return runReplayCommand(sub.file, config, otel, log, VERSION, (v) => (view = v));
+  if (sub?.name === 'replay') return (await import('./record/replay-command.js')).runReplayCommand(sub.file, config, otel, log, VERSION, (v) => (view = v));
 
   let bridge: Bridge;
   try {
@@ -65,6 +68,7 @@ async function main(): Promise<number> {
   }
   let recorder: Recorder | undefined;
   if (sub?.name === 'record') {
+    const { Recorder } = await import('./record/recorder.js');
     const r = (recorder = new Recorder(sub.file, config.recordMaxBytes, log));
     try {
       await r.ready();
@@ -86,6 +90,7 @@ async function main(): Promise<number> {
   if (consoleExport && wantsView(config)) log.info('the live view is off: the console exporter writes to stdout');
   if (wantsView(config) && !consoleExport) {
     const rec = recorder;
+    const { startView } = await import('./ui/attach.js');
     view = startView(bridge, config, otel, {
       version: VERSION,
       listen: addresses.listen,
