@@ -356,7 +356,7 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
     [stats, count] = await Promise.all([getJson(statsUrl), getJson(countUrl)]);
     const sp = stats.spans;
     const settled = sp.created === sp.exported + sp.failed + sp.dropped && count.spans >= sp.exported && stats.correlation.pendingAttempts === 0;
-    if (settled && stats.datagrams.received >= g.sent - kernelDrops) break;
+    if (settled && stats.datagrams.received >= g.sent - kernelDrops - (stats.datagrams.ringDropped ?? 0)) break;
     if (count.spans !== last) {
       last = count.spans;
       stableSince = Date.now();
@@ -375,7 +375,7 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
   // spans missing beyond what the bridge says it created, so sampling is not loss.
   const lost = (stats.sampling?.sampledOut ? stats.spans.created : expectedSpans) - count.spans;
   const rej = Object.values(stats.datagrams.rejected).reduce((a, b) => a + b, 0);
-  const counted = kernelDrops + rej + stats.spans.dropped + stats.spans.failed; // losses the bridge/kernel account for
+  const counted = kernelDrops + (stats.datagrams.ringDropped ?? 0) + rej + stats.spans.dropped + stats.spans.failed; // losses the bridge/kernel account for
   return {
     rate,
     ...(o.grpc ? { protocol: 'grpc' } : {}),
@@ -384,6 +384,8 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
     achievedRate: Math.round(g.sent / (g.elapsedMs / 1000)),
     received: stats.datagrams.received,
     kernelDrops,
+    // Read off the socket but dropped because the recvmmsg receiver's ring was full (null: a build without the ring).
+    ringDropped: stats.datagrams.ringDropped ?? null,
     kernelDropsFirstSecond,
     // Loss after the first second of load (steady state), when the run is longer than that.
     steadyLossPct: kernelDropsFirstSecond === null ? null : pct(kernelDrops - kernelDropsFirstSecond, g.sent),
