@@ -59,6 +59,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,6 +83,9 @@
    (cheap modulo). Pages are touched (resident) only as far as a backlog ever reached. */
 #define RING_BYTES (32u << 20)
 #define RING_DATAGRAMS 65536u
+/* The ring empty and no datagram for this long: the reader thread returns the pages a backlog
+   touched (madvise MADV_DONTNEED), so a burst does not leave its high-water mark resident. */
+#define RING_TRIM_AFTER_MS 5000
 /* After an unexpected recvmmsg error the reader thread waits this long before it tries again
    (a persistent error must not spin a core). */
 #define ERROR_BACKOFF_NS 10000000L
@@ -131,6 +135,7 @@ typedef struct {
   _Atomic uint64_t tail;       /* entries handed on and released (JS thread) */
   _Atomic uint64_t released;   /* byte cursor up to which the JS thread is done (JS thread) */
   uint64_t written;            /* byte cursor the next datagram goes at (reader thread only) */
+  uint64_t trimmed_at;         /* `written` when the ring's pages were last returned (reader thread only) */
   _Atomic uint64_t dropped;    /* datagrams read while the ring was full */
   _Atomic int recv_errno;      /* the reader's last unexpected error, for onError on the JS thread */
   _Atomic int stopping;
@@ -381,12 +386,36 @@ static int ring_push(bsock *s, const uint8_t *bytes, uint32_t len, const struct 
   return 1;
 }
 
+/* Returns the whole pages inside [p, p + len) to the kernel (they read as zeros when touched again). */
+static void release_pages(void *p, size_t len) {
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t from = ((uintptr_t)p + page - 1) & ~(page - 1);
+  uintptr_t to = ((uintptr_t)p + len) & ~(page - 1);
+  if (to > from) madvise((void *)from, to - from, MADV_DONTNEED);
+}
+
+/* Idle: once the JS thread has released everything (tail == head), nothing in the ring, its
+   entries or the staging buffer is referenced any more; return what a backlog made resident. */
+static void trim_if_idle(bsock *s) {
+  if (s->written == s->trimmed_at) return;
+  if (atomic_load_explicit(&s->tail, memory_order_acquire) != atomic_load_explicit(&s->head, memory_order_relaxed)) return;
+  release_pages(s->ring, RING_BYTES);
+  release_pages(s->entries, (size_t)RING_DATAGRAMS * sizeof(ring_entry));
+  release_pages(s->stage, (size_t)MAX_BATCH * SLOT_BYTES);
+  s->trimmed_at = s->written;
+}
+
 static void *reader_main(void *arg) {
   bsock *s = (bsock *)arg;
   struct pollfd fds[2] = {{s->fd, POLLIN, 0}, {s->stop_fd, POLLIN, 0}};
   while (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
     fds[0].revents = fds[1].revents = 0;
-    if (poll(fds, 2, -1) < 0) {
+    int ready = poll(fds, 2, s->written == s->trimmed_at ? -1 : RING_TRIM_AFTER_MS);
+    if (ready == 0) {
+      trim_if_idle(s);
+      continue;
+    }
+    if (ready < 0) {
       if (errno == EINTR) continue;
       atomic_store(&s->recv_errno, errno);
       uv_async_send(&s->async);
