@@ -20,8 +20,8 @@
  *
  * A full ring drops the datagram and counts it (ringDropped(), read from JS next to the kernel's
  * drops): memory stays bounded whatever the input. Single producer, single consumer: the reader
- * thread only moves `head` and the byte cursor it writes at, the JS thread only `tail` and the
- * bytes it released (C11 atomics, acquire/release); a datagram never wraps around the ring's end.
+ * thread only moves `head` and where it writes, the JS thread only `tail` (C11 atomics,
+ * acquire/release); a datagram never wraps around the ring's end (see ring_push).
  *
  * `buffer` is the ring (an ArrayBuffer over RING_BYTES, pages made resident only when written).
  * `meta` (an Int32Array, created once) holds per datagram i of a batch:
@@ -104,7 +104,6 @@ typedef struct {
 typedef struct {
   uint32_t off;
   uint32_t len;
-  uint64_t end; /* the byte cursor after it: releasing it frees the ring up to here */
   struct sockaddr_in6 from; /* large enough for sockaddr_in too */
 } ring_entry;
 
@@ -133,9 +132,8 @@ typedef struct {
   ring_entry *entries;         /* RING_DATAGRAMS */
   _Atomic uint64_t head;       /* entries written (reader thread) */
   _Atomic uint64_t tail;       /* entries handed on and released (JS thread) */
-  _Atomic uint64_t released;   /* byte cursor up to which the JS thread is done (JS thread) */
-  uint64_t written;            /* byte cursor the next datagram goes at (reader thread only) */
-  uint64_t trimmed_at;         /* `written` when the ring's pages were last returned (reader thread only) */
+  uint32_t wpos;               /* where the newest datagram ends (reader thread only) */
+  int touched;                 /* pages written since they were last returned (reader thread only) */
   _Atomic uint64_t dropped;    /* datagrams read while the ring was full */
   _Atomic int recv_errno;      /* the reader's last unexpected error, for onError on the JS thread */
   _Atomic int stopping;
@@ -363,25 +361,41 @@ static int32_t address_slot(bsock *s, const struct sockaddr_in6 *sa, napi_value 
 
 /* ---- The reader thread ---- */
 
-/* Copies one datagram into the ring; 0 when the ring is full (entries or bytes). */
+/* Copies one datagram into the ring; 0 when the ring is full (entries or bytes).
+   Where it goes: at the start when the ring is empty (so only as much of it is ever touched, and
+   resident, as the deepest backlog needed), else after the newest datagram, or at the start if it
+   does not fit before the end (a datagram never wraps). The bytes in use run from the oldest
+   unreleased datagram (entries[tail].off: the producer wrote it and does not touch it again while
+   it is queued; a tail read before the consumer moves on only makes the check stricter) to `wpos`,
+   possibly wrapped; one byte is always left free, so wpos == start means empty, never full. */
 static int ring_push(bsock *s, const uint8_t *bytes, uint32_t len, const struct sockaddr_in6 *from) {
   uint64_t head = atomic_load_explicit(&s->head, memory_order_relaxed);
-  if (head - atomic_load_explicit(&s->tail, memory_order_acquire) >= RING_DATAGRAMS) return 0;
-  uint64_t at = s->written;
-  uint64_t pos = at % RING_BYTES;
-  uint64_t need = len;
-  if (pos + len > RING_BYTES) { /* never wrap a datagram: skip the end of the ring */
-    need += RING_BYTES - pos;
+  uint64_t tail = atomic_load_explicit(&s->tail, memory_order_acquire);
+  uint64_t queued = head - tail;
+  if (queued >= RING_DATAGRAMS) return 0;
+  uint32_t pos;
+  if (queued == 0) {
+    if (len >= RING_BYTES) return 0;
     pos = 0;
+  } else {
+    uint32_t start = s->entries[tail % RING_DATAGRAMS].off;
+    uint32_t w = s->wpos;
+    if (w >= start) { /* in use: [start, w); free: [w, end) and [0, start) */
+      if ((uint64_t)w + len < RING_BYTES) pos = w;
+      else if (len < start) pos = 0;
+      else return 0;
+    } else { /* wrapped: in use [start, end) and [0, w); free: [w, start) */
+      if ((uint64_t)w + len < start) pos = w;
+      else return 0;
+    }
   }
-  if (at + need - atomic_load_explicit(&s->released, memory_order_acquire) > RING_BYTES) return 0;
   memcpy(s->ring + pos, bytes, len);
   ring_entry *e = &s->entries[head % RING_DATAGRAMS];
-  e->off = (uint32_t)pos;
+  e->off = pos;
   e->len = len;
-  e->end = at + need;
   e->from = *from;
-  s->written = at + need;
+  s->wpos = pos + len;
+  s->touched = 1;
   atomic_store_explicit(&s->head, head + 1, memory_order_release);
   return 1;
 }
@@ -397,12 +411,12 @@ static void release_pages(void *p, size_t len) {
 /* Idle: once the JS thread has released everything (tail == head), nothing in the ring, its
    entries or the staging buffer is referenced any more; return what a backlog made resident. */
 static void trim_if_idle(bsock *s) {
-  if (s->written == s->trimmed_at) return;
+  if (!s->touched) return;
   if (atomic_load_explicit(&s->tail, memory_order_acquire) != atomic_load_explicit(&s->head, memory_order_relaxed)) return;
   release_pages(s->ring, RING_BYTES);
   release_pages(s->entries, (size_t)RING_DATAGRAMS * sizeof(ring_entry));
   release_pages(s->stage, (size_t)MAX_BATCH * SLOT_BYTES);
-  s->trimmed_at = s->written;
+  s->touched = 0;
 }
 
 static void *reader_main(void *arg) {
@@ -410,7 +424,7 @@ static void *reader_main(void *arg) {
   struct pollfd fds[2] = {{s->fd, POLLIN, 0}, {s->stop_fd, POLLIN, 0}};
   while (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
     fds[0].revents = fds[1].revents = 0;
-    int ready = poll(fds, 2, s->written == s->trimmed_at ? -1 : RING_TRIM_AFTER_MS);
+    int ready = poll(fds, 2, s->touched ? RING_TRIM_AFTER_MS : -1);
     if (ready == 0) {
       trim_if_idle(s);
       continue;
@@ -503,7 +517,6 @@ static void on_async(uv_async_t *h) {
     }
     napi_close_handle_scope(env, scope);
     /* Release the batch (handed on, or lost with the handler's exception). */
-    atomic_store_explicit(&s->released, s->entries[(tail + (uint64_t)n - 1) % RING_DATAGRAMS].end, memory_order_release);
     atomic_store_explicit(&s->tail, tail + (uint64_t)n, memory_order_release);
     if (!ok || threw) break;
   }
