@@ -86,6 +86,11 @@
 /* The ring empty and no datagram for this long: the reader thread returns the pages a backlog
    touched (madvise MADV_DONTNEED), so a burst does not leave its high-water mark resident. */
 #define RING_TRIM_AFTER_MS 5000
+/* When the ring empties after a backlog that reached further than this, the reader thread returns
+   the pages beyond it at once (a cold start's backlog would otherwise stay resident for as long as
+   traffic continues: the ring starts over at its beginning whenever empty, so steady traffic uses
+   only its first few hundred KiB). */
+#define RING_KEEP_BYTES (1u << 20)
 /* After an unexpected recvmmsg error the reader thread waits this long before it tries again
    (a persistent error must not spin a core). */
 #define ERROR_BACKOFF_NS 10000000L
@@ -133,6 +138,7 @@ typedef struct {
   _Atomic uint64_t head;       /* entries written (reader thread) */
   _Atomic uint64_t tail;       /* entries handed on and released (JS thread) */
   uint32_t wpos;               /* where the newest datagram ends (reader thread only) */
+  uint32_t reach;              /* the furthest wpos since pages were last returned (reader thread only) */
   int touched;                 /* pages written since they were last returned (reader thread only) */
   _Atomic uint64_t dropped;    /* datagrams read while the ring was full */
   _Atomic int recv_errno;      /* the reader's last unexpected error, for onError on the JS thread */
@@ -361,6 +367,14 @@ static int32_t address_slot(bsock *s, const struct sockaddr_in6 *sa, napi_value 
 
 /* ---- The reader thread ---- */
 
+/* Returns the whole pages inside [p, p + len) to the kernel (they read as zeros when touched again). */
+static void release_pages(void *p, size_t len) {
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t from = ((uintptr_t)p + page - 1) & ~(page - 1);
+  uintptr_t to = ((uintptr_t)p + len) & ~(page - 1);
+  if (to > from) madvise((void *)from, to - from, MADV_DONTNEED);
+}
+
 /* Copies one datagram into the ring; 0 when the ring is full (entries or bytes).
    Where it goes: at the start when the ring is empty (so only as much of it is ever touched, and
    resident, as the deepest backlog needed), else after the newest datagram, or at the start if it
@@ -377,6 +391,10 @@ static int ring_push(bsock *s, const uint8_t *bytes, uint32_t len, const struct 
   if (queued == 0) {
     if (len >= RING_BYTES) return 0;
     pos = 0;
+    if (s->reach > RING_KEEP_BYTES) { /* a backlog has drained: give back what it made resident */
+      release_pages(s->ring + RING_KEEP_BYTES, s->reach - RING_KEEP_BYTES);
+      s->reach = RING_KEEP_BYTES;
+    }
   } else {
     uint32_t start = s->entries[tail % RING_DATAGRAMS].off;
     uint32_t w = s->wpos;
@@ -395,17 +413,10 @@ static int ring_push(bsock *s, const uint8_t *bytes, uint32_t len, const struct 
   e->len = len;
   e->from = *from;
   s->wpos = pos + len;
+  if (s->wpos > s->reach) s->reach = s->wpos;
   s->touched = 1;
   atomic_store_explicit(&s->head, head + 1, memory_order_release);
   return 1;
-}
-
-/* Returns the whole pages inside [p, p + len) to the kernel (they read as zeros when touched again). */
-static void release_pages(void *p, size_t len) {
-  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-  uintptr_t from = ((uintptr_t)p + page - 1) & ~(page - 1);
-  uintptr_t to = ((uintptr_t)p + len) & ~(page - 1);
-  if (to > from) madvise((void *)from, to - from, MADV_DONTNEED);
 }
 
 /* Idle: once the JS thread has released everything (tail == head), nothing in the ring, its
@@ -417,6 +428,7 @@ static void trim_if_idle(bsock *s) {
   release_pages(s->entries, (size_t)RING_DATAGRAMS * sizeof(ring_entry));
   release_pages(s->stage, (size_t)MAX_BATCH * SLOT_BYTES);
   s->touched = 0;
+  s->reach = 0;
 }
 
 static void *reader_main(void *arg) {
