@@ -83,6 +83,7 @@ function loadRun(build, o, tmp, tag) {
     kernelDropsFirstSecond: b.kernelDropsFirstSecond,
     ringDropped: b.ringDropped ?? null,
     peakRssMb: b.peakRssMb,
+    rssSamplesMb: b.rssSamplesMb,
     cpuUsPerDatagram: b.cpuSecondsPerMillion,
     p99Ms: b.latencyMs?.p99 ?? null,
   };
