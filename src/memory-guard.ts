@@ -9,9 +9,10 @@
  *
  * Idle, it returns what a burst left: V8 grows its young generation to 2 × 16 MiB under load (the
  * start-up warm-up is enough) and shrinks it only in a collection made while allocation is low,
- * which an idle process never makes (the memory reducer comes minutes later): 108 MB RSS 20 s
- * after an idle start, 52-64 MB after one full collection. So once no datagram has arrived for
- * IDLE_COLLECT_AFTER_MS, a full collection, and another as long again later (see `check`).
+ * which an idle process never makes (the memory reducer comes a minute or more later): 108-110 MB
+ * RSS 20 s after an idle start without these collections, 73-80 MB with them (BENCHMARKS.md). So
+ * once no datagram has arrived for IDLE_COLLECT_AFTER_MS, a full collection, and another as long
+ * again later (see `check`).
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -26,9 +27,9 @@ const MEMORY_CHECK_EVERY_BYTES = 8 * 1024 * 1024;
 const MEMORY_SHED_MIN_GAP_MS = 100;
 const MEMORY_GC_MIN_GAP_MS = 1_000;
 /**
- * No datagram for this long: a full collection; twice that, another (then none until the next idle period). Longer
- * than V8's 5 s allocation-throughput window, so that the collection sees a low rate and shrinks
- * the young generation.
+ * No datagram for this long: a full collection; twice that, another (then none until the next
+ * idle period). Longer than V8's 5 s allocation-throughput window, so that the collection sees a
+ * low rate and shrinks the young generation.
  */
 export const IDLE_COLLECT_AFTER_MS = 6_000;
 const IDLE_COLLECTIONS = 2;
