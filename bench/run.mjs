@@ -5,7 +5,7 @@
 //   node bench/run.mjs [--quick] [--rates 10000,100000] [--duration 20] [--repeat 3]
 //                      [--repeat-rate 100000] [--idle 10] [--no-raw] [--no-bridge]
 //                      [--cpu-prof DIR] [--node-arg ARG]... [--cli dist/cli.js] [--label L] [--out FILE]
-//                      [--grpc] [--env NAME=VALUE]... [-- extra bridge flags...]
+//                      [--grpc] [--env NAME=VALUE]... [--stdout-dir DIR] [-- extra bridge flags...]
 //
 // --grpc: the bridge exports over OTLP/gRPC (the counter serves grpc-js too) instead of http/protobuf.
 // --env: environment for the bridge, e.g. --env OTEL_TRACES_SAMPLER=traceidratio --env OTEL_TRACES_SAMPLER_ARG=0.1.
@@ -14,7 +14,7 @@
 // the C load generator (bench/gen.c, sendmmsg) and the OTLP counting receiver run on core 0.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,6 +80,7 @@ function parseArgs(argv) {
     else if (a === '--label') o.label = next();
     else if (a === '--node-arg') o.nodeArgs.push(next());
     else if (a === '--grpc') o.grpc = true;
+    else if (a === '--stdout-dir') o.stdoutDir = next();
     else if (a === '--env') {
       const kv = next();
       const eq = kv.indexOf('=');
@@ -309,6 +310,12 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
     [...nodeArgs, CLI, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', ...exportArgs, ...o.bridgeArgs],
     { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...o.env } },
   );
+  // The bridge's stdout (V8's --trace-gc lines go there) is kept only with --stdout-dir; it is
+  // always read, so a chatty flag cannot fill the pipe and stall the bridge.
+  if (o.stdoutDir) {
+    mkdirSync(o.stdoutDir, { recursive: true });
+    bridge.stdout.pipe(createWriteStream(join(o.stdoutDir, `bridge-${rate}-${Date.now()}.stdout`)));
+  } else bridge.stdout.resume();
   const started = await waitLine(bridge, 'stderr', (r) => r.msg === 'aws-csm-bridge started');
   const listen = started.listen[0];
   const udpPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
@@ -349,7 +356,7 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
     [stats, count] = await Promise.all([getJson(statsUrl), getJson(countUrl)]);
     const sp = stats.spans;
     const settled = sp.created === sp.exported + sp.failed + sp.dropped && count.spans >= sp.exported && stats.correlation.pendingAttempts === 0;
-    if (settled && stats.datagrams.received >= g.sent - kernelDrops) break;
+    if (settled && stats.datagrams.received >= g.sent - kernelDrops - (stats.datagrams.ringDropped ?? 0)) break;
     if (count.spans !== last) {
       last = count.spans;
       stableSince = Date.now();
@@ -368,7 +375,7 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
   // spans missing beyond what the bridge says it created, so sampling is not loss.
   const lost = (stats.sampling?.sampledOut ? stats.spans.created : expectedSpans) - count.spans;
   const rej = Object.values(stats.datagrams.rejected).reduce((a, b) => a + b, 0);
-  const counted = kernelDrops + rej + stats.spans.dropped + stats.spans.failed; // losses the bridge/kernel account for
+  const counted = kernelDrops + (stats.datagrams.ringDropped ?? 0) + rej + stats.spans.dropped + stats.spans.failed; // losses the bridge/kernel account for
   return {
     rate,
     ...(o.grpc ? { protocol: 'grpc' } : {}),
@@ -377,6 +384,8 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
     achievedRate: Math.round(g.sent / (g.elapsedMs / 1000)),
     received: stats.datagrams.received,
     kernelDrops,
+    // Read off the socket but dropped because the recvmmsg receiver's ring was full (null: a build without the ring).
+    ringDropped: stats.datagrams.ringDropped ?? null,
     kernelDropsFirstSecond,
     // Loss after the first second of load (steady state), when the run is longer than that.
     steadyLossPct: kernelDropsFirstSecond === null ? null : pct(kernelDrops - kernelDropsFirstSecond, g.sent),

@@ -1,30 +1,43 @@
 /*
  * udp_batch: a Linux recvmmsg(2) UDP receiver for aws-csm-bridge (N-API, plain C).
  *
- * One BatchSocket = one bound UDP socket watched by a uv_poll_t on Node's own
- * loop (no threads). When the socket is readable, recvmmsg(MSG_DONTWAIT) reads
- * up to MAX_BATCH datagrams per call straight into one ArrayBuffer allocated at
- * open (slot i at offset i * SLOT_BYTES, so nothing is copied or allocated per
- * datagram), then JS is called ONCE per batch:
+ * One BatchSocket = one bound UDP socket drained by its own reader thread. The kernel's socket
+ * buffer (SO_RCVBUF, capped by net.core.rmem_max: 8 MiB holds only ~3,500 small datagrams on
+ * loopback, 35 ms at 100k/s) was all that absorbed a cold start and every GC pause of the JS
+ * thread; the X-Ray daemon and the Collector's UDP receivers drain the socket on their own thread
+ * for that reason. Here:
  *
- *     onBatch(count, addressUpdates)
+ *   reader thread: poll(socket, stop eventfd) -> recvmmsg(MSG_DONTWAIT) up to MAX_BATCH datagrams
+ *                  into a staging buffer -> each copied into a bounded ring (RING_BYTES of
+ *                  datagram bytes, RING_DATAGRAMS entries) -> uv_async_send (libuv coalesces:
+ *                  one wakeup of the JS thread however many batches arrived meanwhile).
+ *   JS thread:     the async callback hands up to MAX_BATCH ring entries to JS in ONE call,
  *
- * `meta` (an Int32Array, created once) holds per datagram i:
- *     meta[3i] = length, meta[3i + 1] = source port, meta[3i + 2] = address slot.
+ *                      onBatch(count, addressUpdates)
+ *
+ *                  then releases them; MAX_ROUNDS such calls per loop turn, the rest on the next
+ *                  turn (the async is re-armed), so timers and HTTP keep their turn under a flood.
+ *
+ * A full ring drops the datagram and counts it (ringDropped(), read from JS next to the kernel's
+ * drops): memory stays bounded whatever the input. Single producer, single consumer: the reader
+ * thread only moves `head` and where it writes, the JS thread only `tail` (C11 atomics,
+ * acquire/release); a datagram never wraps around the ring's end (see ring_push).
+ *
+ * `buffer` is the ring (an ArrayBuffer over RING_BYTES, pages made resident only when written).
+ * `meta` (an Int32Array, created once) holds per datagram i of a batch:
+ *     meta[4i] = length, meta[4i + 1] = source port, meta[4i + 2] = address slot,
+ *     meta[4i + 3] = offset of its bytes in `buffer`.
  * Source addresses are kept in a small cache (ADDR_CACHE slots keyed by the raw
  * sockaddr); `addressUpdates` is undefined unless this batch used an address
  * that was not cached, else a flat array [slot, "address", slot, "address", ...]
  * the JS side applies before reading the batch. So steady traffic from a few
  * senders allocates no strings at all. A slot used in the current batch is never
- * evicted within it (ADDR_CACHE > MAX_BATCH).
- *
- * At most MAX_ROUNDS batches are read per readable event so timers and HTTP
- * still get their turn under a flood (the poll is level-triggered: the rest is
- * read on the next loop iteration; see MAX_ROUNDS). The buffer and meta contents are only valid
+ * evicted within it (ADDR_CACHE > MAX_BATCH). The buffer and meta contents are only valid
  * during the onBatch call.
  *
- * Errors from socket/bind are thrown as JS errors with `code` (EADDRINUSE ...)
- * and `syscall`; receive errors after open go to onError(err) and never crash.
+ * close() stops the thread (eventfd) and joins it before returning: no onBatch after it, no
+ * thread or descriptor left behind. Errors from socket/bind are thrown as JS errors with `code`
+ * (EADDRINUSE ...) and `syscall`; receive errors after open go to onError(err) and never crash.
  */
 #define _GNU_SOURCE /* recvmmsg, struct mmsghdr */
 #define NAPI_VERSION 8
@@ -32,6 +45,7 @@
 #include <uv.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,22 +55,45 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #endif
 
 #define SLOT_BYTES 65536 /* > the largest UDP payload (65507 over IPv4, 65527 over IPv6) */
 #define MAX_BATCH 64
-/* recvmmsg calls per readable event. 1: the loop turns after every batch, so HTTP (the OTLP
+/* Batches handed to JS per loop turn. 1: the loop turns after every batch, so HTTP (the OTLP
    export) and timers get their turn between batches, as with node:dgram (libuv reads 32 per
-   event). Measured at 130k/s on one core (bench/run.mjs): 8 rounds (512 datagrams per turn) let
-   the export fall behind (p50 latency 585 ms, 6.8 % loss, 8.6 CPU s/M); 1 round: 8 ms, 2.6 %,
-   7.2 CPU s/M. The poll is level-triggered, so what is left is read on the next turn. */
+   event). Measured at 130k/s on one core (bench/run.mjs, when the loop read the socket itself):
+   8 rounds (512 datagrams per turn) let the export fall behind (p50 latency 585 ms, 6.8 % loss,
+   8.6 CPU s/M); 1 round: 8 ms, 2.6 %, 7.2 CPU s/M. The rest waits in the ring for the next turn. */
 #ifndef MAX_ROUNDS
 #define MAX_ROUNDS 1
 #endif
 #define ADDR_CACHE 128 /* > MAX_BATCH: a batch never evicts a slot it uses */
-#define META_FIELDS 3
+#define META_FIELDS 4
+/* The ring between the reader thread and JS: what absorbs a cold start (V8 still compiling the
+   datagram path, ~0.4 s) or a GC pause at full rate. 32 MiB is ~0.65 s of 100k/s of 500-byte CSM
+   datagrams; 65,536 entries the same time for datagrams of 512 bytes or less. Both powers of two
+   (cheap modulo). Pages are touched (resident) only as far as a backlog ever reached. */
+#define RING_BYTES (32u << 20)
+#define RING_DATAGRAMS 65536u
+/* The ring empty and no datagram for this long: the reader thread returns the pages a backlog
+   touched (madvise MADV_DONTNEED), so a burst does not leave its high-water mark resident. */
+#define RING_TRIM_AFTER_MS 5000
+/* When the ring empties after a backlog that reached further than this, the reader thread returns
+   the pages beyond it at once (a cold start's backlog would otherwise stay resident for as long as
+   traffic continues: the ring starts over at its beginning whenever empty, so steady traffic uses
+   only its first few hundred KiB). */
+#define RING_KEEP_BYTES (1u << 20)
+/* After an unexpected recvmmsg error the reader thread waits this long before it tries again
+   (a persistent error must not spin a core). */
+#define ERROR_BACKOFF_NS 10000000L
 
 #ifdef __linux__
 
@@ -68,27 +105,53 @@ typedef struct {
   uint8_t addr[16];
 } addr_entry;
 
+/* One datagram in the ring: where its bytes are, and who sent it. */
+typedef struct {
+  uint32_t off;
+  uint32_t len;
+  struct sockaddr_in6 from; /* large enough for sockaddr_in too */
+} ring_entry;
+
 typedef struct {
   napi_env env;
   int fd;
   int family;
-  uv_poll_t poll;
-  int polling;       /* uv_poll_start succeeded and not yet closed */
-  int closed;        /* close() called (or never opened) */
-  int poll_closed;   /* the uv close callback ran (or the poll was never initialised) */
-  int finalized;     /* the JS wrapper was collected */
-  int in_callback;   /* inside on_readable */
-  napi_ref self;     /* strong while open: keeps the wrapper (and so this struct) alive */
+  int stop_fd;        /* eventfd: wakes the reader thread to exit */
+  pthread_t thread;
+  int thread_running; /* created and not yet joined */
+  uv_async_t async;   /* the reader thread's wakeup of the JS thread */
+  int async_open;     /* uv_async_init succeeded and not yet closed */
+  int closed;         /* close() called (or never opened) */
+  int async_closed;   /* the uv close callback ran (or the async was never initialised) */
+  int finalized;      /* the JS wrapper was collected */
+  int in_callback;    /* inside on_async */
+  napi_ref self;      /* strong while open: keeps the wrapper (and so this struct) alive */
   napi_ref on_batch;
   napi_ref on_error;
-  napi_ref data_ref; /* the ArrayBuffer the datagrams land in */
+  napi_ref data_ref;  /* the ArrayBuffer over the ring */
   napi_ref meta_ref;
   napi_async_context async_ctx;
-  uint8_t *data;
-  int32_t *meta;
+
+  /* The ring (single producer: the reader thread; single consumer: the JS thread). */
+  uint8_t *ring;               /* RING_BYTES; owned by the ArrayBuffer (freed by its finalizer) */
+  ring_entry *entries;         /* RING_DATAGRAMS */
+  _Atomic uint64_t head;       /* entries written (reader thread) */
+  _Atomic uint64_t tail;       /* entries handed on and released (JS thread) */
+  uint32_t wpos;               /* where the newest datagram ends (reader thread only) */
+  uint32_t reach;              /* the furthest wpos since pages were last returned (reader thread only) */
+  int touched;                 /* pages written since they were last returned (reader thread only) */
+  _Atomic uint64_t dropped;    /* datagrams read while the ring was full */
+  _Atomic int recv_errno;      /* the reader's last unexpected error, for onError on the JS thread */
+  _Atomic int stopping;
+
+  /* The reader thread's own. */
+  uint8_t *stage; /* MAX_BATCH * SLOT_BYTES: recvmmsg lands here, then each datagram is copied */
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
-  struct sockaddr_in6 from[MAX_BATCH]; /* large enough for sockaddr_in too */
+  struct sockaddr_in6 from[MAX_BATCH];
+
+  /* The JS thread's own. */
+  int32_t *meta;
   addr_entry cache[ADDR_CACHE];
   uint32_t cache_next;
   uint32_t last_hit;
@@ -138,28 +201,45 @@ static void throw_errno(napi_env env, int err, const char *syscall) {
 /* Teardown                                                                    */
 
 static void free_if_done(bsock *s) {
-  if (s->poll_closed && s->finalized) free(s);
+  if (s->async_closed && s->finalized) {
+    free(s->entries);
+    free(s->stage);
+    free(s);
+  }
 }
 
-static void on_poll_closed(uv_handle_t *h) {
+static void on_async_closed(uv_handle_t *h) {
   bsock *s = (bsock *)h->data;
-  s->poll_closed = 1;
+  s->async_closed = 1;
   free_if_done(s);
 }
 
-/* Stops receiving: closes the poll and the fd. No JS calls (usable from a finalizer). */
+/* Stops receiving: stops and joins the reader thread, closes the async and the fds. No JS calls
+   (usable from a finalizer). After it, nothing touches the ring from another thread. */
 static void stop_native(bsock *s) {
   if (s->closed) return;
   s->closed = 1;
-  if (s->polling) {
-    s->polling = 0;
-    uv_close((uv_handle_t *)&s->poll, on_poll_closed); /* stops the watcher at once */
+  if (s->thread_running) {
+    atomic_store(&s->stopping, 1);
+    uint64_t one = 1;
+    while (write(s->stop_fd, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+    pthread_join(s->thread, NULL);
+    s->thread_running = 0;
+  }
+  if (s->async_open) {
+    s->async_open = 0;
+    uv_close((uv_handle_t *)&s->async, on_async_closed);
   } else {
-    s->poll_closed = 1;
+    s->async_closed = 1;
   }
   if (s->fd >= 0) {
     close(s->fd);
     s->fd = -1;
+  }
+  if (s->stop_fd >= 0) {
+    close(s->stop_fd);
+    s->stop_fd = -1;
   }
 }
 
@@ -194,7 +274,7 @@ static void finalize(napi_env env, void *data, void *hint) {
   delete_ref(env, &s->meta_ref);
   delete_ref(env, &s->self);
   /* async_ctx: destroyed in close(); a socket collected without close() (env teardown) leaks it, harmlessly. */
-  s->data = NULL;
+  s->ring = NULL;
   s->meta = NULL;
   s->finalized = 1;
   free_if_done(s);
@@ -285,40 +365,138 @@ static int32_t address_slot(bsock *s, const struct sockaddr_in6 *sa, napi_value 
   return -1;
 }
 
-static void on_readable(uv_poll_t *h, int status, int events) {
-  (void)events;
+/* ---- The reader thread ---- */
+
+/* Returns the whole pages inside [p, p + len) to the kernel (they read as zeros when touched again). */
+static void release_pages(void *p, size_t len) {
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t from = ((uintptr_t)p + page - 1) & ~(page - 1);
+  uintptr_t to = ((uintptr_t)p + len) & ~(page - 1);
+  if (to > from) madvise((void *)from, to - from, MADV_DONTNEED);
+}
+
+/* Copies one datagram into the ring; 0 when the ring is full (entries or bytes).
+   Where it goes: at the start when the ring is empty (so only as much of it is ever touched, and
+   resident, as the deepest backlog needed), else after the newest datagram, or at the start if it
+   does not fit before the end (a datagram never wraps). The bytes in use run from the oldest
+   unreleased datagram (entries[tail].off: the producer wrote it and does not touch it again while
+   it is queued; a tail read before the consumer moves on only makes the check stricter) to `wpos`,
+   possibly wrapped; one byte is always left free, so wpos == start means empty, never full. */
+static int ring_push(bsock *s, const uint8_t *bytes, uint32_t len, const struct sockaddr_in6 *from) {
+  uint64_t head = atomic_load_explicit(&s->head, memory_order_relaxed);
+  uint64_t tail = atomic_load_explicit(&s->tail, memory_order_acquire);
+  uint64_t queued = head - tail;
+  if (queued >= RING_DATAGRAMS) return 0;
+  uint32_t pos;
+  if (queued == 0) {
+    if (len >= RING_BYTES) return 0;
+    pos = 0;
+    if (s->reach > RING_KEEP_BYTES) { /* a backlog has drained: give back what it made resident */
+      release_pages(s->ring + RING_KEEP_BYTES, s->reach - RING_KEEP_BYTES);
+      s->reach = RING_KEEP_BYTES;
+    }
+  } else {
+    uint32_t start = s->entries[tail % RING_DATAGRAMS].off;
+    uint32_t w = s->wpos;
+    if (w >= start) { /* in use: [start, w); free: [w, end) and [0, start) */
+      if ((uint64_t)w + len < RING_BYTES) pos = w;
+      else if (len < start) pos = 0;
+      else return 0;
+    } else { /* wrapped: in use [start, end) and [0, w); free: [w, start) */
+      if ((uint64_t)w + len < start) pos = w;
+      else return 0;
+    }
+  }
+  memcpy(s->ring + pos, bytes, len);
+  ring_entry *e = &s->entries[head % RING_DATAGRAMS];
+  e->off = pos;
+  e->len = len;
+  e->from = *from;
+  s->wpos = pos + len;
+  if (s->wpos > s->reach) s->reach = s->wpos;
+  s->touched = 1;
+  atomic_store_explicit(&s->head, head + 1, memory_order_release);
+  return 1;
+}
+
+/* Idle: once the JS thread has released everything (tail == head), nothing in the ring, its
+   entries or the staging buffer is referenced any more; return what a backlog made resident. */
+static void trim_if_idle(bsock *s) {
+  if (!s->touched) return;
+  if (atomic_load_explicit(&s->tail, memory_order_acquire) != atomic_load_explicit(&s->head, memory_order_relaxed)) return;
+  release_pages(s->ring, RING_BYTES);
+  release_pages(s->entries, (size_t)RING_DATAGRAMS * sizeof(ring_entry));
+  release_pages(s->stage, (size_t)MAX_BATCH * SLOT_BYTES);
+  s->touched = 0;
+  s->reach = 0;
+}
+
+static void *reader_main(void *arg) {
+  bsock *s = (bsock *)arg;
+  struct pollfd fds[2] = {{s->fd, POLLIN, 0}, {s->stop_fd, POLLIN, 0}};
+  while (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+    fds[0].revents = fds[1].revents = 0;
+    int ready = poll(fds, 2, s->touched ? RING_TRIM_AFTER_MS : -1);
+    if (ready == 0) {
+      trim_if_idle(s);
+      continue;
+    }
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      atomic_store(&s->recv_errno, errno);
+      uv_async_send(&s->async);
+      nanosleep(&(struct timespec){0, ERROR_BACKOFF_NS}, NULL);
+      continue;
+    }
+    if (fds[1].revents) break;
+    /* Read until the socket is empty (a short batch) or we are told to stop. */
+    while (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+      for (int i = 0; i < MAX_BATCH; i++) {
+        s->msgs[i].msg_hdr.msg_namelen = sizeof s->from[i];
+        s->msgs[i].msg_len = 0;
+      }
+      int n = recvmmsg(s->fd, s->msgs, MAX_BATCH, MSG_DONTWAIT, NULL);
+      if (n < 0) {
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err != EAGAIN && err != EWOULDBLOCK) {
+          atomic_store(&s->recv_errno, err);
+          uv_async_send(&s->async);
+          nanosleep(&(struct timespec){0, ERROR_BACKOFF_NS}, NULL);
+        }
+        break;
+      }
+      uint64_t lost = 0;
+      for (int i = 0; i < n; i++) {
+        /* MSG_TRUNC is not passed in the flags, so msg_len is what was copied (<= SLOT_BYTES); a
+           datagram longer than its slot cannot happen with 64 KiB slots. The clamp is belt and braces. */
+        uint32_t len = s->msgs[i].msg_len;
+        if (len > SLOT_BYTES) len = SLOT_BYTES;
+        if (!ring_push(s, s->stage + (size_t)i * SLOT_BYTES, len, &s->from[i])) lost++;
+      }
+      if (lost) atomic_fetch_add_explicit(&s->dropped, lost, memory_order_relaxed);
+      if (n > 0) uv_async_send(&s->async);
+      if (n < MAX_BATCH) break;
+    }
+  }
+  return NULL;
+}
+
+/* ---- The JS thread ---- */
+
+/* Hands up to MAX_BATCH ring entries to JS per round, MAX_ROUNDS rounds; re-arms itself if more wait. */
+static void on_async(uv_async_t *h) {
   bsock *s = (bsock *)h->data;
   if (s->closed || s->in_callback) return;
-  if (status < 0) {
-    /* The watcher failed (e.g. EBADF): stop it rather than spin; the socket is unusable. */
-    uv_poll_stop(&s->poll);
-    report_error(s, -status, "poll");
-    return;
-  }
+  int err = atomic_exchange(&s->recv_errno, 0);
+  if (err) report_error(s, err, "recvmmsg");
   napi_env env = s->env;
   s->in_callback = 1;
   for (int round = 0; round < MAX_ROUNDS && !s->closed; round++) {
-    for (int i = 0; i < MAX_BATCH; i++) {
-      s->iov[i].iov_base = s->data + (size_t)i * SLOT_BYTES;
-      s->iov[i].iov_len = SLOT_BYTES;
-      memset(&s->msgs[i].msg_hdr, 0, sizeof s->msgs[i].msg_hdr);
-      s->msgs[i].msg_hdr.msg_name = &s->from[i];
-      s->msgs[i].msg_hdr.msg_namelen = sizeof s->from[i];
-      s->msgs[i].msg_hdr.msg_iov = &s->iov[i];
-      s->msgs[i].msg_hdr.msg_iovlen = 1;
-      s->msgs[i].msg_len = 0;
-    }
-    int n;
-    int tries = 0;
-    do {
-      n = recvmmsg(s->fd, s->msgs, MAX_BATCH, MSG_DONTWAIT, NULL);
-    } while (n < 0 && errno == EINTR && ++tries < 16);
-    if (n < 0) {
-      int err = errno;
-      if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) report_error(s, err, "recvmmsg");
-      break;
-    }
-    if (n == 0) break;
+    uint64_t tail = atomic_load_explicit(&s->tail, memory_order_relaxed);
+    uint64_t avail = atomic_load_explicit(&s->head, memory_order_acquire) - tail;
+    if (avail == 0) break;
+    int n = avail < MAX_BATCH ? (int)avail : MAX_BATCH;
 
     s->round++;
     napi_handle_scope scope;
@@ -327,35 +505,37 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     uint32_t n_updates = 0;
     int32_t *meta = s->meta;
     for (int i = 0; i < n; i++) {
-      /* MSG_TRUNC is not passed in the flags, so msg_len is what was copied (<= SLOT_BYTES); a
-         datagram longer than its slot (MSG_TRUNC in msg_flags) cannot happen with 64 KiB slots, and
-         would be delivered cut, as node:dgram does. The clamp is belt and braces. */
-      uint32_t len = s->msgs[i].msg_len;
-      if (len > SLOT_BYTES) len = SLOT_BYTES;
-      const struct sockaddr_in6 *sa = &s->from[i];
+      const ring_entry *e = &s->entries[(tail + (uint64_t)i) % RING_DATAGRAMS];
+      const struct sockaddr_in6 *sa = &e->from;
       int32_t port = sa->sin6_family == AF_INET6 ? ntohs(sa->sin6_port) : ntohs(((const struct sockaddr_in *)sa)->sin_port);
-      meta[i * META_FIELDS] = (int32_t)len;
+      meta[i * META_FIELDS] = (int32_t)e->len;
       meta[i * META_FIELDS + 1] = port;
       meta[i * META_FIELDS + 2] = address_slot(s, sa, &updates, &n_updates);
+      meta[i * META_FIELDS + 3] = (int32_t)e->off;
     }
     napi_value cb, recv, argv[2], res;
     bool ok = s->on_batch && napi_get_reference_value(env, s->on_batch, &cb) == napi_ok && cb &&
               napi_get_global(env, &recv) == napi_ok && napi_create_int32(env, n, &argv[0]) == napi_ok;
     if (ok && !updates) ok = napi_get_undefined(env, &updates) == napi_ok;
+    bool threw = false;
     if (ok) {
       argv[1] = updates;
       if (napi_make_callback(env, s->async_ctx, recv, cb, 2, argv, &res) != napi_ok) {
         /* The handler threw: surface it like an event handler's exception (process 'uncaughtException'). */
         napi_value ex;
         if (napi_get_and_clear_last_exception(env, &ex) == napi_ok && ex) napi_fatal_exception(env, ex);
-        napi_close_handle_scope(env, scope);
-        break;
+        threw = true;
       }
     }
     napi_close_handle_scope(env, scope);
-    if (!ok || n < MAX_BATCH) break; /* drained (probably): the level-triggered poll says if not */
+    /* Release the batch (handed on, or lost with the handler's exception). */
+    atomic_store_explicit(&s->tail, tail + (uint64_t)n, memory_order_release);
+    if (!ok || threw) break;
   }
   s->in_callback = 0;
+  /* More waiting: the next loop turn (uv_async_send from the loop thread is allowed). */
+  if (!s->closed && atomic_load_explicit(&s->head, memory_order_acquire) != atomic_load_explicit(&s->tail, memory_order_relaxed))
+    uv_async_send(&s->async);
 }
 
 /* -------------------------------------------------------------------------- */
@@ -403,6 +583,12 @@ static int parse_address(const char *host, int ipv6, uint16_t port, struct socka
     *len = sizeof *a;
   }
   return 0;
+}
+
+static void free_ring(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
 }
 
 /** new BatchSocket(host: numeric IP, port, ipv6: boolean, rcvbufBytes, onBatch, onError) */
@@ -471,13 +657,38 @@ static napi_value construct(napi_env env, napi_callback_info info) {
   s->env = env;
   s->fd = fd;
   s->family = ipv6 ? AF_INET6 : AF_INET;
-  s->poll_closed = 1; /* until the poll is initialised */
+  s->stop_fd = -1;
+  s->async_closed = 1; /* until the async is initialised */
 
-  /* From here on, failures go through `fail`: the fd is closed, JS refs dropped, s freed. */
+  /* From here on, failures go through `fail`: the fds are closed, JS refs dropped, memory freed. */
   napi_value data_ab, meta_ab, meta_arr, name;
-  void *data_ptr = NULL, *meta_ptr = NULL;
-  if (napi_create_arraybuffer(env, (size_t)MAX_BATCH * SLOT_BYTES, &data_ptr, &data_ab) != napi_ok ||
-      napi_create_arraybuffer(env, sizeof(int32_t) * MAX_BATCH * META_FIELDS, &meta_ptr, &meta_ab) != napi_ok ||
+  void *meta_ptr = NULL;
+  uint8_t *ring = NULL; /* ours until the ArrayBuffer over it exists, then its finalizer's */
+  s->entries = (ring_entry *)calloc(RING_DATAGRAMS, sizeof(ring_entry));
+  s->stage = (uint8_t *)malloc((size_t)MAX_BATCH * SLOT_BYTES);
+  ring = (uint8_t *)malloc(RING_BYTES);
+  s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (!s->entries || !s->stage || !ring || s->stop_fd < 0) {
+    napi_throw_error(env, "ENOMEM", "udp_batch: cannot allocate the receive ring");
+    goto fail;
+  }
+  /* The ring outside V8's heap (an external ArrayBuffer): its 32 MiB, resident only as far as a
+     backlog reached, are not counted as V8 external memory, which would drive extra collections. */
+  if (napi_create_external_arraybuffer(env, ring, RING_BYTES, free_ring, NULL, &data_ab) == napi_ok) {
+    s->ring = ring;
+    ring = NULL;
+  } else {
+    /* A runtime that refuses external buffers: the ring in an ordinary ArrayBuffer. */
+    bool pending = false;
+    napi_value ignored;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &ignored);
+    void *p = NULL;
+    if (napi_create_arraybuffer(env, RING_BYTES, &p, &data_ab) != napi_ok) goto fail;
+    free(ring);
+    ring = NULL;
+    s->ring = (uint8_t *)p;
+  }
+  if (napi_create_arraybuffer(env, sizeof(int32_t) * MAX_BATCH * META_FIELDS, &meta_ptr, &meta_ab) != napi_ok ||
       napi_create_typedarray(env, napi_int32_array, MAX_BATCH * META_FIELDS, meta_ab, 0, &meta_arr) != napi_ok ||
       napi_create_reference(env, data_ab, 1, &s->data_ref) != napi_ok ||
       napi_create_reference(env, meta_arr, 1, &s->meta_ref) != napi_ok ||
@@ -488,8 +699,14 @@ static napi_value construct(napi_env env, napi_callback_info info) {
       napi_set_named_property(env, self, "buffer", data_ab) != napi_ok ||
       napi_set_named_property(env, self, "meta", meta_arr) != napi_ok)
     goto fail;
-  s->data = (uint8_t *)data_ptr;
   s->meta = (int32_t *)meta_ptr;
+  for (int i = 0; i < MAX_BATCH; i++) {
+    s->iov[i].iov_base = s->stage + (size_t)i * SLOT_BYTES;
+    s->iov[i].iov_len = SLOT_BYTES;
+    s->msgs[i].msg_hdr.msg_name = &s->from[i];
+    s->msgs[i].msg_hdr.msg_iov = &s->iov[i];
+    s->msgs[i].msg_hdr.msg_iovlen = 1;
+  }
   {
     napi_value e;
     if (rcvbuf_err) {
@@ -506,17 +723,23 @@ static napi_value construct(napi_env env, napi_callback_info info) {
   if (napi_wrap(env, self, s, finalize, NULL, &s->self) != napi_ok) goto fail;
   /* Wrapped: from here the finalizer owns s. Keep the wrapper alive while the socket is open. */
   int r = napi_reference_ref(env, s->self, NULL) == napi_ok ? 0 : UV_ENOMEM;
-  if (r == 0) r = uv_poll_init(loop, &s->poll, fd);
+  if (r == 0) r = uv_async_init(loop, &s->async, on_async);
   if (r == 0) {
-    s->poll.data = s;
-    s->poll_closed = 0;
-    s->polling = 1; /* initialised: stop_native must uv_close it, even if the start fails */
-    r = uv_poll_start(&s->poll, UV_READABLE, on_readable);
+    s->async.data = s;
+    s->async_closed = 0;
+    s->async_open = 1; /* initialised: stop_native must uv_close it */
+    /* The reader thread takes no signals: they stay with Node's main thread. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = -pthread_create(&s->thread, NULL, reader_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r == 0) s->thread_running = 1;
   }
   if (r != 0) {
     stop_native(s);
     release_js(s);
-    throw_errno(env, -r, "uv_poll_start");
+    throw_errno(env, -r, "pthread_create");
     return NULL;
   }
   return self;
@@ -524,13 +747,15 @@ static napi_value construct(napi_env env, napi_callback_info info) {
 fail:
   throw_last(env, "BatchSocket");
   close(fd);
-  s->fd = -1;
-  s->closed = 1;
+  if (s->stop_fd >= 0) close(s->stop_fd);
   delete_ref(env, &s->data_ref);
   delete_ref(env, &s->meta_ref);
   delete_ref(env, &s->on_batch);
   delete_ref(env, &s->on_error);
   if (s->async_ctx) napi_async_destroy(env, s->async_ctx);
+  free(ring);
+  free(s->entries);
+  free(s->stage);
   free(s);
   return NULL;
 }
@@ -597,6 +822,16 @@ static napi_value js_recv_buffer_size(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/** ringDropped(): datagrams read from the socket but dropped because the ring was full. */
+static napi_value js_ring_dropped(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  bsock *s = unwrap(env, info, &argc, NULL);
+  if (!s) return NULL;
+  napi_value r;
+  CHECK(env, napi_create_double(env, (double)atomic_load(&s->dropped), &r));
+  return r;
+}
+
 /** close(): stops receiving at once (no onBatch after it returns), idempotent. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
   size_t argc = 0;
@@ -615,10 +850,11 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"address", NULL, js_address, NULL, NULL, NULL, napi_default, NULL},
       {"recvBufferSize", NULL, js_recv_buffer_size, NULL, NULL, NULL, napi_default, NULL},
+      {"ringDropped", NULL, js_ring_dropped, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_value ctor, v;
-  CHECK(env, napi_define_class(env, "BatchSocket", NAPI_AUTO_LENGTH, construct, NULL, 3, methods, &ctor));
+  CHECK(env, napi_define_class(env, "BatchSocket", NAPI_AUTO_LENGTH, construct, NULL, 4, methods, &ctor));
   CHECK(env, napi_set_named_property(env, exports, "BatchSocket", ctor));
   CHECK(env, napi_create_int32(env, SLOT_BYTES, &v));
   CHECK(env, napi_set_named_property(env, exports, "SLOT_BYTES", v));
@@ -630,6 +866,10 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(env, napi_set_named_property(env, exports, "ADDR_CACHE", v));
   CHECK(env, napi_create_int32(env, META_FIELDS, &v));
   CHECK(env, napi_set_named_property(env, exports, "META_FIELDS", v));
+  CHECK(env, napi_create_uint32(env, RING_BYTES, &v));
+  CHECK(env, napi_set_named_property(env, exports, "RING_BYTES", v));
+  CHECK(env, napi_create_uint32(env, RING_DATAGRAMS, &v));
+  CHECK(env, napi_set_named_property(env, exports, "RING_DATAGRAMS", v));
   return exports;
 }
 

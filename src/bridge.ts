@@ -253,6 +253,8 @@ export class Bridge {
   private refreshKernelDrops(): void {
     const drops = this.receiver.kernelDrops();
     if (drops !== undefined) this.stats.datagrams.kernelDropped = drops;
+    const ringDrops = this.receiver.ringDrops();
+    if (ringDrops !== undefined) this.stats.datagrams.ringDropped = ringDrops;
   }
 
   /**

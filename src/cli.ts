@@ -15,14 +15,16 @@ const { diag, DiagLogLevel } = await import('@opentelemetry/api');
 const { Bridge } = await import('./bridge.js');
 const { ConfigError, helpText, loadConfig } = await import('./config/load.js');
 const { createLogger } = await import('./log.js');
-const { Recorder } = await import('./record/recorder.js');
-const { runReplayCommand } = await import('./record/replay-command.js');
-const { runPolicyCommand } = await import('./policy/policy-command.js');
-const { startView, wantsView } = await import('./ui/attach.js');
+const { wantsView } = await import('./ui/wants-view.js');
 const { describeTargets } = await import('./config/otel-env.js');
 type Bridge = InstanceType<typeof Bridge>;
-type Recorder = InstanceType<typeof Recorder>;
+type Recorder = import('./record/recorder.js').Recorder;
 type ConfigError = InstanceType<typeof ConfigError>;
+
+// What only a subcommand or the live view uses is imported when it is used (dynamic import()),
+// so a bridge run as a service does not hold their code: the live view alone is about 10 MB of
+// heap with what it pulls in (bench/module-cost.mjs, BENCHMARKS.md "Idle memory"). The gRPC
+// client is loaded the same way, by the first gRPC export (export/otlp-sender.ts).
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -47,7 +49,7 @@ async function main(): Promise<number> {
   // These two do not write policy files: SIGHUP ends them, as by default.
   if (sub?.name === 'policy' || sub?.name === 'replay') process.off('SIGHUP', hangupListener);
   // Reads a file and prints: no logger, no bridge.
-  if (sub?.name === 'policy') return runPolicyCommand(sub.file, config);
+  if (sub?.name === 'policy') return (await import('./policy/policy-command.js')).runPolicyCommand(sub.file, config);
   // While the live view owns the terminal, log lines go into its log area instead; once a
   // terminal is told about the stop (stop-report.ts), as short human lines.
   let view: LiveView | undefined;
@@ -71,7 +73,7 @@ async function main(): Promise<number> {
     DiagLogLevel.WARN,
   );
 
-  if (sub?.name === 'replay') return runReplayCommand(sub.file, config, otel, log, VERSION, (v) => (view = v));
+  if (sub?.name === 'replay') return (await import('./record/replay-command.js')).runReplayCommand(sub.file, config, otel, log, VERSION, (v) => (view = v));
 
   onHangup = () => log.info('SIGHUP while starting: nothing observed yet, so no policy file to write');
   if (hangupsWhileStarting > 0) onHangup();
@@ -93,6 +95,7 @@ async function main(): Promise<number> {
   };
   let recorder: Recorder | undefined;
   if (sub?.name === 'record') {
+    const { Recorder } = await import('./record/recorder.js');
     const r = (recorder = new Recorder(sub.file, config.recordMaxBytes, log));
     try {
       await r.ready();
@@ -115,6 +118,7 @@ async function main(): Promise<number> {
   if (consoleExport && wantsView(config)) log.info('the live view is off: the console exporter writes to stdout');
   if (wantsView(config) && !consoleExport) {
     const rec = recorder;
+    const { startView } = await import('./ui/attach.js');
     view = startView(bridge, config, otel, {
       version: VERSION,
       listen: addresses.listen,

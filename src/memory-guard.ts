@@ -11,6 +11,13 @@
  * which fails with EMFILE when the process is out of file descriptors (an admin connection flood
  * did that, and the uncaught error ended the bridge). Then the last reading stands, counted in
  * memory.readErrors; a failure while shedding (a bug) is counted in internalErrors.
+ *
+ * Idle, it returns what a burst left: V8 grows its young generation to 2 × 16 MiB under load (the
+ * start-up warm-up is enough) and shrinks it only in a collection made while allocation is low,
+ * which an idle process never makes (the memory reducer comes a minute or more later): 108-110 MB
+ * RSS 20 s after an idle start without these collections, 73-80 MB with them (BENCHMARKS.md). So
+ * once no datagram has arrived for IDLE_COLLECT_AFTER_MS, a full collection, and another as long
+ * again later (see `check`).
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -31,6 +38,13 @@ const MEMORY_GC_MIN_GAP_MS = 1_000;
  * RSS), a GC every second found nothing while idle.
  */
 const MEMORY_GC_REGROWTH_BYTES = 16 * 1024 * 1024;
+/**
+ * No datagram for this long: a full collection; twice that, another (then none until the next
+ * idle period). Longer than V8's 5 s allocation-throughput window, so that the collection sees a
+ * low rate and shrinks the young generation.
+ */
+export const IDLE_COLLECT_AFTER_MS = 6_000;
+const IDLE_COLLECTIONS = 2;
 
 /** A full, synchronous GC (global.gc without starting node with --expose-gc). */
 const fullGc: () => void = (() => {
@@ -55,6 +69,9 @@ export class MemoryGuard {
   private lastShedAt = 0;
   private lastGcAt = 0;
   private rssAfterGc = 0;
+  /** When a datagram was last seen by a check, and whether this idle period was collected. */
+  private lastActiveAt = Date.now();
+  private idleCollections = 0;
   private timer: NodeJS.Timeout | undefined;
   /** shedAboveCeiling, its throws (a bug) counted in internalErrors, on the timer and on the datagram path alike. */
   private readonly checkGuarded: () => void;
@@ -106,6 +123,17 @@ export class MemoryGuard {
   }
 
   check(): void {
+    const now = Date.now();
+    if (this.sinceCheckDatagrams > 0) {
+      this.lastActiveAt = now;
+      this.idleCollections = 0;
+    } else if (this.idleCollections < IDLE_COLLECTIONS && now - this.lastActiveAt >= IDLE_COLLECT_AFTER_MS * (this.idleCollections + 1)) {
+      // Twice, IDLE_COLLECT_AFTER_MS apart: V8 rates allocation between collections, so the first
+      // (the first since the burst) still sees the burst's rate; the second sees the idle one.
+      this.idleCollections++;
+      this.lastGcAt = now;
+      fullGc();
+    }
     this.sinceCheckDatagrams = 0;
     this.sinceCheckBytes = 0;
     this.checkGuarded();

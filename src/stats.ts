@@ -27,6 +27,12 @@ export interface Stats {
      * Not part of `received`.
      */
     kernelDropped: number;
+    /**
+     * Read from the socket but dropped because the recvmmsg receiver's ring was full (the JS
+     * thread was more than the ring behind: RING_BYTES / RING_DATAGRAMS in native/udp_batch.c).
+     * Not part of `received`; 0 with node:dgram.
+     */
+    ringDropped: number;
   };
   events: { calls: number; attempts: number };
   correlation: {
@@ -190,6 +196,7 @@ export function newStats(now: number): Stats {
       rejected: { oversize: 0, malformed_json: 0, not_object: 0, unknown_type: 0, missing_field: 0, bad_field: 0 },
       dropped: { source_not_allowed: 0 },
       kernelDropped: 0,
+      ringDropped: 0,
     },
     events: { calls: 0, attempts: 0 },
     correlation: {

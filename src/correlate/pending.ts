@@ -61,6 +61,19 @@ export interface Group {
   recent: PendingCall[];
 }
 
+/**
+ * Dead entries a queue may keep referenced before it lets them go. Small on purpose: every claimed
+ * attempt stays reachable from the attempt FIFO until then, with its decoded datagram. At 1,024
+ * that was 1,000-2,000 attempts, 20-40 ms at 100k datagrams/s, about the time between two young-
+ * generation collections (12 MB of allocation, ~35 ms): a run where they outlived it had every
+ * datagram's objects promoted (0.9-1.0 MB per scavenge, old space 22 -> 78 MB and back every ~1.5 s,
+ * peak RSS 180+ MB, +1 µs per datagram), a run where they did not, none: the two modes of BENCHMARKS.md.
+ * At 64 a scavenge finds 0.03 MB alive and promotes nothing (6 of 6 runs); at 4,096 every run
+ * was in the high mode (4 of 4). Still amortised O(1): a compaction copies fewer live entries than
+ * the dead ones it drops.
+ */
+const COMPACT_AFTER_DEAD = 64;
+
 /** A FIFO with lazy deletion: entries are marked dead and skipped. */
 export class Fifo<T extends { live: boolean }> {
   private items: T[] = [];
@@ -92,16 +105,16 @@ export class Fifo<T extends { live: boolean }> {
   }
   private maybeCompact(): void {
     const size = this.items.length - this.head;
-    if (this.dead > 1024 && this.dead === size) {
+    if (this.dead > COMPACT_AFTER_DEAD && this.dead === size) {
       // All dead (the usual case: attempts are claimed in arrival order): nothing to copy.
       this.items = [];
       this.head = 0;
       this.dead = 0;
-    } else if (this.dead > 1024 && this.dead * 2 > size) {
+    } else if (this.dead > COMPACT_AFTER_DEAD && this.dead * 2 > size) {
       this.items = this.items.slice(this.head).filter((x) => x.live);
       this.head = 0;
       this.dead = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+    } else if (this.head > COMPACT_AFTER_DEAD && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;
     }
@@ -121,7 +134,7 @@ export class SettleQueue {
       const c = this.items[this.head]!;
       if (c.live && c.settleBy > now) return undefined;
       this.head++;
-      if (this.head > 1024 && this.head * 2 > this.items.length) {
+      if (this.head > COMPACT_AFTER_DEAD && this.head * 2 > this.items.length) {
         this.items = this.items.slice(this.head);
         this.head = 0;
       }

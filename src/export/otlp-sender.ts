@@ -18,7 +18,6 @@ import {
   type ISerializer,
 } from '@opentelemetry/otlp-transformer';
 import type { OtlpTarget, Signal } from '../config/otel-env.js';
-import { createGrpcSender } from './otlp-grpc-sender.js';
 import { MAX_RESPONSE_BYTES, partialSuccessOf, type PartialSuccess } from './partial-success.js';
 import type { Encoding, SendResult } from './spool.js';
 
@@ -40,10 +39,32 @@ export interface OtlpSender {
  */
 export function createOtlpSender(target: OtlpTarget, encoding: Encoding): OtlpSender {
   if (target.protocol !== 'grpc') return createHttpSender(target, encoding);
-  if (encoding === 'protobuf') return createGrpcSender(target);
+  if (encoding === 'protobuf') return lazyGrpcSender(target);
   return {
     send: () => Promise.resolve({ ok: false, kind: 'rejected', error: 'an OTLP/JSON batch (spooled by an earlier run with http/json) cannot be sent over gRPC' }),
     shutdown: () => Promise.resolve(),
+  };
+}
+
+/**
+ * The gRPC sender, its module (and @grpc/grpc-js) imported by the first send: a bridge that
+ * exports over HTTP never loads the gRPC client (bench/module-cost.mjs).
+ */
+function lazyGrpcSender(target: OtlpTarget): OtlpSender {
+  let sender: Promise<OtlpSender> | undefined;
+  const get = (): Promise<OtlpSender> => (sender ??= import('./otlp-grpc-sender.js').then((m) => m.createGrpcSender(target)));
+  return {
+    send: async (body, items) => {
+      try {
+        return await (await get()).send(body, items);
+      } catch (e) {
+        // The client could not be made (createGrpcSender threw): nothing went out.
+        return { ok: false, kind: 'transient', error: `gRPC: ${(e as Error).message}` };
+      }
+    },
+    shutdown: async () => {
+      if (sender) await (await sender.catch(() => undefined))?.shutdown();
+    },
   };
 }
 

@@ -37,6 +37,7 @@ export const SELF_METRICS: readonly SelfMetric[] = [
       byKey(r, 'csm.outcome', s.datagrams.rejected);
       byKey(r, 'csm.outcome', s.datagrams.dropped);
       r.observe(s.datagrams.kernelDropped, { 'csm.outcome': 'kernel_dropped' });
+      r.observe(s.datagrams.ringDropped, { 'csm.outcome': 'ring_dropped' });
     },
   },
   {

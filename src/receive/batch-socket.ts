@@ -2,15 +2,18 @@ import { createRequire } from 'node:module';
 
 /**
  * The recvmmsg receiver addon (native/udp_batch.c, built by `npm install` via node-gyp into
- * build/Release). One BatchSocket is one bound UDP socket read on Node's own loop, up to
- * MAX_BATCH datagrams per syscall, with ONE call to `onBatch` per batch:
+ * build/Release). One BatchSocket is one bound UDP socket drained by its own reader thread
+ * (recvmmsg, up to MAX_BATCH datagrams per syscall) into a bounded ring (RING_BYTES,
+ * RING_DATAGRAMS), so a cold start or a GC pause of this thread is absorbed there rather than in
+ * the kernel's socket buffer. The ring is handed to JS in batches, ONE call to `onBatch` per batch:
  *
- * - datagram i is at `buffer[i * SLOT_BYTES ...]`, `meta[i * META_FIELDS]` bytes long,
+ * - datagram i is at `buffer[meta[i * META_FIELDS + 3] ...]`, `meta[i * META_FIELDS]` bytes long,
  *   from port `meta[i * META_FIELDS + 1]` and address slot `meta[i * META_FIELDS + 2]`;
  * - `addressUpdates` is undefined, or a flat [slot, address, slot, address, ...] list of address
  *   slots (re)assigned in this batch, to apply before reading it (slot -1: address unknown).
  *
- * `buffer` and `meta` are overwritten by the next batch: only valid during `onBatch`.
+ * The batch's bytes are released when `onBatch` returns: only valid during the call.
+ * A datagram that finds the ring full is dropped and counted (`ringDropped()`).
  */
 export interface BatchSocket {
   readonly buffer: ArrayBuffer;
@@ -20,6 +23,8 @@ export interface BatchSocket {
   address(): { address: string; port: number; family: 'IPv4' | 'IPv6' };
   /** SO_RCVBUF as the kernel reports it (Linux: twice what was set, capped by net.core.rmem_max). */
   recvBufferSize(): number;
+  /** Datagrams read from the socket but dropped because the ring was full (since open). */
+  ringDropped(): number;
   /** Stops receiving at once (no onBatch after it returns); idempotent. */
   close(): void;
 }
@@ -40,6 +45,9 @@ export interface BatchAddon {
   MAX_ROUNDS: number;
   ADDR_CACHE: number;
   META_FIELDS: number;
+  /** The ring's bounds: bytes of datagrams, and datagrams, waiting for the JS thread. */
+  RING_BYTES: number;
+  RING_DATAGRAMS: number;
 }
 
 /** Relative to this file: dist/receive/ (built) or src/receive/ (tests), both two levels below the root. */

@@ -20,6 +20,8 @@ export type UdpReceiverKind = 'auto' | 'recvmmsg' | 'dgram';
 /** One bound socket, whichever the receiver. */
 interface OpenSocket {
   address(): { address: string; port: number; family: string };
+  /** Datagrams the receiver's own ring dropped (recvmmsg receiver; 0 for node:dgram). */
+  ringDropped(): number;
   close(): Promise<void>;
 }
 
@@ -28,9 +30,9 @@ const MAX_RCVBUF = 2 ** 31 - 1;
 
 /**
  * Receive stage: one UDP socket per listen address, each datagram handed on synchronously.
- * Two implementations: `recvmmsg` (Linux, native/udp_batch.c: up to 64 datagrams per syscall
- * into one preallocated buffer, one JS call per batch) and `dgram` (node:dgram, one syscall,
- * Buffer and callback per datagram). Both read up to 64 KiB per datagram, the UDP maximum.
+ * Two implementations: `recvmmsg` (Linux, native/udp_batch.c: a reader thread reads up to 64
+ * datagrams per syscall into a bounded ring, handed to JS in batches, one JS call per batch) and
+ * `dgram` (node:dgram, one syscall, Buffer and callback per datagram). Both read up to 64 KiB per datagram, the UDP maximum.
  */
 export class UdpReceiver {
   private readonly sockets: OpenSocket[] = [];
@@ -103,6 +105,7 @@ export class UdpReceiver {
     this.checkBufferSize(addr, setError, socket.getRecvBufferSize());
     return {
       address: () => socket.address(),
+      ringDropped: () => 0,
       close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
     };
   }
@@ -119,7 +122,7 @@ export class UdpReceiver {
         throw this.listenError(addr, e as NodeJS.ErrnoException);
       }
     }
-    const { SLOT_BYTES, META_FIELDS, ADDR_CACHE } = addon;
+    const { META_FIELDS, ADDR_CACHE } = addon;
     const handler = this.onDatagram;
     // Address slot → string, kept in step with the addon's cache by the batches' updates.
     const addresses: string[] = new Array<string>(ADDR_CACHE).fill('');
@@ -131,8 +134,9 @@ export class UdpReceiver {
       const d = data!;
       const m = meta!;
       // `closed`: a handler that closes the receiver gets no more datagrams, not even this batch's rest.
-      for (let i = 0, f = 0, off = 0; i < count && !closed; i++, f += META_FIELDS, off += SLOT_BYTES) {
+      for (let i = 0, f = 0; i < count && !closed; i++, f += META_FIELDS) {
         const slot = m[f + 2]!;
+        const off = m[f + 3]!;
         handler(d.subarray(off, off + m[f]!), { address: slot >= 0 ? addresses[slot]! : '', port: m[f + 1]! });
       }
     };
@@ -153,6 +157,7 @@ export class UdpReceiver {
     this.checkBufferSize(addr, s.rcvbufError ?? undefined, s.recvBufferSize());
     return {
       address: () => s.address(),
+      ringDropped: () => s.ringDropped(),
       close: () => {
         closed = true;
         s.close();
@@ -201,6 +206,17 @@ export class UdpReceiver {
       }
       for (const row of parseProcNetUdp(text)) if (ports.has(row.localPort)) total += row.drops;
     }
+    return total;
+  }
+
+  /**
+   * Datagrams read from these sockets but dropped because the recvmmsg receiver's ring was full
+   * (the JS thread fell more than the ring behind); 0 with node:dgram. Undefined once closed.
+   */
+  ringDrops(): number | undefined {
+    if (this.sockets.length === 0) return undefined;
+    let total = 0;
+    for (const s of this.sockets) total += s.ringDropped();
     return total;
   }
 

@@ -5,10 +5,7 @@ import { notes } from '../policy/policy-command.js';
 import type { PolicyService } from '../policy/policy-service.js';
 import { LiveView, type PolicyPane } from './live-view.js';
 
-/** The live view is shown when asked for (ui, the default) and stdout is a terminal. */
-export function wantsView(config: Config, out: NodeJS.WriteStream = process.stdout): boolean {
-  return config.ui && out.isTTY === true;
-}
+export { wantsView } from './wants-view.js';
 
 /** Starts the live view on the bridge's translated calls. q / Ctrl-C send SIGINT, the normal stop path. */
 export function startView(
