@@ -159,13 +159,14 @@ export const SELF_METRICS: readonly SelfMetric[] = [
     name: 'csm.bridge.join.calls',
     kind: 'counter',
     unit: '{call}',
-    description: "CSM calls and the applications' traces (--app-otlp-http/-grpc), by csm.outcome: joined (inside the app's trace), expired (standalone after the join window), no_request_id and not_joinable (standalone at once), waiting_full (stopped waiting early: too many waited).",
+    description: "CSM calls and the applications' traces (--app-otlp-http/-grpc), by csm.outcome: joined (inside the app's trace), expired (standalone after the join window), no_request_id, not_joinable and no_app_spans (standalone at once), waiting_full (stopped waiting early: too many waited).",
     observe: (s, r) =>
       byKey(r, 'csm.outcome', {
         joined: s.join.joined,
         expired: s.join.expiredUnjoined,
         no_request_id: s.join.noRequestId,
         not_joinable: s.join.notJoinable,
+        no_app_spans: s.join.noAppSpans,
         waiting_full: s.join.waitingFull,
       }),
   },

@@ -13,7 +13,7 @@ import type { Correlated } from '../../src/correlate/types.js';
 import type { CsmEvent } from '../../src/decode/types.js';
 import { APP_SPAN_TTL_MS, AppSpanIndex, MAX_INDEXED_SPANS } from '../../src/join/app-span-index.js';
 import type { AppSpan } from '../../src/join/app-span.js';
-import { JoinStage, newJoinCounts, type JoinedCallSink } from '../../src/join/join-stage.js';
+import { JoinStage, MAX_WAITING, newJoinCounts, TRIAL_WINDOWS, type JoinedCallSink } from '../../src/join/join-stage.js';
 import type { JoinedTree } from '../../src/join/joined-tree.js';
 import { DecodeError, decodeJsonRequest, decodeProtobufRequest } from '../../src/join/otlp-trace-decoder.js';
 import { pipelineOptions } from '../../src/pipeline.js';
@@ -168,6 +168,38 @@ describe('app spans: the index', () => {
     index.expire(APP_SPAN_TTL_MS);
     expect(index.counts).toMatchObject({ expired: MAX_INDEXED_SPANS - 1, held: 0 });
     expect(index.add(app('late'), APP_SPAN_TTL_MS)).toBe(true);
+  });
+});
+
+describe('the join stage without app spans', () => {
+  it('a listener nothing feeds: calls wait only during the start-up grace, then go at once (noAppSpans)', () => {
+    const decoded = decodeCapture('cli_moto_basic');
+    const { out } = replay(decoded.map((d) => d.event), OPTS.correlator);
+    const calls = out.filter((c) => c.kind === 'call');
+    let now = 0;
+    const counts = newJoinCounts();
+    const exported: Translation[] = [];
+    const join = new JoinStage({ windowMs: DEFAULT_CONFIG.appJoinWindowMs, attemptKind: 'internal' }, new AppSpanIndex(APP_SPAN_TTL_MS), { write: (t) => exported.push(t), writeJoined: () => undefined }, counts, () => now);
+    const grace = TRIAL_WINDOWS * DEFAULT_CONFIG.appJoinWindowMs;
+    // The first call starts the grace: it may wait (its ClientId is on trial).
+    join.write(translate(calls[0]!, OPTS.translate), undefined, calls[0]!);
+    expect(counts.waiting).toBe(1);
+    // Past the grace, with no app span ever received: every call goes at once.
+    now = grace + 1;
+    join.expire(now);
+    for (const c of calls.slice(1)) join.write(translate(c, OPTS.translate), undefined, c);
+    expect(counts.waiting).toBe(0);
+    expect(counts.noAppSpans).toBe(calls.length - 1);
+    expect(exported.length).toBe(calls.length);
+  });
+
+  it(`at most MAX_WAITING calls wait; the oldest goes standalone beyond it, counted`, () => {
+    const call = replay(decodeCapture('cli_moto_basic').map((d) => d.event), OPTS.correlator).out.find((c) => c.kind === 'call' && c.attempts.some((a) => a.xAmznRequestId || a.xAmzRequestId))!;
+    const counts = newJoinCounts();
+    const exported: Translation[] = [];
+    const join = new JoinStage({ windowMs: DEFAULT_CONFIG.appJoinWindowMs, attemptKind: 'internal' }, new AppSpanIndex(APP_SPAN_TTL_MS), { write: (t) => exported.push(t), writeJoined: () => undefined }, counts, () => 0);
+    for (let i = 0; i < MAX_WAITING + 10; i++) join.write(translate(call, OPTS.translate), undefined, call);
+    expect([counts.waiting, counts.waitingFull, exported.length]).toEqual([MAX_WAITING, 10, 10]);
   });
 });
 
