@@ -159,7 +159,7 @@ export const SELF_METRICS: readonly SelfMetric[] = [
     name: 'csm.bridge.join.calls',
     kind: 'counter',
     unit: '{call}',
-    description: "CSM calls and the applications' traces (--app-otlp-http/-grpc), by csm.outcome: joined (inside the app's trace), expired (standalone after the join window), no_request_id, not_joinable and no_app_spans (standalone at once), waiting_full (stopped waiting early: too many waited).",
+    description: "CSM calls and the applications' traces (--app-otlp-http/-grpc), by csm.outcome: joined (inside the app's trace), expired (standalone after the join window), no_request_id, not_joinable and no_app_spans (standalone at once), waiting_full (standalone at once: too many waited).",
     observe: (s, r) =>
       byKey(r, 'csm.outcome', {
         joined: s.join.joined,

@@ -34,7 +34,7 @@ import { attemptIds, joinedTree, type JoinedTree } from './joined-tree.js';
  * Calls waiting for their app span at most. Each holds its translation and decoded events (about
  * 18 KiB measured at 100k datagrams/s, where 8,192 of them pushed RSS to 280 MB and GC pauses
  * overflowed the receive ring): 2,048 keep it near 36 MiB, enough to join ~400 calls/s of a
- * host's traced traffic in full (beyond it the oldest go standalone, counted in waitingFull).
+ * host's traced traffic in full (beyond it new calls go standalone at once, counted in waitingFull).
  */
 export const MAX_WAITING = 2_048;
 /**
@@ -71,7 +71,7 @@ export interface JoinCounts {
   notJoinable: number;
   /** Calls exported at once, standalone: no application span arrived for APP_SPANS_ACTIVE_MS. */
   noAppSpans: number;
-  /** Calls that stopped waiting early because MAX_WAITING calls waited. */
+  /** Calls exported at once, standalone, because MAX_WAITING calls waited already. */
   waitingFull: number;
   /** Attempts not exported because the app has a span of that attempt itself. */
   attemptsInApp: number;
@@ -126,6 +126,13 @@ export class JoinStage implements IdentifiedCallSink {
       this.next.write(t, identity);
       return;
     }
+    // Full: the call goes at once. Not the oldest for it: at high rates that would hold every
+    // call for a few ms, long enough to be promoted, and the GC pauses cost more than the join.
+    if (this.counts.waiting >= MAX_WAITING) {
+      this.counts.waitingFull++;
+      this.next.write(t, identity);
+      return;
+    }
     const ids = attemptIds(c);
     if (ids.every((a) => a.length === 0)) {
       this.counts.noRequestId++;
@@ -138,10 +145,6 @@ export class JoinStage implements IdentifiedCallSink {
       this.counts.notJoinable++;
       this.next.write(t, identity);
       return;
-    }
-    if (this.counts.waiting >= MAX_WAITING) {
-      this.counts.waitingFull++;
-      this.releaseOldest();
     }
     const w: Waiting = { t, identity, ids, deadline: now + this.opts.windowMs, key, done: false };
     for (const a of ids) for (const id of a) this.waitingById.set(id, w);
@@ -233,17 +236,6 @@ export class JoinStage implements IdentifiedCallSink {
     w.done = true;
     this.counts.waiting--;
     for (const a of w.ids) for (const id of a) if (this.waitingById.get(id) === w) this.waitingById.delete(id);
-  }
-
-  private releaseOldest(): void {
-    const q = this.queue;
-    while (this.head < q.length) {
-      const w = q[this.head++]!;
-      if (w.done) continue;
-      this.finish(w);
-      this.next.write(w.t, w.identity);
-      return;
-    }
   }
 
   private compact(): void {

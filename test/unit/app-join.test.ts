@@ -193,7 +193,7 @@ describe('the join stage without app spans', () => {
     expect(exported.length).toBe(calls.length);
   });
 
-  it(`at most MAX_WAITING calls wait; the oldest goes standalone beyond it, counted`, () => {
+  it(`at most MAX_WAITING calls wait; beyond it new calls go standalone at once, counted`, () => {
     const call = replay(decodeCapture('cli_moto_basic').map((d) => d.event), OPTS.correlator).out.find((c) => c.kind === 'call' && c.attempts.some((a) => a.xAmznRequestId || a.xAmzRequestId))!;
     const counts = newJoinCounts();
     const exported: Translation[] = [];
