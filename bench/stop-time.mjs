@@ -16,10 +16,9 @@
  */
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, jsV2CallPair } from './common.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const arg = (name, dflt) => {
@@ -35,17 +34,7 @@ const EXTRA = process.argv.includes('--') ? process.argv.slice(process.argv.inde
 const STOP_BOUND_MS = 2_500;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const lines = readFileSync(join(ROOT, 'test/fixtures/js_v2_sequential.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-const ATTEMPT = JSON.parse(lines[0].raw);
-const CALL = JSON.parse(lines[1].raw);
-
-const freePort = () =>
-  new Promise((res) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => res(p));
-    });
-  });
+const { ATTEMPT, CALL } = jsV2CallPair();
 
 const children = new Set();
 process.on('exit', () => {
