@@ -175,6 +175,9 @@ export class PolicyObserver {
   }
 
   /** One correlated call (or orphan attempt) from a process, if known. Never throws on odd input. */
+  /** The last observed call's subject and call record (observe's fast path). */
+  private memo: { client?: string; process?: ProcessLabelSource | undefined; subject?: Subject; service?: string; api?: string; rec?: CallRecord } = {};
+
   observe(c: Correlated, process?: ProcessLabelSource): void {
     this.counters.observed++;
     if (!answered(c)) {
@@ -185,13 +188,24 @@ export class PolicyObserver {
     const first = c.kind === 'call' ? c.call : c.attempt;
     const principal = principalOf(attempts);
     const client = first.clientId !== '' ? first.clientId : principal ? `key:${principal.id}` : '';
-    const subject = this.subject(client, processLabel(process));
-    if (!subject) return;
-    const key = `${first.service}\0${first.api}`;
+    // The last call's subject and record first: traffic repeats (one application, one API at a
+    // time), and looking them up costs a key string each. Subjects and records are never removed.
+    let subject = this.memo.subject;
+    if (subject === undefined || client !== this.memo.client || process !== this.memo.process) {
+      subject = this.subject(client, processLabel(process));
+      if (!subject) return;
+      this.memo = { client, process, subject };
+    }
     subject.version++;
     this.revision++;
-    const rec = this.callRecord(subject, first.service, first.api);
-    if (!rec) return;
+    let rec = this.memo.rec;
+    if (rec === undefined || first.service !== this.memo.service || first.api !== this.memo.api) {
+      rec = this.callRecord(subject, first.service, first.api);
+      if (!rec) return;
+      this.memo.rec = rec;
+      this.memo.service = first.service;
+      this.memo.api = first.api;
+    }
     rec.calls++;
     const scope = scopeOf(first.region ?? attempts.find((a) => a.region)?.region, principal?.account, first.service === 'S3' ? bucketOf(attempts) : undefined);
     if (!rec.scopes.has(scope) && this.addScope(rec, own(scope))) this.changes++;
@@ -200,7 +214,7 @@ export class PolicyObserver {
     if (rec.failed++ === 0) this.changes++;
     if (!isDenied(outcome.code, outcome.status)) return;
     const d = parseDenial(outcome.message);
-    const dkey = `${key}\0${d.action ?? ''}\0${d.resource ?? ''}\0${d.explicitDeny}`;
+    const dkey = `${first.service}\0${first.api}\0${d.action ?? ''}\0${d.resource ?? ''}\0${d.explicitDeny}`;
     const known = subject.denials.get(dkey);
     if (known) {
       known.calls++;
