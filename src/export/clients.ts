@@ -45,6 +45,8 @@ export class ClientRegistry<M> {
   /** Clients of a ClientId (or the overflow), not of a process: what stats.clients.active counts. */
   private applications = 0;
   private lastEvictCheck = -Infinity;
+  /** The client the last get() found (a removed client is never in it: eviction clears it). */
+  private last: { clientId: string; identity: ProcessIdentity | undefined; client: Client<M> } | undefined;
 
   constructor(
     private readonly opts: ClientRegistryOptions<M>,
@@ -53,10 +55,16 @@ export class ClientRegistry<M> {
 
   /** The client of (ClientId, sending process); resources are immutable per client. */
   get(clientId: string, identity?: ProcessIdentity): Client<M> {
+    // The last call's client first: traffic repeats, and the lookup costs a key string.
+    const last = this.last;
+    if (last !== undefined && last.clientId === clientId && last.identity === identity) return last.client;
     const name = clientId === '' ? this.opts.defaultServiceName : clientId;
     const key = identity ? `${name}\u0000${identity.key}` : name;
     const existing = this.clients.get(key);
-    if (existing) return existing;
+    if (existing) {
+      this.last = { clientId, identity, client: existing };
+      return existing;
+    }
     // A process's client records its metrics in its ClientId's own client, which must exist too.
     const needed = identity && !this.clients.has(name) ? 2 : 1;
     const full = () => this.clients.size - (this.clients.has(OVERFLOW_SERVICE_NAME) ? 1 : 0) + needed > this.opts.maxClients;
@@ -88,6 +96,7 @@ export class ClientRegistry<M> {
       evicted++;
     }
     this.stats.evicted += evicted;
+    if (evicted > 0) this.last = undefined;
     return evicted > 0;
   }
 
