@@ -86,16 +86,22 @@ async function spoolCalls(b) {
 
 const single = [];
 const double = [];
+/** SIGINT, then the exit (killed after 30 s): its code and when it came. */
+async function signalAndWait(b) {
+  b.child.kill('SIGINT');
+  const kill = setTimeout(() => b.child.kill('SIGKILL'), 30_000);
+  const exit = await b.exited;
+  clearTimeout(kill);
+  children.delete(b.child);
+  return exit;
+}
+
 for (let run = 0; run < RUNS; run++) {
   {
     const b = await startBridge();
     await spoolCalls(b);
     const t0 = performance.now();
-    b.child.kill('SIGINT');
-    const kill = setTimeout(() => b.child.kill('SIGKILL'), 30_000);
-    const { code, at } = await b.exited;
-    clearTimeout(kill);
-    children.delete(b.child);
+    const { code, at } = await signalAndWait(b);
     single.push({ ms: Math.round(at - t0), code });
   }
   {
@@ -104,11 +110,7 @@ for (let run = 0; run < RUNS; run++) {
     b.child.kill('SIGINT');
     await sleep(300);
     const t0 = performance.now();
-    b.child.kill('SIGINT');
-    const kill = setTimeout(() => b.child.kill('SIGKILL'), 30_000);
-    const { code, at } = await b.exited;
-    clearTimeout(kill);
-    children.delete(b.child);
+    const { code, at } = await signalAndWait(b);
     double.push({ msAfterSecond: Math.round(at - t0), code });
   }
 }
