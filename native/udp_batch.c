@@ -60,6 +60,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <linux/sock_diag.h> /* SK_MEMINFO_* */
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,6 +95,19 @@
 /* After an unexpected recvmmsg error the reader thread waits this long before it tries again
    (a persistent error must not spin a core). */
 #define ERROR_BACKOFF_NS 10000000L
+/* Once the socket is empty the reader thread sleeps before it polls again, so that under load
+   each wakeup reads a batch instead of the one or two datagrams that arrived since the last:
+   loopback senders wake a polling reader per datagram, and each wakeup preempts the JS thread
+   (on one core: 1.1 us per datagram at 100k/s in the reader, 0.25 us of task switching in the
+   JS thread; with 2 ms, 0.7 us and about none). The kernel's buffer holds the datagrams
+   meanwhile, so the sleep adapts to it (SO_MEMINFO: what the queued datagrams use of SO_RCVBUF,
+   read once per wakeup): a wakeup that finds more than a quarter used halves the sleep (down to
+   none), one that finds less than a sixteenth doubles it (up to COALESCE_MAX_NS). Idle, poll
+   still blocks without a timeout. */
+#ifndef COALESCE_MAX_NS
+#define COALESCE_MAX_NS 2000000L
+#endif
+#define COALESCE_MIN_NS 31250L /* below this the sleep is dropped altogether (2 ms halved 6 times) */
 
 #ifdef __linux__
 
@@ -434,6 +448,7 @@ static void trim_if_idle(bsock *s) {
 static void *reader_main(void *arg) {
   bsock *s = (bsock *)arg;
   struct pollfd fds[2] = {{s->fd, POLLIN, 0}, {s->stop_fd, POLLIN, 0}};
+  long coalesce_ns = COALESCE_MAX_NS;
   while (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
     fds[0].revents = fds[1].revents = 0;
     int ready = poll(fds, 2, s->touched ? RING_TRIM_AFTER_MS : -1);
@@ -450,6 +465,13 @@ static void *reader_main(void *arg) {
     }
     if (fds[1].revents) break;
     /* Read until the socket is empty (a short batch) or we are told to stop. */
+    uint32_t mem[SK_MEMINFO_VARS];
+    socklen_t mem_len = sizeof mem;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_MEMINFO, mem, &mem_len) == 0 && mem[SK_MEMINFO_RCVBUF] > 0) {
+      uint32_t used = mem[SK_MEMINFO_RMEM_ALLOC], cap = mem[SK_MEMINFO_RCVBUF];
+      if (used > cap / 4) coalesce_ns = coalesce_ns / 2 < COALESCE_MIN_NS ? 0 : coalesce_ns / 2;
+      else if (used < cap / 16) coalesce_ns = coalesce_ns == 0 ? COALESCE_MIN_NS : (coalesce_ns * 2 > COALESCE_MAX_NS ? COALESCE_MAX_NS : coalesce_ns * 2);
+    }
     while (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
       for (int i = 0; i < MAX_BATCH; i++) {
         s->msgs[i].msg_hdr.msg_namelen = sizeof s->from[i];
@@ -478,6 +500,7 @@ static void *reader_main(void *arg) {
       if (n > 0) uv_async_send(&s->async);
       if (n < MAX_BATCH) break;
     }
+    if (coalesce_ns > 0) nanosleep(&(struct timespec){0, coalesce_ns}, NULL);
   }
   return NULL;
 }
