@@ -119,10 +119,29 @@ describe('the model with the web view\'s limits', () => {
     expect(m.recentAfter(0)[0]!.attempts.map((a) => a.ambiguous)).toEqual([false, true, false]);
   });
 
+  it('recent calls: a burst of MAX_RECENT_CALLS is kept whole, a sustained rate at most MAX_RECENT_CALLS a second; the table counts every call', () => {
+    const m = new ViewModel(WEB_LIMITS);
+    const calls = (n: number) => Array.from({ length: n }, () => ({ clientId: 'app', api: 'GetObject', attempts: [200] }));
+    feed(m, calls(MAX_RECENT_CALLS + 300), 10_000);
+    expect(m.lastSeq).toBe(MAX_RECENT_CALLS);
+    // 100 ms later: a tenth of a second's worth more
+    feed(m, calls(300), 10_100);
+    expect(m.lastSeq).toBe(MAX_RECENT_CALLS + MAX_RECENT_CALLS / 10);
+    // a second later the bucket is full again, never fuller
+    feed(m, calls(3 * MAX_RECENT_CALLS), 12_100);
+    expect(m.lastSeq).toBe(2 * MAX_RECENT_CALLS + MAX_RECENT_CALLS / 10);
+    expect(m.rows.get('S3.GetObject')!.calls).toBe(MAX_RECENT_CALLS + 600 + 3 * MAX_RECENT_CALLS);
+    // the newest admitted are what a page gets
+    expect(m.recentAfter(m.lastSeq - 1).map((r) => r.seq)).toEqual([m.lastSeq]);
+  });
+
   it('bounded: recent calls, attempts per call, rows per client, and the length of every datagram string', () => {
     const m = new ViewModel(WEB_LIMITS);
     const long = 'x'.repeat(5_000);
-    feed(m, Array.from({ length: MAX_RECENT_CALLS + 50 }, (_, i) => ({ clientId: `${'c'.repeat(250)}${i}`, api: `Op${i}`, attempts: [500], message: long, requestId: long })), 5);
+    const calls = Array.from({ length: MAX_RECENT_CALLS + 50 }, (_, i) => ({ clientId: `${'c'.repeat(250)}${i}`, api: `Op${i}`, attempts: [500], message: long, requestId: long }));
+    // a burst of MAX_RECENT_CALLS, then the rest a second later (the ring admits that many a second)
+    feed(m, calls.slice(0, MAX_RECENT_CALLS), 5);
+    feed(m, calls.slice(MAX_RECENT_CALLS), 1_005);
     const recent = m.recentAfter(0);
     expect(recent).toHaveLength(MAX_RECENT_CALLS);
     expect(recent[0]!.seq).toBe(51);
