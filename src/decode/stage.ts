@@ -16,9 +16,9 @@ export interface EventSink {
   add(event: CsmEvent): void;
 }
 
-/** Told every accepted event's source as it arrives (the process-identity stage starts its lookup). */
+/** Told every accepted event's source as it arrives, and when (the process-identity stage starts its lookup). */
 export interface SourceObserver {
-  observe(source: Source): void;
+  observe(source: Source, receivedAt: number): void;
 }
 
 /**
@@ -73,7 +73,7 @@ export class DecodeStage {
     s.accepted++;
     if (r.event.type === 'ApiCall') this.counters.events.calls++;
     else this.counters.events.attempts++;
-    this.observer?.observe(r.event.source);
+    this.observer?.observe(r.event.source, receivedAt);
     this.next.add(r.event);
   }
 }

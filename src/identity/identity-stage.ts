@@ -37,8 +37,8 @@ export class IdentityStage implements CallSink, SourceObserver {
     private readonly log: Logger,
   ) {}
 
-  observe(source: Source): void {
-    this.resolver?.observe(source.address, source.port);
+  observe(source: Source, receivedAt: number): void {
+    this.resolver?.observe(source.address, source.port, receivedAt);
   }
 
   write(c: Correlated, t: Translation): void {

@@ -173,16 +173,17 @@ export class ProcessIdentityResolver {
 
   /**
    * The datagram path: starts resolving a new (or expired) source, nothing
-   * else. No promise or timer is made for the caller.
+   * else. No promise or timer is made for the caller. `now`: the datagram's receive time (a
+   * clock read per datagram cost more than the rest of this).
    */
-  observe(address: string, port: number): void {
+  observe(address: string, port: number, now = Date.now()): void {
     const n = this.newest;
     // Most datagrams come from the source of the one before: no key, no map.
-    if (n !== undefined && n.port === port && n.address === address && (n.pending || n.expires > Date.now()) && !this.disabled) return;
+    if (n !== undefined && n.port === port && n.address === address && (n.pending || n.expires > now) && !this.disabled) return;
     if (!this.applies(address)) return;
     const key = `${address}|${port}`;
     const e = this.sources.get(key);
-    if (e && (e.pending || e.expires > Date.now())) return;
+    if (e && (e.pending || e.expires > now)) return;
     this.enqueue(key, address, port);
   }
 
