@@ -176,7 +176,19 @@ export class PolicyObserver {
 
   /** One correlated call (or orphan attempt) from a process, if known. Never throws on odd input. */
   /** The last observed call's subject and call record (observe's fast path). */
-  private memo: { client?: string; process?: ProcessLabelSource | undefined; subject?: Subject; service?: string; api?: string; rec?: CallRecord } = {};
+  private memo: {
+    client?: string;
+    process?: ProcessLabelSource | undefined;
+    subject?: Subject;
+    service?: string;
+    api?: string;
+    rec?: CallRecord;
+    /** A scope `scopeRec` holds, by what it was made of. */
+    scopeRec?: CallRecord;
+    region?: string | undefined;
+    account?: string | undefined;
+    bucket?: string | undefined;
+  } = {};
 
   observe(c: Correlated, process?: ProcessLabelSource): void {
     this.counters.observed++;
@@ -207,8 +219,16 @@ export class PolicyObserver {
       this.memo.api = first.api;
     }
     rec.calls++;
-    const scope = scopeOf(first.region ?? attempts.find((a) => a.region)?.region, principal?.account, first.service === 'S3' ? bucketOf(attempts) : undefined);
-    if (!rec.scopes.has(scope) && this.addScope(rec, own(scope))) this.changes++;
+    const region = first.region ?? attempts.find((a) => a.region)?.region;
+    const account = principal?.account;
+    const bucket = first.service === 'S3' ? bucketOf(attempts) : undefined;
+    const m = this.memo;
+    // The last call's scope again (the usual case): no scope string built and hashed.
+    if (m.scopeRec !== rec || region !== m.region || account !== m.account || bucket !== m.bucket) {
+      const scope = scopeOf(region, account, bucket);
+      if (!rec.scopes.has(scope) && this.addScope(rec, own(scope))) this.changes++;
+      if (rec.scopes.has(scope)) Object.assign(m, { scopeRec: rec, region, account, bucket });
+    }
     const outcome = c.kind === 'call' ? callOutcome(c.call) : attemptOutcome(c.attempt);
     if (!outcome.failed) return;
     if (rec.failed++ === 0) this.changes++;
@@ -484,7 +504,11 @@ interface Outcome {
   message?: string;
 }
 
+/** What every successful call's outcome is (most calls: no object made for them). */
+const SUCCEEDED: Outcome = Object.freeze({ failed: false });
+
 function callOutcome(c: Extract<Correlated, { kind: 'call' }>['call']): Outcome {
+  if (c.finalAwsException === undefined && c.finalSdkException === undefined && !(c.finalHttpStatusCode! >= 400)) return SUCCEEDED;
   // Ruby reports modelled service errors as SdkException with its class name (Aws::S3::Errors::AccessDenied).
   const code = c.finalAwsException ?? rubyCode(c.finalSdkException);
   const message = c.finalAwsExceptionMessage ?? (code !== undefined && c.finalAwsException === undefined ? c.finalSdkExceptionMessage : undefined);
