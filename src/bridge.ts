@@ -147,7 +147,7 @@ export class Bridge {
     this.memory = new MemoryGuard(this.stats, this.pipeline, () => this.exporter.spoolMemoryBytes, log);
     this.stats.memory.ceilingBytes = config.memoryCeilingMb * 1024 * 1024;
     if (otel.sdkDisabled) log.warn('OTEL_SDK_DISABLED=true: nothing is exported; datagrams are still received and counted, and the live view and /stats work');
-    this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r, at) => this.onDatagram(b, r, at), log, config.udpReceiver);
+    this.receiver = new UdpReceiver(config.listen, config.receiveBufferBytes, (b, r, at, text) => this.onDatagram(b, r, at, text), log, config.udpReceiver);
     this.admin =
       config.admin === 'off'
         ? undefined
@@ -227,10 +227,10 @@ export class Bridge {
     return s.created - s.exported - s.failed - s.dropped;
   }
 
-  private onDatagram(bytes: Buffer, from: Source, receivedAt: number): void {
+  private onDatagram(bytes: Buffer, from: Source, receivedAt: number, text: string | undefined): void {
     this.memory.note(bytes.length);
     try {
-      this.pipeline.ingest(bytes, from, receivedAt);
+      this.pipeline.ingest(bytes, from, receivedAt, text);
     } catch (e) {
       // Decoding never throws; a bug further on must cost one datagram, not the daemon.
       this.stats.internalErrors++;

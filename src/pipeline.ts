@@ -87,9 +87,12 @@ export class Pipeline {
     this.translate.tap(tap);
   }
 
-  /** One datagram, as received from `from` at `receivedAt` (epoch ms; replays pass the recorded time). */
-  ingest(bytes: Buffer, from: Source, receivedAt: number): void {
-    this.decode.ingest(bytes, from, receivedAt);
+  /**
+   * One datagram, as received from `from` at `receivedAt` (epoch ms; replays pass the recorded
+   * time); `text`: its bytes as a string, when the receiver has it already (see DecodeStage).
+   */
+  ingest(bytes: Buffer, from: Source, receivedAt: number, text?: string): void {
+    this.decode.ingest(bytes, from, receivedAt, text);
   }
 
   /** Exports attempts and calls whose hold has run out by `now` (the bridge's clock, or a replay's). */

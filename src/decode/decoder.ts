@@ -30,13 +30,15 @@ export function decodeDatagram(
   receivedAt: number,
   opts: DecoderOptions,
   validator: 'fast' | 'zod' = 'fast',
+  /** `bytes` as text, when the caller has it already (a receiver's ASCII batch); else decoded here as UTF-8. */
+  text?: string,
 ): DecodeResult {
   if (bytes.length > opts.maxDatagramBytes) {
     return { ok: false, reason: 'oversize', detail: `${bytes.length} bytes > ${opts.maxDatagramBytes}` };
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(bytes.toString('utf8'));
+    parsed = JSON.parse(text ?? bytes.toString('utf8'));
   } catch {
     return { ok: false, reason: 'malformed_json', detail: `${bytes.length} bytes are not JSON` };
   }

@@ -45,7 +45,8 @@ export class DecodeStage {
     this.taps.push(tap);
   }
 
-  ingest(bytes: Buffer, from: Source, receivedAt: number): void {
+  /** `text`, when given, is `bytes` decoded (the receiver decodes an ASCII batch at once). */
+  ingest(bytes: Buffer, from: Source, receivedAt: number, text?: string): void {
     const s = this.counters.datagrams;
     s.received++;
     if (this.sourceFilter !== undefined && !this.sourceFilter.allows(from.address)) {
@@ -59,7 +60,7 @@ export class DecodeStage {
       const copy = Buffer.from(bytes);
       for (const tap of this.taps) tap(copy, from, receivedAt);
     }
-    const r = decodeDatagram(bytes, from, receivedAt, this.opts);
+    const r = decodeDatagram(bytes, from, receivedAt, this.opts, 'fast', text);
     if (!r.ok) {
       s.rejected[r.reason]++;
       this.log.warnLimited(`reject:${r.reason}`, 'rejected CSM datagram', {

@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import { createSocket, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
@@ -12,7 +13,7 @@ import { BUILD_HINT, loadBatchAddon, type BatchAddon } from './batch-socket.js';
  * Called once per datagram, synchronously. With the recvmmsg receiver `bytes` is a view into a
  * buffer the next batch overwrites: it is only valid during the call (copy it to keep it).
  */
-export type DatagramHandler = (bytes: Buffer, from: Source, receivedAt: number) => void;
+export type DatagramHandler = (bytes: Buffer, from: Source, receivedAt: number, text?: string) => void;
 
 /** The udpReceiver setting: auto = recvmmsg when the addon is built (Linux), else node:dgram. */
 export type UdpReceiverKind = 'auto' | 'recvmmsg' | 'dgram';
@@ -136,11 +137,14 @@ export class UdpReceiver {
       const m = meta!;
       // One receive time per batch (read within a fraction of a millisecond): a clock read per datagram was 1 % of the path.
       const receivedAt = Date.now();
+      const text = batchText(d, m, count, META_FIELDS);
+      const lo = count > 0 ? m[3]! : 0;
       // `closed`: a handler that closes the receiver gets no more datagrams, not even this batch's rest.
       for (let i = 0, f = 0; i < count && !closed; i++, f += META_FIELDS) {
         const slot = m[f + 2]!;
         const off = m[f + 3]!;
-        handler(d.subarray(off, off + m[f]!), { address: slot >= 0 ? addresses[slot]! : '', port: m[f + 1]! }, receivedAt);
+        const len = m[f]!;
+        handler(d.subarray(off, off + len), { address: slot >= 0 ? addresses[slot]! : '', port: m[f + 1]! }, receivedAt, text?.slice(off - lo, off - lo + len));
       }
     };
     const onError = (err: NodeJS.ErrnoException): void =>
@@ -227,4 +231,23 @@ export class UdpReceiver {
     const sockets = this.sockets.splice(0);
     await Promise.all(sockets.map((s) => s.close()));
   }
+}
+
+/**
+ * The batch's datagrams as one string, when they lie back to back in the ring and are all ASCII
+ * (CSM datagrams are, but for exception messages): one decode for the batch instead of a Buffer
+ * toString per datagram (2 % of the datagram path), each datagram then a slice of it (JSON.parse
+ * copies what it keeps, so a slice does not hold the batch's text). Otherwise undefined: each
+ * datagram is decoded from its bytes as UTF-8.
+ */
+function batchText(d: Buffer, m: Int32Array, count: number, fields: number): string | undefined {
+  if (count < 2) return undefined;
+  const lo = m[3]!;
+  let end = lo;
+  for (let i = 0, f = 0; i < count; i++, f += fields) {
+    if (m[f + 3] !== end) return undefined; // wrapped around the ring's end
+    end += m[f]!;
+  }
+  const region = d.subarray(lo, end);
+  return isAscii(region) ? region.toString('latin1') : undefined;
 }

@@ -129,6 +129,27 @@ describe.each([
   });
 });
 
+describe.runIf(!!addon)('the recvmmsg receiver decodes an ASCII batch at once', () => {
+  it('the text handed with a datagram is its bytes decoded; a batch with a non-ASCII datagram has none', async () => {
+    const texts: (string | undefined)[] = [];
+    const bytesAsText: string[] = [];
+    const r = new UdpReceiver(['127.0.0.1:0'], 4 * 1024 * 1024, (bytes, _from, _at, text) => void (texts.push(text), bytesAsText.push(bytes.toString('utf8'))), log, 'recvmmsg');
+    await r.start();
+    open.push(r);
+    const s = await sender('udp4');
+    const to = r.addresses()[0]!;
+    // ASCII (JSON as the SDKs send it) with one UTF-8 datagram in the middle: queued together, read in a few batches.
+    const sent = Array.from({ length: 300 }, (_, i) => Buffer.from(JSON.stringify({ Type: 'ApiCall', i, Message: i === 150 ? 'Zugriff verweigert: Schlüssel' : 'Access Denied' })));
+    await Promise.all(sent.map((b) => send(s, b, to)));
+    await until(() => texts.length >= sent.length);
+    expect(bytesAsText).toEqual(sent.map((b) => b.toString('utf8')));
+    for (let i = 0; i < texts.length; i++) if (texts[i] !== undefined) expect(texts[i]).toBe(bytesAsText[i]);
+    expect(texts[150]).toBeUndefined();
+    // the burst came in batches of more than one: most datagrams came with their text
+    expect(texts.filter((t) => t !== undefined).length).toBeGreaterThan(sent.length / 2);
+  });
+});
+
 describe.each(MODES)('the %s receiver', (mode) => {
   it('listens on port 0 over IPv4 and IPv6 and reports the bound ports', async () => {
     const { r } = await receiver(mode, ['127.0.0.1:0', '[::1]:0']);
