@@ -9,13 +9,16 @@
 // (`node -e 'setTimeout(() => {}, 1e9)'`) measured at the same time.
 //
 //   node bench/coldstart.mjs [--runs 5] [--rate 100000] [--duration 20] [--build DIR]...
-//                            [--idle-s 20] [--idle-long-s 300] [--no-raw] [--label L] [--out FILE]
+//                            [--idle-s 20] [--idle-long-s 300] [--no-raw] [--sender gen|python]
+//                            [--label L] [--out FILE]
 //
 // --build DIR: another checkout to compare (built: DIR/dist/cli.js, and DIR/build/Release for its
 // recvmmsg receiver), e.g. `git worktree add /tmp/old 5a952ec && cd /tmp/old && npm ci && npm run
-// build`. This checkout is always measured. The sender is bench/gen.c (a separate process on core 0,
-// sendmmsg of real botocore pairs, whole pairs every 1 ms), the bridge pinned to core 1: see
-// bench/run.mjs. Loss target (issue 20): <= 0.1 % in every run, default net.core.rmem_max.
+// build`. This checkout is always measured. The sender (--sender, passed to bench/run.mjs) is a
+// separate process on core 0 sending real botocore pairs, whole pairs every 1 ms: gen (default) is
+// bench/gen.c, sendmmsg; python is bench/send.py, one socket.sendto per datagram as an SDK sends.
+// The bridge is pinned to core 1. Loss target (issue 20): <= 0.1 % in every run, default
+// net.core.rmem_max, an independent sender.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,7 +29,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
 
 function parseArgs(argv) {
-  const o = { runs: 5, rate: 100_000, durationS: 20, builds: [ROOT], idleS: 20, idleLongS: 300, raw: true, label: '', out: undefined };
+  const o = { runs: 5, rate: 100_000, durationS: 20, builds: [ROOT], idleS: 20, idleLongS: 300, raw: true, sender: 'gen', label: '', out: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -41,14 +44,16 @@ function parseArgs(argv) {
     else if (a === '--idle-s') o.idleS = Number(next());
     else if (a === '--idle-long-s') o.idleLongS = Number(next());
     else if (a === '--no-raw') o.raw = false;
+    else if (a === '--sender') o.sender = next();
     else if (a === '--label') o.label = next();
     else if (a === '--out') o.out = next();
     else if (a === '--help' || a === '-h') {
-      process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 20).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+      process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 21).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
       process.exit(0);
     } else throw new Error(`unknown flag ${a}`);
   }
   if (!(o.runs >= 1 && o.runs <= 20)) throw new Error('--runs must be 1-20');
+  if (!['gen', 'python'].includes(o.sender)) throw new Error(`--sender must be gen or python, got ${o.sender}`);
   if (!(o.idleLongS === 0 || o.idleLongS > o.idleS)) throw new Error('--idle-long-s must be 0 (off) or more than --idle-s');
   return o;
 }
@@ -71,7 +76,7 @@ function runBench(args, tmp, tag) {
 }
 
 function loadRun(build, o, tmp, tag) {
-  const r = runBench(['--rates', String(o.rate), '--duration', String(o.durationS), '--no-raw', '--idle', '0', '--cli', cliOf(build)], tmp, tag);
+  const r = runBench(['--rates', String(o.rate), '--duration', String(o.durationS), '--no-raw', '--idle', '0', '--sender', o.sender, '--cli', cliOf(build)], tmp, tag);
   const b = r.bridge[0];
   return {
     build: nameOf(build),
@@ -90,7 +95,7 @@ function loadRun(build, o, tmp, tag) {
 }
 
 function rawRun(o, tmp, tag) {
-  const r = runBench(['--rates', String(o.rate), '--duration', String(o.durationS), '--no-bridge'], tmp, tag);
+  const r = runBench(['--rates', String(o.rate), '--duration', String(o.durationS), '--no-bridge', '--sender', o.sender], tmp, tag);
   return { cpuUsPerDatagram: r.raw[0].cpuSecondsPerMillion, lossPct: r.raw[0].lossPct };
 }
 
@@ -169,7 +174,7 @@ async function main() {
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 
-    process.stdout.write(`\nCold start, ${o.rate}/s for ${o.durationS} s (loss = spans missing at the OTLP counter)\n`);
+    process.stdout.write(`\nCold start, ${o.rate}/s for ${o.durationS} s, sender ${o.sender} (loss = spans missing at the OTLP counter)\n`);
     process.stdout.write('| run | build | loss % | kernel drops (1st s) | ring drops | peak RSS MB | CPU µs/datagram |\n|---|---|---|---|---|---|---|\n');
     for (const r of load)
       process.stdout.write(`| ${r.run} | ${r.build} | ${r.lossPct} | ${r.kernelDrops} (${r.kernelDropsFirstSecond}) | ${r.ringDropped ?? 'n/a'} | ${r.peakRssMb} | ${r.cpuUsPerDatagram} |\n`);

@@ -5,13 +5,17 @@
 //   node bench/run.mjs [--quick] [--rates 10000,100000] [--duration 20] [--repeat 3]
 //                      [--repeat-rate 100000] [--idle 10] [--no-raw] [--no-bridge]
 //                      [--cpu-prof DIR] [--node-arg ARG]... [--cli dist/cli.js] [--label L] [--out FILE]
-//                      [--grpc] [--env NAME=VALUE]... [--stdout-dir DIR] [-- extra bridge flags...]
+//                      [--grpc] [--env NAME=VALUE]... [--stdout-dir DIR] [--sender gen|python]
+//                      [-- extra bridge flags...]
 //
 // --grpc: the bridge exports over OTLP/gRPC (the counter serves grpc-js too) instead of http/protobuf.
 // --env: environment for the bridge, e.g. --env OTEL_TRACES_SAMPLER=traceidratio --env OTEL_TRACES_SAMPLER_ARG=0.1.
+// --sender: gen (default) is bench/gen.c, sendmmsg batches of up to 256; python is bench/send.py, an
+// independent sender that sends as an SDK does (socket.sendto, one datagram per call). Same
+// templates, pacing, request ids and output line, so loss and latency are read the same way.
 //
 // Processes: the bridge (or the raw receiver) is pinned to core 1 (`taskset -c 1`, when present);
-// the C load generator (bench/gen.c, sendmmsg) and the OTLP counting receiver run on core 0.
+// the sender (--sender) and the OTLP counting receiver run on core 0.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -52,6 +56,7 @@ function parseArgs(argv) {
     grpc: false,
     env: {},
     label: '',
+    sender: 'gen',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -81,6 +86,7 @@ function parseArgs(argv) {
     else if (a === '--node-arg') o.nodeArgs.push(next());
     else if (a === '--grpc') o.grpc = true;
     else if (a === '--stdout-dir') o.stdoutDir = next();
+    else if (a === '--sender') o.sender = next();
     else if (a === '--env') {
       const kv = next();
       const eq = kv.indexOf('=');
@@ -89,7 +95,7 @@ function parseArgs(argv) {
     }
     else if (a === '--cli') CLI = next();
     else if (a === '--help' || a === '-h') {
-      process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 10).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+      process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 17).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
       process.exit(0);
     } else throw new Error(`unknown flag ${a}`);
   }
@@ -97,6 +103,7 @@ function parseArgs(argv) {
   if (!(o.durationS > 0 && o.durationS <= 900)) throw new Error('--duration must be 1-900 s (a 10-minute run checks that RSS stays flat)');
   if (!(o.repeat >= 1 && o.repeat <= 10)) throw new Error('--repeat must be 1-10');
   if (!(o.idleS >= 0 && o.idleS <= 60)) throw new Error('--idle must be 0-60 s');
+  if (!['gen', 'python'].includes(o.sender)) throw new Error(`--sender must be gen or python, got ${o.sender}`);
   return o;
 }
 
@@ -196,7 +203,12 @@ function udpDrops(port) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Load: templates from a real capture, replayed by the C generator
+// Load: templates from a real capture, replayed by the sender (the C generator or bench/send.py)
+
+/** The sender's command and leading arguments; both take HOST PORT RATE DURATION_MS TEMPLATE_FILE. */
+function senderCommand(sender) {
+  return sender === 'python' ? ['python3', [join(HERE, 'send.py')]] : [buildGenerator(), []];
+}
 
 function buildGenerator() {
   const src = join(HERE, 'gen.c');
@@ -249,7 +261,7 @@ function writeTemplates(fixture) {
 }
 
 async function runGenerator(gen, port, rate, durationS, templates) {
-  const child = start(0, gen, ['127.0.0.1', String(port), String(rate), String(Math.round(durationS * 1000)), templates.file]);
+  const child = start(0, gen[0], [...gen[1], '127.0.0.1', String(port), String(rate), String(Math.round(durationS * 1000)), templates.file]);
   const res = await waitLine(child, 'stdout', (r) => 'sent' in r, durationS * 1000 + 30_000);
   await stop(child);
   return res;
@@ -441,7 +453,7 @@ function table(rows, cols) {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   if (o.bridge && !existsSync(CLI)) throw new Error('dist/cli.js missing: run npm run build first (npm run bench does)');
-  const gen = buildGenerator();
+  const gen = senderCommand(o.sender);
   const templates = writeTemplates(o.fixture);
   const machine = {
     nproc: cpus().length,
@@ -517,7 +529,7 @@ async function main() {
     );
   }
   if (bridge.length) {
-    process.stdout.write('\nBridge (dist/cli.js, 1 core, OTLP/HTTP protobuf to a counting receiver)\n');
+    process.stdout.write(`\nBridge (dist/cli.js, 1 core, OTLP/HTTP protobuf to a counting receiver; sender ${o.sender})\n`);
     process.stdout.write(
       table(bridge, [
         ['rate/s', (r) => r.rate],
