@@ -189,6 +189,8 @@ export class PolicyObserver {
     account?: string | undefined;
     bucket?: string | undefined;
   } = {};
+  private bucketHost: string | undefined;
+  private bucketOfHost: string | undefined;
 
   observe(c: Correlated, process?: ProcessLabelSource): void {
     this.counters.observed++;
@@ -221,7 +223,7 @@ export class PolicyObserver {
     rec.calls++;
     const region = first.region ?? attempts.find((a) => a.region)?.region;
     const account = principal?.account;
-    const bucket = first.service === 'S3' ? bucketOf(attempts) : undefined;
+    const bucket = first.service === 'S3' ? this.bucketOf(attempts) : undefined;
     const m = this.memo;
     // The last call's scope again (the usual case): no scope string built and hashed.
     if (m.scopeRec !== rec || region !== m.region || account !== m.account || bucket !== m.bucket) {
@@ -246,6 +248,17 @@ export class PolicyObserver {
     if (d.resource !== undefined) denial.resource = own(d.resource.slice(0, 2 * MAX_TEXT));
     if (d.reason !== undefined) denial.reason = own(cut(d.reason));
     if (this.addDenial(subject, own(dkey), denial)) this.changes++;
+  }
+
+  /** bucketOf, with the last single-attempt call's host remembered (a regex per attempt otherwise). */
+  private bucketOf(attempts: readonly CsmAttempt[]): string | undefined {
+    if (attempts.length !== 1) return bucketOf(attempts);
+    const host = attempts[0]!.serverAddress;
+    if (host !== this.bucketHost || host === undefined) {
+      this.bucketHost = host;
+      this.bucketOfHost = bucketOf(attempts);
+    }
+    return this.bucketOfHost;
   }
 
   /**

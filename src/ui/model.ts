@@ -13,7 +13,7 @@ import type { Correlated } from '../correlate/types.js';
 import { CSM_MATCH_AMBIGUOUS } from '../translate/keys.js';
 import type { SpanRecord, Translation } from '../translate/types.js';
 import { HISTORY_SLOT_MS, RowHistory, type Totals } from './history.js';
-import { LatencySketch } from './sketch.js';
+import { bucketOf as latencyBucketOf, LatencySketch } from './sketch.js';
 
 export const OTHER_ROW = '(other)';
 /** Seconds of history behind a rate. */
@@ -238,8 +238,10 @@ export class ViewModel {
     if (last === undefined || last.name !== name || last.clientId !== clientId) {
       last = this.last = { name, clientId, row: this.row(this.rows, name, name), clientRow: this.limits.perClient ? this.clientRow(clientId, name) : undefined };
     }
-    this.count(last.row, nowMs, latency, retries, throttles, lastError);
-    if (last.clientRow !== undefined) this.count(last.clientRow, nowMs, latency, retries, throttles, lastError);
+    // the latency's bucket once for both rows (a logarithm)
+    const bucket = latencyBucketOf(latency);
+    this.count(last.row, nowMs, bucket, latency, retries, throttles, lastError);
+    if (last.clientRow !== undefined) this.count(last.clientRow, nowMs, bucket, latency, retries, throttles, lastError);
     if (this.limits.maxRecent && this.admitRecent(nowMs)) {
       const i = this.seq++ % this.limits.maxRecent;
       this.ringCalls[i] = c;
@@ -309,10 +311,10 @@ export class ViewModel {
     return out;
   }
 
-  private count(row: Row, nowMs: number, latency: number, retries: number, throttles: number, lastError: Row['lastError']): void {
+  private count(row: Row, nowMs: number, latencyBucket: number, latency: number, retries: number, throttles: number, lastError: Row['lastError']): void {
     row.calls++;
     row.rate.add(nowMs);
-    row.latency.add(latency);
+    row.latency.addToBucket(latencyBucket, latency);
     row.retries += retries;
     row.throttles += throttles;
     if (lastError === undefined) return;

@@ -16,8 +16,13 @@ export class LatencySketch {
   max = -Infinity;
 
   add(ms: number): void {
+    this.addToBucket(bucketOf(ms), ms);
+  }
+
+  /** add(ms) with bucketOf(ms) already known (one value added to several sketches). */
+  addToBucket(bucket: number, ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) return;
-    this.counts[bucketOf(ms)]!++;
+    this.counts[bucket]!++;
     this.count++;
     if (ms < this.min) this.min = ms;
     if (ms > this.max) this.max = ms;
