@@ -118,12 +118,19 @@ interface CallRecord {
   calls: number;
   failed: number;
   scopes: Set<Scope>;
+  /** What the last scope added or found in `scopes` was made of (`scoped`: there is one): the next call's is usually the same. */
+  scoped: boolean;
+  region: string | undefined;
+  account: string | undefined;
+  bucket: string | undefined;
 }
 
 interface Subject {
   client: string;
   process: string | undefined;
   calls: Map<string, CallRecord>;
+  /** The same records by (raw) Service, then Api: found without making a key string per call. */
+  byService: Map<string, Map<string, CallRecord>>;
   denials: Map<string, ObservedDenial>;
   /** Bumped on every change of this subject, counts included: its report is rebuilt when it moved. */
   version: number;
@@ -183,11 +190,6 @@ export class PolicyObserver {
     service?: string;
     api?: string;
     rec?: CallRecord;
-    /** A scope `scopeRec` holds, by what it was made of. */
-    scopeRec?: CallRecord;
-    region?: string | undefined;
-    account?: string | undefined;
-    bucket?: string | undefined;
   } = {};
   private bucketHost: string | undefined;
   private bucketOfHost: string | undefined;
@@ -224,12 +226,16 @@ export class PolicyObserver {
     const region = first.region ?? attempts.find((a) => a.region)?.region;
     const account = principal?.account;
     const bucket = first.service === 'S3' ? this.bucketOf(attempts) : undefined;
-    const m = this.memo;
-    // The last call's scope again (the usual case): no scope string built and hashed.
-    if (m.scopeRec !== rec || region !== m.region || account !== m.account || bucket !== m.bucket) {
+    // This API's last scope again (the usual case): no scope string built and hashed.
+    if (!rec.scoped || region !== rec.region || account !== rec.account || bucket !== rec.bucket) {
       const scope = scopeOf(region, account, bucket);
       if (!rec.scopes.has(scope) && this.addScope(rec, own(scope))) this.changes++;
-      if (rec.scopes.has(scope)) Object.assign(m, { scopeRec: rec, region, account, bucket });
+      if (rec.scopes.has(scope)) {
+        rec.scoped = true;
+        rec.region = region;
+        rec.account = account;
+        rec.bucket = bucket;
+      }
     }
     const outcome = c.kind === 'call' ? callOutcome(c.call) : attemptOutcome(c.attempt);
     if (!outcome.failed) return;
@@ -339,6 +345,9 @@ export class PolicyObserver {
 
   /** The subject's record of one Service.Api, made if there is room (else counted and undefined). */
   private callRecord(subject: Subject, service: string, api: string): CallRecord | undefined {
+    let byApi = subject.byService.get(service);
+    const found = byApi?.get(api);
+    if (found !== undefined) return found;
     const key = `${service}\0${api}`;
     let rec = subject.calls.get(key);
     if (!rec) {
@@ -348,10 +357,12 @@ export class PolicyObserver {
         this.counters.droppedCalls++;
         return undefined;
       }
-      rec = { service: svc, api: op, calls: 0, failed: 0, scopes: new Set() };
+      rec = { service: svc, api: op, calls: 0, failed: 0, scopes: new Set(), scoped: false, region: undefined, account: undefined, bucket: undefined };
       subject.calls.set(key, rec);
       this.changes++;
     }
+    if (byApi === undefined) subject.byService.set(service, (byApi = new Map()));
+    byApi.set(api, rec);
     return rec;
   }
 
@@ -364,7 +375,7 @@ export class PolicyObserver {
         this.counters.droppedSubjects++;
         return undefined;
       }
-      s = { client: cut(client), process, calls: new Map(), denials: new Map(), version: 0 };
+      s = { client: cut(client), process, calls: new Map(), byService: new Map(), denials: new Map(), version: 0 };
       this.subjects.set(key, s);
       this.counters.subjects = this.subjects.size;
       this.changes++;
