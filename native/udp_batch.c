@@ -99,16 +99,18 @@
    each wakeup reads a batch instead of the one or two datagrams that arrived since the last:
    loopback senders wake a polling reader per datagram, and each wakeup preempts the JS thread
    (on one core at 100k/s: 1.1 us per datagram in the reader and 755 preemptions of the JS
-   thread a second; with 2 ms, 0.8 us and 350; with 4 ms, 0.7 us and 300). The kernel's buffer
+   thread a second; with 2 ms, 0.8 us and 350. 4 ms cost less again, but with a sender of one
+   sendto per datagram (bench/send.py) two runs of two lost 1.2 and 4.1 % in the kernel while
+   the ring had room: not understood, not kept). The kernel's buffer
    holds the datagrams meanwhile, so the sleep adapts to it (SO_MEMINFO: what the queued
    datagrams use of SO_RCVBUF, read once per wakeup): a wakeup that finds more than a quarter
    used halves the sleep (down to none), one that finds less than a sixteenth doubles it (up to
    COALESCE_MAX_NS; it starts at COALESCE_MIN_NS, so a cold start's first reads do not wait).
    Idle, poll still blocks without a timeout. */
 #ifndef COALESCE_MAX_NS
-#define COALESCE_MAX_NS 4000000L
+#define COALESCE_MAX_NS 2000000L
 #endif
-#define COALESCE_MIN_NS 31250L /* below this the sleep is dropped altogether (4 ms halved 7 times) */
+#define COALESCE_MIN_NS 31250L /* below this the sleep is dropped altogether (2 ms halved 6 times) */
 
 #ifdef __linux__
 
