@@ -8,7 +8,7 @@
 // build started with no traffic, RSS after --idle-s and --idle-long-s, next to Node's own floor
 // (`node -e 'setTimeout(() => {}, 1e9)'`) measured at the same time.
 //
-//   node bench/coldstart.mjs [--runs 5] [--rate 100000] [--duration 20] [--build DIR]...
+//   node bench/coldstart.mjs [--runs 5 (0: idle only)] [--rate 100000] [--duration 20] [--build DIR]...
 //                            [--idle-s 20] [--idle-long-s 300] [--no-raw] [--sender gen|python]
 //                            [--label L] [--out FILE]
 //
@@ -52,7 +52,7 @@ function parseArgs(argv) {
       process.exit(0);
     } else throw new Error(`unknown flag ${a}`);
   }
-  if (!(o.runs >= 1 && o.runs <= 20)) throw new Error('--runs must be 1-20');
+  if (!(o.runs >= 0 && o.runs <= 20)) throw new Error('--runs must be 0-20 (0: the idle measurement only)');
   if (!['gen', 'python'].includes(o.sender)) throw new Error(`--sender must be gen or python, got ${o.sender}`);
   if (!(o.idleLongS === 0 || o.idleLongS > o.idleS)) throw new Error('--idle-long-s must be 0 (off) or more than --idle-s');
   return o;
