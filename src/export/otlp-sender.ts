@@ -6,7 +6,7 @@
  * same batch was delivered again and again, never counted).
  */
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import {
@@ -105,8 +105,11 @@ function createHttpSender(target: OtlpTarget, encoding: Encoding): OtlpSender {
   const headers = { ...target.headers, 'Content-Type': encoding === 'json' ? 'application/json' : 'application/x-protobuf', 'User-Agent': USER_AGENT };
   const { ca, cert, key } = target.tls;
   const url = new URL(target.url);
-  // node's agents directly (@opentelemetry/otlp-exporter-base's factory does only this, and loading it kept its whole exporter base in memory).
-  const agent = url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true, ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) }) : new HttpAgent({ keepAlive: true });
+  // node's agents directly (@opentelemetry/otlp-exporter-base's factory does only this, and loading it kept its whole exporter base in memory);
+  // node:https (and node:tls) only for an https endpoint.
+  const https = url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')) : undefined;
+  const agent = https ? new https.Agent({ keepAlive: true, ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) }) : new HttpAgent({ keepAlive: true });
+  const send = https ? https.request : httpRequest;
   const inflight = new Set<Promise<SendResult>>();
 
   const exportOnce = async (body: Uint8Array, items: number): Promise<SendResult> => {
@@ -115,7 +118,6 @@ function createHttpSender(target: OtlpTarget, encoding: Encoding): OtlpSender {
     const reqHeaders: Record<string, string | number> = { ...headers, 'Content-Length': payload.byteLength };
     if (target.compression === 'gzip') reqHeaders['Content-Encoding'] = 'gzip';
     const options = { method: 'POST', headers: reqHeaders, agent };
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     let backoff = FIRST_RETRY_MS;
     for (let retry = 0; ; retry++) {
       const a = await postOnce((cb) => send(url, options, cb), payload, deadlineAt);

