@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { formatHostPort, splitHostPort } from '../net/address.js';
 import { bindPolicyError, httpBindPolicyError } from '../receive/source-filter.js';
 import { ConfigError } from './error.js';
@@ -188,7 +188,9 @@ function fileLayer(path: string): Layer {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    // yaml is loaded only for a config file: 1-2 MB a bridge without one does not keep (BENCHMARKS.md, "Idle memory").
+    const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
+    doc = parse(text);
   } catch (e) {
     throw new ConfigError(`config file ${path} is not valid YAML: ${(e as Error).message}`);
   }

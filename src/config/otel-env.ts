@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createSecureContext } from 'node:tls';
+import { createRequire } from 'node:module';
 
 /**
  * The standard OpenTelemetry environment variables (the SDK configuration
@@ -300,6 +300,8 @@ export function resolveOtelEnv(env: NodeJS.ProcessEnv, overrides: OtelOverrides)
     } else if ((ca || key || cert) && (key !== undefined) === (cert !== undefined)) {
       // Not PEM, or a key that does not match its certificate: say so now, not at the first export.
       try {
+        // node:tls only when there are TLS files to check (a bridge without them does not keep it loaded).
+        const { createSecureContext } = createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
         createSecureContext({ ...(ca ? { ca } : {}), ...(key ? { key } : {}), ...(cert ? { cert } : {}) });
       } catch (e) {
         const [name, value] = pick(ca && !key ? 'CERTIFICATE' : 'CLIENT_CERTIFICATE') ?? ['', ''];

@@ -5,11 +5,10 @@
  * ever), and it reports a 2xx answer with an oversized body as a failure without its status (the
  * same batch was delivered again and again, never counted).
  */
-import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { httpAgentFactoryFromOptions } from '@opentelemetry/otlp-exporter-base/node-http';
 import {
   JsonMetricsSerializer,
   JsonTraceSerializer,
@@ -93,7 +92,7 @@ export type HttpAttempt =
 
 /**
  * OTLP/HTTP: one POST per spooled request body, on a keep-alive agent with the TLS files
- * (the OTLP exporters' own agent factory), the headers, gzip, the same Content-Type per encoding
+ * (as the OTLP exporters' agent factory makes it), the headers, gzip, the same Content-Type per encoding
  * as `OTLPTraceExporter`/`OTLPMetricExporter`.
  *
  * The timeout (OTEL_EXPORTER_OTLP_TIMEOUT) bounds the whole export, retries included, however the
@@ -106,7 +105,11 @@ function createHttpSender(target: OtlpTarget, encoding: Encoding): OtlpSender {
   const headers = { ...target.headers, 'Content-Type': encoding === 'json' ? 'application/json' : 'application/x-protobuf', 'User-Agent': USER_AGENT };
   const { ca, cert, key } = target.tls;
   const url = new URL(target.url);
-  const agent = httpAgentFactoryFromOptions({ keepAlive: true, ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) })(url.protocol);
+  // node's agents directly (@opentelemetry/otlp-exporter-base's factory does only this, and loading it kept its whole exporter base in memory);
+  // node:https (and node:tls) only for an https endpoint.
+  const https = url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')) : undefined;
+  const agent = https ? new https.Agent({ keepAlive: true, ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) }) : new HttpAgent({ keepAlive: true });
+  const send = https ? https.request : httpRequest;
   const inflight = new Set<Promise<SendResult>>();
 
   const exportOnce = async (body: Uint8Array, items: number): Promise<SendResult> => {
@@ -114,8 +117,7 @@ function createHttpSender(target: OtlpTarget, encoding: Encoding): OtlpSender {
     const payload = target.compression === 'gzip' ? await gzipAsync(body) : body;
     const reqHeaders: Record<string, string | number> = { ...headers, 'Content-Length': payload.byteLength };
     if (target.compression === 'gzip') reqHeaders['Content-Encoding'] = 'gzip';
-    const options = { method: 'POST', headers: reqHeaders, agent: await agent };
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const options = { method: 'POST', headers: reqHeaders, agent };
     let backoff = FIRST_RETRY_MS;
     for (let retry = 0; ; retry++) {
       const a = await postOnce((cb) => send(url, options, cb), payload, deadlineAt);
@@ -136,7 +138,7 @@ function createHttpSender(target: OtlpTarget, encoding: Encoding): OtlpSender {
     },
     async shutdown() {
       await Promise.all(inflight);
-      (await agent).destroy();
+      agent.destroy();
     },
   };
 }

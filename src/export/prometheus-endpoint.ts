@@ -16,7 +16,8 @@
  * bridge's listener policy (loopback unless --allow-remote-http).
  */
 import { createServer, type Server } from 'node:http';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { createRequire } from 'node:module';
+import type { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { CollectionResult, MetricData, MetricProducer } from '@opentelemetry/sdk-metrics';
 import { emptyResource } from '@opentelemetry/resources';
 import { formatHostPort } from '../net/address.js';
@@ -68,7 +69,9 @@ export class PrometheusEndpoint {
     private readonly port: number,
     clients: MetricProducer,
   ) {
-    this.reader = new PrometheusExporter({ preventServerStart: true, host, port: port || 1, metricProducers: [clients] });
+    // The exporter is loaded only for this endpoint: a bridge without it does not keep it (BENCHMARKS.md, "Idle memory").
+    const { PrometheusExporter: Exporter } = createRequire(import.meta.url)('@opentelemetry/exporter-prometheus') as typeof import('@opentelemetry/exporter-prometheus');
+    this.reader = new Exporter({ preventServerStart: true, host, port: port || 1, metricProducers: [clients] });
   }
 
   async start(): Promise<void> {

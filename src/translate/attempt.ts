@@ -2,8 +2,7 @@
  * One ApiCallAttempt → its span and metric points (otel-mapping.md §1.5, §2.1): under its call
  * (call.ts) or alone as an orphan (orphan.ts).
  */
-import { ATTR_HTTP_REQUEST_RESEND_COUNT, ATTR_HTTP_RESPONSE_STATUS_CODE } from '@opentelemetry/semantic-conventions';
-import { ATTR_CLOUD_REGION, ATTR_RPC_SERVICE } from '@opentelemetry/semantic-conventions/incubating';
+import { ATTR_CLOUD_REGION, ATTR_HTTP_REQUEST_RESEND_COUNT, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_RPC_SERVICE } from './semconv.js';
 import type { CsmAttempt } from '../decode/types.js';
 import { csmMetricBase, nonEmpty, putEndpoint, putErrorType, putRequestIds, requestIdOf, type TranslateOptions } from './attributes.js';
 import { classifyOutcome, exceptionEvent, spanStatus, type ErrorClassification } from './error-type.js';

@@ -3,21 +3,7 @@
  * the bridge's own `csm.*` instruments, the request ids, the endpoint, `error.type`.
  * Each is written here once, so spans and metrics cannot disagree.
  */
-import {
-  ATTR_ERROR_TYPE,
-  ATTR_NETWORK_PEER_ADDRESS,
-  ATTR_RPC_METHOD,
-  ATTR_RPC_SYSTEM_NAME,
-  ATTR_SERVER_ADDRESS,
-  ATTR_SERVER_PORT,
-} from '@opentelemetry/semantic-conventions';
-import {
-  ATTR_AWS_EXTENDED_REQUEST_ID,
-  ATTR_AWS_REQUEST_ID,
-  ATTR_CLOUD_REGION,
-  ATTR_RPC_SERVICE,
-  ATTR_RPC_SYSTEM,
-} from '@opentelemetry/semantic-conventions/incubating';
+import { ATTR_AWS_EXTENDED_REQUEST_ID, ATTR_AWS_REQUEST_ID, ATTR_CLOUD_REGION, ATTR_ERROR_TYPE, ATTR_NETWORK_PEER_ADDRESS, ATTR_RPC_METHOD, ATTR_RPC_SERVICE, ATTR_RPC_SYSTEM, ATTR_RPC_SYSTEM_NAME, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT } from './semconv.js';
 import type { ErrorClassification } from './error-type.js';
 import { ATTR_JS_AWS_EXTENDED_REQUEST_ID, ATTR_JS_AWS_REQUEST_ID, DEFAULT_SERVER_PORT, RPC_SYSTEM_AWS_API } from './keys.js';
 import type { Operation } from './names.js';

@@ -2,12 +2,7 @@
  * One correlated ApiCall with its attempts → a span tree (the call, its attempts as children)
  * and metric points (otel-mapping.md §1.4, §1.6, §1.8, §2.1).
  */
-import {
-  ATTR_HTTP_RESPONSE_STATUS_CODE,
-  ATTR_USER_AGENT_ORIGINAL,
-  ERROR_TYPE_VALUE_OTHER,
-  METRIC_RPC_CLIENT_CALL_DURATION,
-} from '@opentelemetry/semantic-conventions';
+import { ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_USER_AGENT_ORIGINAL, ERROR_TYPE_VALUE_OTHER, METRIC_RPC_CLIENT_CALL_DURATION } from './semconv.js';
 import type { CsmApiCall, CsmAttempt } from '../decode/types.js';
 import { phaseMetrics, translateAttempt } from './attempt.js';
 import {

@@ -1,7 +1,7 @@
 /**
  * `error.type`, exception and status-message rules (otel-mapping.md §1.6, §1.7).
  */
-import { ATTR_EXCEPTION_MESSAGE, ATTR_EXCEPTION_TYPE, ERROR_TYPE_VALUE_OTHER } from '@opentelemetry/semantic-conventions';
+import { ATTR_EXCEPTION_MESSAGE, ATTR_EXCEPTION_TYPE, ERROR_TYPE_VALUE_OTHER } from './semconv.js';
 import { EXCEPTION_EVENT_NAME } from './keys.js';
 import type { Attributes, SpanEventRecord, SpanRecord } from './types.js';
 

@@ -3,7 +3,7 @@
  * contract between translate (which names an instrument per point) and export (which
  * aggregates per instrument), so both import it from here.
  */
-import { METRIC_RPC_CLIENT_CALL_DURATION } from '@opentelemetry/semantic-conventions';
+import { METRIC_RPC_CLIENT_CALL_DURATION } from './semconv.js';
 
 export const METRIC_CSM_ATTEMPT_DURATION = 'csm.attempt.duration';
 export const METRIC_CSM_CALL_ATTEMPTS = 'csm.call.attempts';

@@ -1,7 +1,6 @@
 /**
  * Attribute keys and values the translation writes that have no semconv constant
- * (otel-mapping.md §1.4, §1.5). The semconv ones are imported from
- * @opentelemetry/semantic-conventions where they are used.
+ * (otel-mapping.md §1.4, §1.5). The semconv ones are in ./semconv.ts.
  */
 
 /** `rpc.system` / `rpc.system.name` value used by the aws-sdk semconv page and instrumentation-aws-sdk. */

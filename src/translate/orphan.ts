@@ -2,7 +2,7 @@
  * An attempt no ApiCall claimed (hold expired, pending cap, shutdown) → a root span of its own
  * (otel-mapping.md §1.9): it carries what its missing parent would have carried.
  */
-import { ATTR_USER_AGENT_ORIGINAL } from '@opentelemetry/semantic-conventions';
+import { ATTR_USER_AGENT_ORIGINAL } from './semconv.js';
 import type { Correlated } from '../correlate/types.js';
 import type { CsmAttempt } from '../decode/types.js';
 import { translateAttempt } from './attempt.js';

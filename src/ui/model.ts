@@ -7,8 +7,7 @@
  * `maxRows` of them), 15 minutes of history per row (`history`), and the last `maxRecent` calls
  * with their attempts, for the waterfall. Time is passed in, so it is testable.
  */
-import { ATTR_HTTP_RESPONSE_STATUS_CODE } from '@opentelemetry/semantic-conventions';
-import { ATTR_AWS_EXTENDED_REQUEST_ID, ATTR_AWS_REQUEST_ID } from '@opentelemetry/semantic-conventions/incubating';
+import { ATTR_AWS_EXTENDED_REQUEST_ID, ATTR_AWS_REQUEST_ID, ATTR_HTTP_RESPONSE_STATUS_CODE } from '../translate/semconv.js';
 import type { Correlated } from '../correlate/types.js';
 import { CSM_MATCH_AMBIGUOUS } from '../translate/keys.js';
 import type { SpanRecord, Translation } from '../translate/types.js';
