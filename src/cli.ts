@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { PACKAGE_ROOT } from './package-root.js';
 import type { LiveView } from './ui/live-view.js';
 import { collectorOf, flushPlan, quitLine, stoppedLine, stoppingLine, terminalLine, timedOutLine } from './stop-report.js';
 
@@ -26,7 +27,7 @@ type ConfigError = InstanceType<typeof ConfigError>;
 // heap with what it pulls in (bench/module-cost.mjs, BENCHMARKS.md "Idle memory"). The gRPC
 // client is loaded the same way, by the first gRPC export (export/otlp-sender.ts).
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(new URL('package.json', PACKAGE_ROOT), 'utf8')) as { version: string }).version;
 
 async function main(): Promise<number> {
   let command;

@@ -1,4 +1,6 @@
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from '../package-root.js';
 
 /**
  * The recvmmsg receiver addon (native/udp_batch.c, built by `npm install` via node-gyp into
@@ -52,8 +54,8 @@ export interface BatchAddon {
   trimMalloc?: () => boolean;
 }
 
-/** Relative to this file: dist/receive/ (built) or src/receive/ (tests), both two levels below the root. */
-const ADDON_PATH = '../../build/Release/udp_batch.node';
+/** Where npm install builds it (scripts/build-native.mjs). */
+const ADDON_PATH = fileURLToPath(new URL('build/Release/udp_batch.node', PACKAGE_ROOT));
 
 let cached: { addon?: BatchAddon; why?: string } | undefined;
 

@@ -16,6 +16,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { PACKAGE_ROOT } from '../../package-root.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Correlated } from '../../correlate/types.js';
 import type { Stats } from '../../stats.js';
@@ -47,7 +48,7 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 
 /** The static files: URL path → file (under web/ of the package, or a package's file) and its type. */
 const require = createRequire(import.meta.url);
-const WEB_DIR = new URL('../../../web/', import.meta.url);
+const WEB_DIR = new URL('web/', PACKAGE_ROOT);
 const ASSETS: Readonly<Record<string, { file: () => string | URL; type: string }>> = {
   '/': { file: () => new URL('index.html', WEB_DIR), type: 'text/html; charset=utf-8' },
   '/web/app.js': { file: () => new URL('app.js', WEB_DIR), type: 'text/javascript; charset=utf-8' },
