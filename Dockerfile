@@ -21,6 +21,8 @@ COPY scripts/build-native.mjs ./scripts/
 RUN npm ci --no-audit --no-fund && test -f build/Release/udp_batch.node
 COPY tsconfig.json ./
 COPY src ./src
+# npm run build: tsc, then this bundles dist/cli.js (esbuild, a dev dependency).
+COPY scripts/bundle.mjs ./scripts/
 RUN npm run build
 
 # --- runtime: production dependencies only, non-root -------------------------

@@ -17,7 +17,7 @@
  * Chunks sit in dist/ itself, beside cli.js: files beside the code are found from
  * src/package-root.ts, one level below the package root, and that holds for every chunk.
  */
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { build } from 'esbuild';
 
 if (readFileSync('dist/cli.js', 'utf8').includes('__bundleRequire')) {
@@ -27,7 +27,7 @@ if (readFileSync('dist/cli.js', 'utf8').includes('__bundleRequire')) {
 // Chunks of an earlier build (their names are content hashes).
 for (const f of readdirSync('dist')) if (/^chunk-.*\.js(\.map)?$/.test(f)) rmSync(`dist/${f}`);
 
-await build({
+const { metafile } = await build({
   entryPoints: ['dist/cli.js'],
   outdir: 'dist',
   allowOverwrite: true,
@@ -45,4 +45,7 @@ await build({
   // CommonJS dependencies (the OTel SDK) call require(); an ES module has none of its own.
   banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
   logLevel: 'warning',
+  metafile: true,
 });
+// Which modules each chunk holds (test/e2e/default-load.e2e.test.ts: what a start loaded, by module).
+writeFileSync('dist/bundle-meta.json', JSON.stringify({ outputs: Object.fromEntries(Object.entries(metafile.outputs).map(([f, o]) => [f, Object.keys(o.inputs)])) }));

@@ -6,8 +6,8 @@
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { join, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT, startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
 import { startCallSender } from '../helpers/call-sender.js';
@@ -47,7 +47,24 @@ async function loads(name: string, args: string[], env: Record<string, string> =
   return readFileSync(file, 'utf8').split('\n').filter(Boolean);
 }
 
-const matching = (loaded: string[], re: RegExp) => loaded.filter((m) => re.test(m));
+/**
+ * dist/cli.js is a bundle (scripts/bundle.mjs): a start loads it and some of its chunks, each
+ * holding many modules. Every loaded chunk stands for the modules in it (dist/bundle-meta.json),
+ * as absolute paths, so the patterns below name modules whether bundled or not.
+ */
+const chunks = (JSON.parse(readFileSync(join(ROOT, 'dist/bundle-meta.json'), 'utf8')) as { outputs: Record<string, string[]> }).outputs;
+function expanded(loaded: string[]): string[] {
+  const out: string[] = [];
+  for (const m of loaded) {
+    out.push(m);
+    const path = m.startsWith('file:') ? fileURLToPath(m) : m;
+    const inputs = path.startsWith(`${ROOT}/`) ? chunks[relative(ROOT, path)] : undefined;
+    if (inputs !== undefined) for (const i of inputs) out.push(join(ROOT, i));
+  }
+  return out;
+}
+
+const matching = (loaded: string[], re: RegExp) => expanded(loaded).filter((m) => re.test(m));
 
 describe('what a bridge loads', () => {
   it('with the shipped defaults: none of the optional parts', async () => {

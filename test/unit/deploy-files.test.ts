@@ -103,18 +103,23 @@ describe('Dockerfile', () => {
     const sources = ins
       .filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
       .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
-    expect(sources.sort()).toEqual(['binding.gyp', 'config', 'native', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'scripts/build-native.mjs', 'src', 'tsconfig.json', 'web']);
+    expect(sources.sort()).toEqual(['binding.gyp', 'config', 'native', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'scripts/build-native.mjs', 'scripts/bundle.mjs', 'src', 'tsconfig.json', 'web']);
     // The build stage's npm ci runs package.json's install script: the file it runs is there before it.
     const install = json<{ scripts: { install: string } }>(read('package.json')).scripts.install;
     const script = /^node (\S+)$/.exec(install)?.[1];
     const npmCi = ins.findIndex((i) => i.op === 'RUN' && /npm ci\b/.test(i.args));
     expect(ins.slice(0, npmCi).some((i) => i.op === 'COPY' && i.args.split(/\s+/)[0] === script), install).toBe(true);
+    // So does npm run build with its build script's files.
+    const buildScripts = [...json<{ scripts: { build: string } }>(read('package.json')).scripts.build.matchAll(/node (\S+)/g)].map((m) => m[1]!);
+    const npmBuild = ins.findIndex((i) => i.op === 'RUN' && /npm run build\b/.test(i.args));
+    expect(buildScripts.length).toBeGreaterThan(0);
+    for (const f of buildScripts) expect(ins.slice(0, npmBuild).some((i) => i.op === 'COPY' && i.args.split(/\s+/)[0] === f), f).toBe(true);
     for (const s of sources) {
       expect(existsSync(join(ROOT, s)), s).toBe(true);
       expect(ignored, s).not.toContain(s);
     }
-    // dist/cli.js reads ../package.json at start: it is in the image.
-    expect(read('src/cli.ts')).toContain("new URL('../package.json', import.meta.url)");
+    // dist/cli.js reads package.json from the package root at start: it is in the image.
+    expect(read('src/cli.ts')).toContain("new URL('package.json', PACKAGE_ROOT)");
   });
 
   it('listens on every interface at the default ports, with a source allow-list the real config loader accepts', () => {
