@@ -94,6 +94,7 @@ export class Bridge {
         // What waits in memory counts against the memory ceiling: at most a quarter of it.
         ...(config.memoryCeilingMb > 0 ? { spoolMaxMemoryBytes: Math.floor((config.memoryCeilingMb * 1024 * 1024) / SPOOL_SHARE_OF_MEMORY_CEILING) } : {}),
         ...(config.spoolDir ? { spoolDir: config.spoolDir } : {}),
+        allowRemoteHttp: config.allowRemoteHttp,
       },
       this.stats,
       log,

@@ -166,6 +166,8 @@ export interface Stats {
   admin: AdminStats;
   /** The web view's live updates (GET / on the admin listener; src/admin/web/). */
   web: WebCounts;
+  /** The Prometheus endpoint: scrapes answered 421, their Host not a loopback name (DNS rebinding), without --allow-remote-http. */
+  prometheus: { rejectedHosts: number };
   /** Calls that failed inside the bridge (a bug): logged and counted, never fatal. */
   internalErrors: number;
 }
@@ -240,6 +242,7 @@ export function newStats(now: number): Stats {
     join: newJoinCounts(),
     admin: { rejectedHosts: 0, evictedConnections: 0, refusedConnections: 0, acceptErrors: 0, timedOut: 0, badRequests: 0, errors: 0 },
     web: { viewers: 0, viewersRefused: 0, slowViewersDropped: 0, updatesSent: 0, bytesSent: 0 },
+    prometheus: { rejectedHosts: 0 },
     internalErrors: 0,
   };
 }

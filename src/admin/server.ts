@@ -19,7 +19,7 @@ import type { Logger } from '../log.js';
 import type { PolicyService } from '../policy/policy-service.js';
 import type { Stats } from '../stats.js';
 import { parseHostPort } from '../net/address.js';
-import { isLoopbackHost } from '../receive/source-filter.js';
+import { isLoopbackHostHeader } from '../receive/source-filter.js';
 import type { AdminRoutes } from './web/web-view.js';
 
 /** Connections held at once; at the cap a new one replaces the oldest one not being answered. */
@@ -62,12 +62,6 @@ type Route = (query: URLSearchParams) => Answer | Promise<Answer>;
 export function splitTarget(target: string): { path: string; query: URLSearchParams } {
   const q = target.indexOf('?');
   return q < 0 ? { path: target, query: new URLSearchParams() } : { path: target.slice(0, q), query: new URLSearchParams(target.slice(q + 1)) };
-}
-
-/** The host name of a Host header (`name`, `name:port`, `[v6]`, `[v6]:port`), or undefined when it is none of these. */
-export function hostName(header: string): string | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::\d{1,5})?$/.exec(header);
-  return m ? (m[1] ?? m[2]) : undefined;
 }
 
 export class AdminServer {
@@ -202,13 +196,12 @@ export class AdminServer {
   /** The answer to send, or undefined when an extra route answered itself. */
   private answer(req: IncomingMessage, res: ServerResponse): Answer | Promise<Answer> | undefined {
     const host = req.headers.host;
-    // Browsers always send Host, so a request without one is not a rebound page.
-    if (!this.opts.allowRemoteHttp && host !== undefined && !isLoopbackHost(hostName(host) ?? '')) {
+    if (!this.opts.allowRemoteHttp && !isLoopbackHostHeader(host)) {
       this.counters.rejectedHosts++;
       return {
         code: 421,
         body: {
-          error: `Host ${JSON.stringify(host.slice(0, 200))} is not a loopback name: the admin listener answers localhost, 127.0.0.0/8 and [::1] only (a web page could otherwise reach it through DNS rebinding); --allow-remote-http lifts this`,
+          error: `Host ${JSON.stringify(host!.slice(0, 200))} is not a loopback name: the admin listener answers localhost, 127.0.0.0/8 and [::1] only (a web page could otherwise reach it through DNS rebinding); --allow-remote-http lifts this`,
         },
       };
     }

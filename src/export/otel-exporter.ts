@@ -43,6 +43,8 @@ export interface ExportOptions {
   spoolDir?: string;
   /** Where the console exporters write (stdout). */
   console?: LineWriter;
+  /** --allow-remote-http: the Prometheus endpoint answers any Host name (else loopback names only). */
+  allowRemoteHttp?: boolean;
 }
 
 /**
@@ -127,6 +129,7 @@ export class OtelExporter {
         otel.prometheus.host,
         otel.prometheus.port,
         new MergedClientsProducer(() => (this.clients?.metrics() ?? []).flatMap((m) => (m.prometheus ? [m.prometheus] : []))),
+        { allowRemoteHttp: opts.allowRemoteHttp === true, counts: stats.prometheus },
       );
     }
     const pushExporters: PushMetricExporter[] = [];

@@ -13,7 +13,9 @@
  *
  * The listener is ours (node:http), not the exporter's: it binds the resolved
  * OTEL_EXPORTER_PROMETHEUS_HOST/_PORT (0 = any free port, for tests) under the
- * bridge's listener policy (loopback unless --allow-remote-http).
+ * bridge's listener policy (loopback unless --allow-remote-http), and like the
+ * admin listener answers only loopback Host names unless --allow-remote-http (a
+ * web page could otherwise read the scrape through DNS rebinding).
  */
 import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
@@ -21,6 +23,7 @@ import type { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { CollectionResult, MetricData, MetricProducer } from '@opentelemetry/sdk-metrics';
 import { emptyResource } from '@opentelemetry/resources';
 import { formatHostPort } from '../net/address.js';
+import { isLoopbackHostHeader } from '../receive/source-filter.js';
 
 /** One monitored client's cumulative aggregates, and the labels that say whose they are. */
 export interface LabelledProducer {
@@ -68,6 +71,7 @@ export class PrometheusEndpoint {
     private readonly host: string,
     private readonly port: number,
     clients: MetricProducer,
+    private readonly policy: { allowRemoteHttp: boolean; counts: { rejectedHosts: number } },
   ) {
     // The exporter is loaded only for this endpoint: a bridge without it does not keep it (BENCHMARKS.md, "Idle memory").
     const { PrometheusExporter: Exporter } = createRequire(import.meta.url)('@opentelemetry/exporter-prometheus') as typeof import('@opentelemetry/exporter-prometheus');
@@ -76,6 +80,14 @@ export class PrometheusEndpoint {
 
   async start(): Promise<void> {
     const server = createServer((req, res) => {
+      const host = req.headers.host;
+      if (!this.policy.allowRemoteHttp && !isLoopbackHostHeader(host)) {
+        this.policy.counts.rejectedHosts++;
+        res
+          .writeHead(421, { 'content-type': 'text/plain' })
+          .end(`Host ${JSON.stringify(host!.slice(0, 200))} is not a loopback name: the Prometheus endpoint answers localhost, 127.0.0.0/8 and [::1] only; --allow-remote-http lifts this\n`);
+        return;
+      }
       const path = (req.url ?? '/').split('?')[0];
       if ((req.method === 'GET' || req.method === 'HEAD') && path === '/metrics') return this.reader.getMetricsRequestHandler(req, res);
       res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics\n');

@@ -43,3 +43,9 @@ export function parseSource(src: string): Source {
   if (hp === undefined || hp.port > 65535) throw new Error(`bad src "${src}" (want ip:port)`);
   return { address: hp.host, port: hp.port };
 }
+
+/** The host name of a Host header (`name`, `name:port`, `[v6]`, `[v6]:port`), or undefined when it is none of these. */
+export function hostName(header: string): string | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::\d{1,5})?$/.exec(header);
+  return m ? (m[1] ?? m[2]) : undefined;
+}

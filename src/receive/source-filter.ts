@@ -1,5 +1,5 @@
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
-import { splitHostPort } from '../net/address.js';
+import { hostName, splitHostPort } from '../net/address.js';
 
 /**
  * Who may send CSM datagrams (issue 3: bind policy and source allow-list).
@@ -68,6 +68,15 @@ export class SourceFilter {
     const pct = address.indexOf('%');
     return this.list.check(pct < 0 ? address : address.slice(0, pct), 'ipv6');
   }
+}
+
+/**
+ * An HTTP request's Host header that a web page rebound to this host (DNS rebinding) cannot send:
+ * absent (browsers always send one) or a loopback name. The admin listener and the Prometheus
+ * endpoint answer only these unless --allow-remote-http.
+ */
+export function isLoopbackHostHeader(header: string | undefined): boolean {
+  return header === undefined || isLoopbackHost(hostName(header) ?? '');
 }
 
 /** True for addresses only this host can reach: 127.0.0.0/8, ::1, ::ffff:127.x.y.z and `localhost`. */

@@ -175,6 +175,33 @@ describe('Host header (DNS rebinding)', () => {
     for (const host of FOREIGN) expect([host, (await get(port, '/healthz', host)).status]).toEqual([host, 200]);
     expect((await getStats(bridge)).admin.rejectedHosts).toBe(0);
   });
+
+  it('the Prometheus endpoint too: without --allow-remote-http it answers loopback names only (421, counted); with it, any', async () => {
+    const env = { OTEL_METRICS_EXPORTER: 'prometheus', OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1', OTEL_EXPORTER_PROMETHEUS_PORT: '0' };
+    for (const allowRemote of [false, true]) {
+      const bridge = await startBridge(['--otlp-endpoint', 'http://127.0.0.1:9', '--no-ui', ...(allowRemote ? ['--allow-remote-http'] : [])], env);
+      cleanup.push(() => bridge.stop('SIGKILL'));
+      const port = Number(String(bridge.started['prometheus']).split(':').pop());
+      for (const host of FOREIGN) {
+        const a = await get(port, '/metrics', host);
+        expect([host, a.status]).toEqual([host, allowRemote ? 200 : 421]);
+        if (allowRemote) expect(a.body).toContain('target_info');
+        else {
+          expect(a.body).toContain('is not a loopback name');
+          expect(a.body).not.toContain('target_info');
+        }
+      }
+      for (const host of LOOPBACK) {
+        const a = await get(port, '/metrics', host);
+        expect([host, a.status]).toEqual([host, 200]);
+        expect(a.body).toContain('target_info');
+      }
+      const s = await getStats(bridge);
+      expect(s.prometheus.rejectedHosts).toBe(allowRemote ? 0 : FOREIGN.length);
+      expect(s.admin.rejectedHosts).toBe(0);
+      expect(await bridge.stop()).toBe(0);
+    }
+  });
 });
 
 /** A request cut before the end of its headers, as a slowloris client leaves it. */

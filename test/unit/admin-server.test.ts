@@ -4,7 +4,8 @@
  * throw in the handler was uncaught); how request targets and Host headers are read.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { AdminServer, hostName, splitTarget } from '../../src/admin/server.js';
+import { AdminServer, splitTarget } from '../../src/admin/server.js';
+import { hostName } from '../../src/net/address.js';
 import { createLogger } from '../../src/log.js';
 import type { PolicyService } from '../../src/policy/policy-service.js';
 import { newStats, type Stats } from '../../src/stats.js';
