@@ -159,7 +159,19 @@ function parseArgv(argv: readonly string[]): { flags: Layer; configPath?: string
   return configPath === undefined ? { flags, ...subcommand } : { flags, configPath, ...subcommand };
 }
 
+/** The bridge's own environment variables begin with this; any other of them is refused (envLayer). */
+const ENV_PREFIX = 'AWS_CSM_BRIDGE_';
+
+/** Every AWS_CSM_BRIDGE_* variable the bridge reads (a setting's, or the config file's path). */
+const ENV_NAMES: readonly string[] = ['AWS_CSM_BRIDGE_CONFIG', ...KEYS.flatMap((k) => OPTIONS[k].env.filter((n) => n.startsWith(ENV_PREFIX)))];
+
 function envLayer(env: NodeJS.ProcessEnv): Layer {
+  // A mistyped variable would otherwise be ignored without a word, as an unknown flag or key is not.
+  for (const name of Object.keys(env)) {
+    if (name.startsWith(ENV_PREFIX) && !ENV_NAMES.includes(name)) {
+      throw new ConfigError(`unknown environment variable ${name}.${didYouMean(name, ENV_NAMES)} Run with --help to see every setting and its variable.`);
+    }
+  }
   const layer: Layer = {};
   for (const key of KEYS) {
     for (const name of OPTIONS[key].env) {

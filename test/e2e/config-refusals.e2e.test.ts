@@ -37,6 +37,7 @@ const cases: { name: string; args: string[]; env?: Record<string, string>; says:
   { name: 'a bad CIDR', args: ['--listen', '0.0.0.0:0', '--allow-source', '10.0.0.0/33'], says: /allowSource .*expected an IPv4 or IPv6 address or CIDR/ },
   { name: 'a value out of range', args: ['--max-clients', '0'], says: /maxClients .*got 0/ },
   { name: 'an unknown flag', args: ['--no-such-flag'], says: /unknown argument "--no-such-flag"/ },
+  { name: 'a mistyped AWS_CSM_BRIDGE_ variable', args: LOOPBACK, env: { AWS_CSM_BRIDGE_ADMN: 'off' }, says: /unknown environment variable AWS_CSM_BRIDGE_ADMN\. Did you mean AWS_CSM_BRIDGE_ADMIN\?/ },
   { name: 'a flag without its value', args: ['--listen'], says: /--listen needs a value/ },
   { name: 'a subcommand without its FILE', args: ['replay'], says: /replay needs a FILE/ },
   { name: 'a bad OpenTelemetry variable', args: LOOPBACK, env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318' }, says: /OTEL_EXPORTER_OTLP_ENDPOINT="localhost:4318": expected an http/ },
