@@ -172,7 +172,11 @@ export class MemoryGuard {
       m.shedCalls += shed.calls;
     }
     const left = this.state.pending;
-    this.log.warnLimited('memory', 'resident memory above memoryCeilingMb: exported the oldest pending attempts and calls early', {
+    const said =
+      shed.attempts + shed.calls > 0
+        ? 'resident memory above memoryCeilingMb: exported the oldest pending attempts and calls early'
+        : 'resident memory above memoryCeilingMb: nothing pending to export early (the rest is the bridge itself, its spools and its bounded state)';
+    this.log.warnLimited('memory', said, {
       rssBytes: rss,
       ceilingBytes: m.ceilingBytes,
       spoolBytes: m.spoolBytes,

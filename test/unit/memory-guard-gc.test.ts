@@ -27,7 +27,7 @@ afterEach(() => {
 /** GC entries are delivered after the fact: a real turn of the event loop. */
 const settle = () => new Promise((r) => setTimeout(r, 50));
 
-function guard(pending: () => number) {
+function guard(pending: () => number, log = createLogger('none')) {
   const stats = newStats(0);
   stats.memory.ceilingBytes = 1; // every RSS is above it
   const state: Sheddable = {
@@ -36,7 +36,7 @@ function guard(pending: () => number) {
     },
     shedOldest: (n) => ({ attempts: Math.min(n, pending()), calls: 0 }),
   };
-  return new MemoryGuard(stats, state, () => 0, createLogger('none'));
+  return new MemoryGuard(stats, state, () => 0, log);
 }
 
 describe('the memory guard above its ceiling', () => {
@@ -49,6 +49,25 @@ describe('the memory guard above its ceiling', () => {
     await settle();
     expect(forced).toBe(1);
   });
+
+  it('says what it did: exported the oldest pending state, or that nothing was pending', async () => {
+    try {
+      saysWhatItDid();
+    } finally {
+      await settle(); // its forced collections' entries, before the next test counts
+    }
+  });
+
+  function saysWhatItDid(): void {
+    for (const pending of [0, 10]) {
+      const lines: string[] = [];
+      vi.setSystemTime(Date.now() + 60_000); // past the previous guard's warning interval
+      guard(() => pending, createLogger('warn', (l) => void lines.push(l))).check();
+      const msgs = lines.map((l) => (JSON.parse(l) as { msg: string }).msg).filter((m) => m.startsWith('resident memory above'));
+      expect(msgs).toHaveLength(1);
+      expect(msgs[0]).toContain(pending > 0 ? 'exported the oldest pending attempts and calls early' : 'nothing pending to export early');
+    }
+  }
 
   it('with state shed at each check, a forced GC at each (at most one a second)', async () => {
     const g = guard(() => 10);
