@@ -17,7 +17,7 @@
  * Chunks sit in dist/ itself, beside cli.js: files beside the code are found from
  * src/package-root.ts, one level below the package root, and that holds for every chunk.
  */
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { build } from 'esbuild';
 
 if (readFileSync('dist/cli.js', 'utf8').includes('__bundleRequire')) {
@@ -47,5 +47,8 @@ const { metafile } = await build({
   logLevel: 'warning',
   metafile: true,
 });
+// package.json's bin: `npx aws-csm-bridge` in a clone execs dist/cli.js itself, so it must be
+// executable (esbuild, like tsc, writes 0644; npm sets the bit only when it installs a package).
+chmodSync('dist/cli.js', 0o755);
 // Which modules each chunk holds (test/e2e/default-load.e2e.test.ts: what a start loaded, by module).
 writeFileSync('dist/bundle-meta.json', JSON.stringify({ outputs: Object.fromEntries(Object.entries(metafile.outputs).map(([f, o]) => [f, Object.keys(o.inputs)])) }));
