@@ -91,6 +91,9 @@ function loadRun(build, o, tmp, tag) {
     rssSamplesMb: b.rssSamplesMb,
     cpuUsPerDatagram: b.cpuSecondsPerMillion,
     p99Ms: b.latencyMs?.p99 ?? null,
+    // Calls sent after the first second: is the whole run's p99 the cold start's backlog?
+    p99FirstSecondMs: b.latencyBySend?.bySecond[0]?.p99 ?? null,
+    p99AfterFirstSecondMs: b.latencyBySend?.afterFirstSecond.p99 ?? null,
   };
 }
 

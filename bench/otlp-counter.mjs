@@ -1,7 +1,8 @@
 // A light OTLP/HTTP receiver for the benchmark: counts spans in protobuf ExportTraceServiceRequest
 // bodies by walking the wire format (no full decode), and, for every root span whose
 // aws.request_id was written by bench/gen.c ("b<seq>-<send monotonic ns>"), records the
-// datagram-send → span-arrival latency in a 1 ms histogram. /v1/metrics is accepted and counted.
+// datagram-send → span-arrival latency in a 1 ms histogram, also by the second it was sent in
+// (latencyBySend: a cold start apart from the steady state). /v1/metrics is accepted and counted.
 // With --grpc it also serves OTLP/gRPC (TraceService/Export, MetricsService/Export, grpc-js,
 // raw bodies counted the same way) on a second port.
 // Prints {"port":N} (and "grpcPort") on stdout once listening; GET /count returns the totals.
@@ -12,6 +13,13 @@ import { createRequire } from 'node:module';
 
 const HIST_MS = 120_000; // latencies above 120 s land in the last bucket
 const hist = new Uint32Array(HIST_MS + 1);
+// The same latencies split by when they were sent (the sender's monotonic clock), in 100 ms
+// slices, so a cold start's backlog shows apart from the steady state. Bounded: SLICES_MAX slices
+// (2 minutes of sending), each a histogram up to SLICE_HIST_MS (above lands in its last bucket).
+const SLICE_NS = 100_000_000n;
+const SLICES_MAX = 1200;
+const SLICE_HIST_MS = 5_000;
+const bySlice = new Map();
 const state = { spans: 0, rootSpans: 0, timedRoots: 0, traceRequests: 0, metricRequests: 0, badRequests: 0, bytes: 0 };
 // Seq numbers of timed roots already seen, as a bitmap (bounded: 2^27 calls), to count duplicates.
 let seen = new Uint8Array(1 << 16);
@@ -102,6 +110,10 @@ function onSpan(buf, s, e, arrivalNs) {
   state.timedRoots++;
   const ms = Number((arrivalNs - sentNs) / 1_000_000n);
   hist[Math.max(0, Math.min(HIST_MS, ms))]++;
+  const slice = Number(sentNs / SLICE_NS);
+  let h = bySlice.get(slice);
+  if (h === undefined && bySlice.size < SLICES_MAX) bySlice.set(slice, (h = new Uint32Array(SLICE_HIST_MS + 1)));
+  if (h !== undefined) h[Math.max(0, Math.min(SLICE_HIST_MS, ms))]++;
 }
 
 function countTraces(buf, arrivalNs) {
@@ -116,16 +128,39 @@ function countTraces(buf, arrivalNs) {
   });
 }
 
-function percentile(p) {
-  const total = hist.reduce((x, y) => x + y, 0);
+function percentile(p, h = hist) {
+  const total = h.reduce((x, y) => x + y, 0);
   if (total === 0) return null;
   const want = Math.ceil(total * p);
   let acc = 0;
-  for (let i = 0; i < hist.length; i++) {
-    acc += hist[i];
+  for (let i = 0; i < h.length; i++) {
+    acc += h[i];
     if (acc >= want) return i;
   }
-  return HIST_MS;
+  return h.length - 1;
+}
+
+/** Histograms of the calls sent in each second since the first call was sent (slices merged). */
+function bySendSecond() {
+  const slices = [...bySlice.keys()].sort((a, b) => a - b);
+  const seconds = [];
+  for (const sl of slices) {
+    const i = Math.floor((sl - slices[0]) / 10);
+    seconds[i] ??= new Uint32Array(SLICE_HIST_MS + 1);
+    const h = bySlice.get(sl);
+    for (let j = 0; j < h.length; j++) seconds[i][j] += h[j];
+  }
+  return seconds;
+}
+
+const summary = (h) => ({ calls: h.reduce((x, y) => x + y, 0), p50: percentile(0.5, h), p99: percentile(0.99, h), max: percentile(1, h) });
+
+/** Per second of sending: how many timed calls and their p50/p99/max in ms; and all after the first second merged. */
+function latencyBySend() {
+  const seconds = bySendSecond();
+  const after = new Uint32Array(SLICE_HIST_MS + 1);
+  for (const h of seconds.slice(1)) if (h) for (let j = 0; j < h.length; j++) after[j] += h[j];
+  return { afterFirstSecond: summary(after), bySecond: Array.from(seconds, (h, second) => ({ second, ...summary(h ?? new Uint32Array(1)) })) };
 }
 
 const server = http.createServer((req, res) => {
@@ -134,6 +169,7 @@ const server = http.createServer((req, res) => {
       ...state,
       duplicates,
       latencyMs: { p50: percentile(0.5), p90: percentile(0.9), p99: percentile(0.99), max: percentile(1) },
+      latencyBySend: latencyBySend(),
       cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
     });
     res.writeHead(200, { 'content-type': 'application/json' }).end(body);

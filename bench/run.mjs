@@ -422,6 +422,8 @@ async function runBridge(gen, rate, o, templates, measureIdle) {
     // Flat = the last third of the load holds no more than the first third (medians).
     rssGrowthMb: rssGrowth(rssSamplesMb),
     latencyMs: count.latencyMs,
+    // The same by the second the calls were sent in: a cold start's backlog apart from the steady state.
+    latencyBySend: count.latencyBySend,
     timedCalls: count.timedRoots,
     drainSeconds: round(drainS, 1),
     traceRequests: count.traceRequests,

@@ -69,4 +69,30 @@ describe('bench/otlp-counter.mjs --grpc', () => {
     const count = (await (await fetch(`http://127.0.0.1:${port}/count`)).json()) as { spans: number; traceRequests: number; bytes: number; badRequests: number };
     expect(count).toMatchObject({ spans: 1000, traceRequests: 1, bytes: body.byteLength, badRequests: 0 });
   });
+
+  it('splits the send→arrival latency by the second a call was sent in, so a cold start shows apart from the steady state', async () => {
+    const { port } = await startCounter();
+    // Request ids as bench/gen.c and bench/send.py write them: b<seq, 15 digits>-<send monotonic ns, 19 digits>.
+    const now = process.hrtime.bigint();
+    const sentAgoMs = [3000, 3000, 1500, 500, 500, 500];
+    const batch = new TraceBatch({ encoding: 'protobuf', scope: { name: 'bench-counter-test', version: '1' }, attributeValueLengthLimit: 1024 });
+    const resource = prepareResource({ 'service.name': 'bench-counter-test' });
+    sentAgoMs.forEach((ago, i) => {
+      const requestId = `b${String(i + 1).padStart(15, '0')}-${String(now - BigInt(ago) * 1_000_000n).padStart(19, '0')}`;
+      batch.add(resource, { name: 'S3.ListBuckets', kind: 'client', startMs: 0, endMs: 1, attributes: { 'aws.request_id': requestId }, status: { code: 'unset' }, events: [], children: [] });
+    });
+    const res = await fetch(`http://127.0.0.1:${port}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: batch.take()! });
+    expect(res.status).toBe(200);
+    type Summary = { calls: number; p50: number; p99: number; max: number };
+    const count = (await (await fetch(`http://127.0.0.1:${port}/count`)).json()) as { timedRoots: number; latencyBySend: { afterFirstSecond: Summary; bySecond: ({ second: number } & Summary)[] } };
+    expect(count.timedRoots).toBe(6);
+    const { bySecond, afterFirstSecond } = count.latencyBySend;
+    expect(bySecond.map((s) => [s.second, s.calls])).toEqual([[0, 2], [1, 1], [2, 3]]);
+    expect(bySecond[0]!.p99).toBeGreaterThanOrEqual(3000);
+    expect(afterFirstSecond.calls).toBe(4);
+    expect(afterFirstSecond.max).toBeGreaterThanOrEqual(1500);
+    expect(afterFirstSecond.max).toBeLessThan(3000);
+    expect(afterFirstSecond.p50).toBeGreaterThanOrEqual(500);
+    expect(afterFirstSecond.p50).toBeLessThan(1500);
+  });
 });
