@@ -120,7 +120,7 @@ async function main(): Promise<number> {
   if (wantsView(config) && !consoleExport) {
     const rec = recorder;
     const { startView } = await import('./ui/attach.js');
-    view = startView(bridge, config, otel, {
+    view = startView(bridge, otel, {
       version: VERSION,
       listen: addresses.listen,
       ...(addresses.admin ? { admin: addresses.admin } : {}),

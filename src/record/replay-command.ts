@@ -34,7 +34,7 @@ export async function runReplayCommand(
   const speed = config.replaySpeed === 0 ? 'as fast as possible' : `${config.replaySpeed}x`;
   let view: LiveView | undefined;
   if (wantsView(config)) {
-    view = startView(bridge, config, otel, {
+    view = startView(bridge, otel, {
       version,
       listen: [`(replay of ${file})`],
       extra: () => [

@@ -1,6 +1,5 @@
 import type { Bridge } from '../bridge.js';
 import { describeTargets, type OtelSettings } from '../config/otel-env.js';
-import type { Config } from '../config/schema.js';
 import { notes } from '../policy/policy-command.js';
 import type { PolicyService } from '../policy/policy-service.js';
 import { LiveView, type PolicyPane } from './live-view.js';
@@ -10,7 +9,6 @@ export { wantsView } from './wants-view.js';
 /** Starts the live view on the bridge's translated calls. q / Ctrl-C send SIGINT, the normal stop path. */
 export function startView(
   bridge: Bridge,
-  config: Config,
   otel: OtelSettings,
   info: { version: string; listen: string[]; admin?: string; extra?: () => string[] },
 ): LiveView {
