@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { AdminServer } from './admin/server.js';
+import type { ViewModel } from './ui/model.js';
 import { WebView } from './admin/web/web-view.js';
 import type { OtelSettings } from './config/otel-env.js';
 import type { Config } from './config/schema.js';
@@ -208,6 +209,14 @@ export class Bridge {
   /** Adds a tap on received datagrams (before decoding). */
   tapDatagrams(tap: DatagramTap): void {
     this.pipeline.tapDatagrams(tap);
+  }
+
+  /**
+   * The web view's model, when the web view runs: the terminal view reads it instead of keeping a
+   * second one from the same calls (it holds everything the terminal shows, with the same bounds).
+   */
+  get viewModel(): ViewModel | undefined {
+    return this.web?.model;
   }
 
   /** Adds a tap on translated calls (after translate, before export). */

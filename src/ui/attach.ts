@@ -6,11 +6,15 @@ import { LiveView, type PolicyPane } from './live-view.js';
 
 export { wantsView } from './wants-view.js';
 
-/** Starts the live view on the bridge's translated calls. q / Ctrl-C send SIGINT, the normal stop path. */
+/**
+ * Starts the live view on the bridge's translated calls: on the web view's model when the web view
+ * runs (one model for both views), else on its own, tapped here. q / Ctrl-C send SIGINT, the normal stop path.
+ */
 export function startView(
   bridge: Bridge,
   otel: OtelSettings,
   info: { version: string; listen: string[]; admin?: string; extra?: () => string[] },
+  terminal: { out: NodeJS.WriteStream; input?: NodeJS.ReadStream } = { out: process.stdout, input: process.stdin },
 ): LiveView {
   const view = new LiveView({
     version: info.version,
@@ -18,13 +22,14 @@ export function startView(
     ...(info.admin ? { admin: info.admin } : {}),
     target: describeTargets(otel),
     stats: () => bridge.snapshot(),
-    out: process.stdout,
-    input: process.stdin,
+    out: terminal.out,
+    ...(terminal.input ? { input: terminal.input } : {}),
     onQuit: () => process.kill(process.pid, 'SIGINT'),
     ...(info.extra ? { extra: info.extra } : {}),
     ...(bridge.policy ? { policy: policyPane(bridge.policy) } : {}),
+    ...(bridge.viewModel ? { model: bridge.viewModel } : {}),
   });
-  bridge.tapCalls((c, t) => view.onCall(c, t));
+  if (!bridge.viewModel) bridge.tapCalls((c, t) => view.onCall(c, t));
   view.start();
   return view;
 }

@@ -26,6 +26,8 @@ export interface LiveViewOptions {
   /** Called on q / Ctrl-C (raw mode swallows the terminal's own SIGINT). */
   onQuit: () => void;
   limits?: ViewLimits;
+  /** A model fed elsewhere (the web view's, which holds all the terminal shows): read, not fed, here. */
+  model?: ViewModel;
   /** Extra header lines, re-read every frame. */
   extra?: () => string[];
   /** The IAM policies (key p shows the selected application's, n selects the next one). */
@@ -58,7 +60,7 @@ export class LiveView {
   private readonly restoreOnExit = () => this.close();
 
   constructor(private readonly opts: LiveViewOptions) {
-    this.model = new ViewModel(opts.limits ?? DEFAULT_LIMITS);
+    this.model = opts.model ?? new ViewModel(opts.limits ?? DEFAULT_LIMITS);
   }
 
   get isActive(): boolean {
@@ -81,7 +83,7 @@ export class LiveView {
     this.timer = setInterval(() => this.draw(), REDRAW_MS);
   }
 
-  /** Tap: one translated call. */
+  /** Tap: one translated call (not tapped when the model is fed elsewhere). */
   onCall(c: Correlated, t: Translation): void {
     this.model.add(c, t, Date.now());
   }

@@ -12,6 +12,7 @@ const waitScreen = (pred: (s: string) => boolean, timeoutMs?: number) => tmux!.w
 /**
  * A person's view of the bridge: the built CLI in a real terminal (tmux,
  * 160x50), no collector listening, real aws CLI calls against moto_server.
+ * The admin listener is on, as by default, so the web view runs beside the terminal's.
  */
 describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with real aws CLI calls', () => {
   let moto: Moto;
@@ -20,6 +21,9 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
   let after = '';
   let policyScreen = '';
   let narrow = '';
+  /** The web view's rows (its first event) while `during` was on the terminal. */
+  let webRows: { name: string; calls: number; errors: number }[] = [];
+  let adminPort: number;
   const exits: Record<string, number> = {};
 
   const aws = async (name: string, args: string[]) => {
@@ -30,6 +34,7 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
     moto = await startMoto(MOTO!);
     udpPort = await freePort();
     const closed = await freePort(); // nothing listens there: every export fails
+    adminPort = await freePort();
     const cmd = [
       'env',
       `PATH=${process.env['PATH'] ?? ''}`,
@@ -37,7 +42,7 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
       process.execPath,
       CLI,
       '--listen', `127.0.0.1:${udpPort}`,
-      '--admin', 'off',
+      '--admin', `127.0.0.1:${adminPort}`,
       '--export-delay-ms', '200',
       '--metrics-interval-ms', '500',
       '--shutdown-timeout-ms', '3000',
@@ -54,6 +59,7 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
     await aws('head-missing', ['s3api', 'head-bucket', '--bucket', 'no-such-bucket']); // 404
     await aws('describe-missing', ['dynamodb', 'describe-table', '--table-name', 'nope']); // 400 ResourceNotFoundException
     during = await waitScreen((s) => /DynamoDB\.DescribeTable/.test(s) && /FAILING/.test(s) && /S3\.CreateBucket +2 /.test(s));
+    webRows = await webViewRows(adminPort);
 
     // p: the selected application's IAM policy; p again: back to the calls.
     tmux!.keys('p');
@@ -95,6 +101,21 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
     const order = during.split('\n').filter((l) => /^(S3|DynamoDB)\.\S+ +\d+ /.test(l)).map((l) => l.split(/\s+/)[0]);
     expect(order[0]).toBe('S3.CreateBucket');
     expect(order).toHaveLength(4);
+  });
+
+  it('the web view, open at the same time, shows the same rows as the terminal', () => {
+    const terminal = during
+      .split('\n')
+      .filter((l) => /^(S3|DynamoDB)\.\S+ +\d+ /.test(l))
+      .map((l) => l.trim().split(/\s+/))
+      .map((c) => ({ name: c[0], calls: Number(c[1]), errPct: c[6] }));
+    expect(terminal).toHaveLength(4);
+    const web = Object.fromEntries(webRows.map((r) => [r.name, r]));
+    for (const t of terminal) {
+      expect(web[t.name!]?.calls, t.name).toBe(t.calls);
+      expect(((100 * web[t.name!]!.errors) / web[t.name!]!.calls).toFixed(1), t.name).toBe(t.errPct);
+    }
+    expect(webRows.map((r) => r.name).sort()).toEqual(terminal.map((t) => t.name).sort());
   });
 
   it('at 80x24 the table fits: P50, P99 and CALLS/S go; ERR%, RETRIES, THROTTLES and LAST ERROR stay; the keys are on the last line', () => {
@@ -153,3 +174,23 @@ describe.skipIf(!AWS || !MOTO || !TMUX)('live view in a terminal (tmux) with rea
     expect(after).not.toContain('{"');
   });
 });
+
+/** The Service.Api rows of the web view at 127.0.0.1:port: its first Server-Sent Event (init), then the stream is closed. */
+async function webViewRows(port: number): Promise<{ name: string; calls: number; errors: number }[]> {
+  const ctl = new AbortController();
+  const res = await fetch(`http://127.0.0.1:${port}/web/events`, { signal: ctl.signal });
+  const reader = res.body!.getReader();
+  let text = '';
+  try {
+    for (let i = 0; i < 100 && !/^data: .*\n\n/m.test(text); i++) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+    }
+  } finally {
+    ctl.abort();
+  }
+  const data = /^data: (.*)$/m.exec(text)?.[1];
+  if (data === undefined) throw new Error(`no event from the web view: ${text.slice(0, 200)}`);
+  return (JSON.parse(data) as { rows: { name: string; calls: number; errors: number }[] }).rows;
+}

@@ -3,9 +3,9 @@
  * web/ in the package, uPlot's from node_modules/uplot: nothing from the internet), live updates
  * over Server-Sent Events (sse-hub.ts) and the history of a table row for the charts.
  *
- * Data: the live terminal view's model (src/ui/model.ts), fed by the same tap after translate,
- * with the web's limits (rows per client, 15 minutes of history, the last calls with their
- * attempts). The datagram path only adds each call to the model; everything the page gets is
+ * Data: the view model (src/ui/model.ts), fed by the tap after translate, with the web's limits
+ * (rows per client, 15 minutes of history, the last calls with their attempts). The terminal's
+ * live view, when it runs too, reads this same model (Bridge.viewModel) instead of its own. The datagram path only adds each call to the model; everything the page gets is
  * built once per UPDATE_EVERY_MS, from a timer, and only while a page is open. The bridge's
  * health is the same snapshot /stats serves, so the page, /stats and the log agree.
  *
