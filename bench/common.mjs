@@ -1,4 +1,4 @@
-// What several bench scripts share: a free loopback port, and one real CSM call (a captured
+// What several bench scripts share: a flag's value, a free loopback port, and one real CSM call (a captured
 // aws-sdk JS v2 ApiCallAttempt + ApiCall pair, S3.ListBuckets) to send many times.
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -6,6 +6,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = join(fileURLToPath(import.meta.url), '..', '..');
+
+/** The value after `name` on the command line, or `def`. */
+export const flag = (name, def) => {
+  const i = process.argv.indexOf(name);
+  return i >= 2 ? process.argv[i + 1] : def;
+};
 
 export const freePort = () =>
   new Promise((res) => {

@@ -16,12 +16,8 @@
 // The browser runs on core 0 (`taskset`, when present), with the sender, away from the bridge.
 import { execFileSync } from 'node:child_process';
 import puppeteer from 'puppeteer-core';
+import { flag } from './common.mjs';
 
-const args = process.argv.slice(2);
-const flag = (name, def) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
 const admin = flag('--admin', '127.0.0.1:31001');
 const seconds = Number(flag('--seconds', '40'));
 const REPORT_MS = 5_000;

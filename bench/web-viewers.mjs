@@ -11,15 +11,11 @@
 // updates and bytes received in that time (the bridge sends one update a second per viewer).
 // --slow: the viewers never read (the bridge must drop them: web.slowViewersDropped in /stats).
 import { request } from 'node:http';
+import { flag } from './common.mjs';
 
-const args = process.argv.slice(2);
-const flag = (name, def) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
 const admin = flag('--admin', '127.0.0.1:31001');
 const viewers = Number(flag('--viewers', '1'));
-const slow = args.includes('--slow');
+const slow = process.argv.includes('--slow');
 const RECONNECT_MS = 500;
 const REPORT_MS = 10_000;
 
