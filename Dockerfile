@@ -6,7 +6,7 @@
 
 # --- build: full dev dependencies, TypeScript → dist/, the recvmmsg addon ------
 FROM node:20-bookworm-slim AS build
-# npm ci's install script builds the recvmmsg UDP receiver (native/udp_batch.c) with node-gyp,
+# The package's install script builds the recvmmsg UDP receiver (native/udp_batch.c) with node-gyp,
 # which needs python3, make and a C compiler (not in the slim image), and Node's headers (in the
 # image: nodedir, so nothing is downloaded). The install script never fails the install, so
 # `test -f` makes a missing addon fail the image build instead of silently using node:dgram.
@@ -18,7 +18,9 @@ WORKDIR /app
 COPY package.json package-lock.json binding.gyp ./
 COPY native ./native
 COPY scripts/build-native.mjs ./scripts/
-RUN npm ci --no-audit --no-fund && test -f build/Release/udp_batch.node
+# Dependencies first, so their layer survives a source change: npm ci without scripts (its prepare
+# would build dist/ before src/ is here), then the install script on its own.
+RUN npm ci --ignore-scripts --no-audit --no-fund && npm run install --silent && test -f build/Release/udp_batch.node
 COPY tsconfig.json ./
 COPY src ./src
 # npm run build: tsc, then this bundles dist/cli.js (esbuild, a dev dependency).

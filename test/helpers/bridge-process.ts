@@ -32,9 +32,11 @@ export async function startBridge(
   env: Record<string, string> = {},
   /** false: exactly `args`, without the test's own ephemeral listen/admin addresses. */
   testAddresses = true,
+  /** The CLI to run: this checkout's build, or an installed copy. */
+  cli = CLI,
 ): Promise<BridgeProcess> {
   const defaults = testAddresses ? ['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0'] : [];
-  const child = spawn(process.execPath, [CLI, ...defaults, ...args], {
+  const child = spawn(process.execPath, [cli, ...defaults, ...args], {
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

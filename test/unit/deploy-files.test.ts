@@ -104,11 +104,17 @@ describe('Dockerfile', () => {
       .filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
       .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
     expect(sources.sort()).toEqual(['binding.gyp', 'config', 'native', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'scripts/build-native.mjs', 'scripts/bundle.mjs', 'src', 'tsconfig.json', 'web']);
-    // The build stage's npm ci runs package.json's install script: the file it runs is there before it.
-    const install = json<{ scripts: { install: string } }>(read('package.json')).scripts.install;
-    const script = /^node (\S+)$/.exec(install)?.[1];
+    // The build stage runs package.json's install script: the file it runs is there before it.
+    const scripts = json<{ scripts: { install: string; prepare?: string } }>(read('package.json')).scripts;
+    const script = /^node (\S+)$/.exec(scripts.install)?.[1];
     const npmCi = ins.findIndex((i) => i.op === 'RUN' && /npm ci\b/.test(i.args));
-    expect(ins.slice(0, npmCi).some((i) => i.op === 'COPY' && i.args.split(/\s+/)[0] === script), install).toBe(true);
+    expect(ins.slice(0, npmCi).some((i) => i.op === 'COPY' && i.args.split(/\s+/)[0] === script), scripts.install).toBe(true);
+    // npm ci runs prepare (the build) too: before src/ is copied, it must not run scripts, and the install script is then run on its own.
+    const srcCopied = ins.findIndex((i) => i.op === 'COPY' && i.args.split(/\s+/)[0] === 'src');
+    if (scripts.prepare !== undefined && npmCi < srcCopied) {
+      expect(ins[npmCi]!.args).toMatch(/npm ci --ignore-scripts\b/);
+      expect(ins[npmCi]!.args).toMatch(/npm run install\b/);
+    }
     // So does npm run build with its build script's files.
     const buildScripts = [...json<{ scripts: { build: string } }>(read('package.json')).scripts.build.matchAll(/node (\S+)/g)].map((m) => m[1]!);
     const npmBuild = ins.findIndex((i) => i.op === 'RUN' && /npm run build\b/.test(i.args));
