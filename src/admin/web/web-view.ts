@@ -5,7 +5,8 @@
  *
  * Data: the view model (src/ui/model.ts), fed by the tap after translate, with the web's limits
  * (rows per client, 15 minutes of history, the last calls with their attempts). The terminal's
- * live view, when it runs too, reads this same model (Bridge.viewModel) instead of its own. The datagram path only adds each call to the model; everything the page gets is
+ * live view, when it runs too, reads this same model (Bridge.viewModel) instead of its own.
+ * The datagram path only adds each call to the model; everything the page gets is
  * built once per UPDATE_EVERY_MS, from a timer, and only while a page is open. The bridge's
  * health is the same snapshot /stats serves, so the page, /stats and the log agree.
  *
