@@ -92,7 +92,8 @@ class FaultProxy {
   }
 
   async up(mode: Mode): Promise<void> {
-    this.setMode(mode);
+    this.mode = mode;
+    for (const s of this.sockets) s.destroy();
     if (this.server) return;
     const server = net.createServer((c) => this.accept(c));
     await new Promise<void>((res, rej) => {
@@ -102,10 +103,15 @@ class FaultProxy {
     this.server = server;
   }
 
-  /** Switches mode; open connections are cut so keep-alive sockets do not carry the old mode on. */
-  setMode(mode: Mode): void {
-    this.mode = mode;
-    for (const s of this.sockets) s.destroy();
+  /**
+   * Switches mode, as a restarted collector would: open connections are cut (keep-alive sockets
+   * do not carry the old mode on) and the port is listened on afresh, so a connection made before
+   * the switch but not yet accepted here (this process may be slow to get to it) is refused, not
+   * served in the new mode.
+   */
+  async setMode(mode: Mode): Promise<void> {
+    await this.down();
+    await this.up(mode);
   }
 
   async down(): Promise<void> {
@@ -141,8 +147,13 @@ class FaultProxy {
 }
 
 const BASE_ARGS = ['--export-delay-ms', '100', '--export-batch-size', '200', '--metrics-interval-ms', '1000', '--log-level', 'info'];
-/** The exporter's own in-request retries end after 1 s, so the spool's loop is what is tested. */
-const ENV = { OTEL_EXPORTER_OTLP_TIMEOUT: '1000' };
+/**
+ * An export's timeout shorter than the exporter's first in-request retry (1 s ±20 %): each export
+ * is one POST, so the spool's loop is what is tested. (With 1 s, a retry could go out with a few ms
+ * of its timeout left just as the collector came back: delivered, then abandoned at the deadline
+ * and sent again by the spool, a duplicate OTLP allows and this file's exactly-once checks do not.)
+ */
+const ENV = { OTEL_EXPORTER_OTLP_TIMEOUT: '700' };
 
 // Each test: a fresh sink behind a fault proxy, bridges and spool directories cleaned up after it.
 let sink: OtlpSink;
@@ -226,7 +237,7 @@ describe('collector outages', () => {
     const during = await waitStats(b, (s) => s.spans.created === 400 && s.spool.retries > 0, waitingFor);
     expect(during.datagrams.accepted).toBe(400);
     expect(during.spans.exported).toBe(0);
-    proxy.setMode('forward');
+    await proxy.setMode('forward');
     await sink.waitFor(() => delivered(sink).size === 200, 30_000);
     expectAllDelivered(sink, 200);
     const after = await waitStats(b, (s) => s.spans.exported === 400 && s.spool.queuedSpans === 0, 'all exported');
