@@ -10,7 +10,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT, startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
-import { startCallSender } from '../helpers/call-sender.js';
+import { sendCalls } from '../helpers/call-sender.js';
 import { waitStats } from '../helpers/stats.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'csm-default-load-'));
@@ -80,12 +80,7 @@ describe('what a bridge loads', () => {
     const config = join(dir, 'bridge.yaml');
     writeFileSync(config, 'exportDelayMs: 100\n');
     const loaded = await loads('asked', ['--config', config], { OTEL_METRICS_EXPORTER: 'prometheus', OTEL_EXPORTER_PROMETHEUS_HOST: '127.0.0.1', OTEL_EXPORTER_PROMETHEUS_PORT: '0' }, async (bridge) => {
-      const sender = await startCallSender('default-load');
-      try {
-        await sender.send(bridge.udpPort, 1);
-      } finally {
-        sender.close();
-      }
+      await sendCalls('default-load', bridge.udpPort, 1);
       await waitStats(bridge, (s) => s.policy.observed >= 1, 'the call observed by the policy');
       const res = await fetch(`${bridge.adminUrl}/policy`);
       expect(res.status).toBe(200);

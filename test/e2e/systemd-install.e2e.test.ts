@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT, startBridge, type BridgeProcess } from '../helpers/bridge-process.js';
-import { startCallSender } from '../helpers/call-sender.js';
+import { sendCalls } from '../helpers/call-sender.js';
 import { startOtlpSink, type OtlpSink } from '../helpers/otlp-sink.js';
 import { waitStats } from '../helpers/stats.js';
 
@@ -89,12 +89,7 @@ describe.skipIf(!existsSync(ADDON) && !process.env['CI'])('the systemd unit\'s i
     const page = await fetch(`${bridge.adminUrl}/`);
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('aws-csm-bridge');
-    const sender = await startCallSender('systemd-install');
-    try {
-      await sender.send(bridge.udpPort, 1);
-    } finally {
-      sender.close();
-    }
+    await sendCalls('systemd-install', bridge.udpPort, 1);
     await waitStats(bridge, (s) => s.policy.observed >= 1, 'the call observed by the policy');
     const policy = (await (await fetch(`${bridge.adminUrl}/policy`)).json()) as { clients: { policy: { Statement: unknown[] } }[] };
     expect(policy.clients[0]!.policy.Statement.length).toBeGreaterThan(0);

@@ -32,3 +32,13 @@ export async function startCallSender(prefix: string): Promise<CallSender> {
     close: () => udp.close(),
   };
 }
+
+/** Sends `count` calls to the bridge on loopback `port` from a sender of its own, then closes it. */
+export async function sendCalls(prefix: string, port: number, count: number): Promise<void> {
+  const sender = await startCallSender(prefix);
+  try {
+    await sender.send(port, count);
+  } finally {
+    sender.close();
+  }
+}
